@@ -1,0 +1,1 @@
+//! The choker (sans-IO). OWNER: helper B (later).

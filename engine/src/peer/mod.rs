@@ -1,0 +1,1 @@
+//! Per-peer sans-IO state machine. OWNER: lead.

@@ -1,0 +1,1 @@
+//! The shared, lock-free piece picker. OWNER: helper E.

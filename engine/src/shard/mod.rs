@@ -1,0 +1,1 @@
+//! Shard runtime. OWNER: lead.
