@@ -1,10 +1,317 @@
-//! Public engine API. OWNER: lead.
-pub struct Engine;
-pub struct AddTorrent;
-pub enum Alert {}
-pub struct Config;
+//! The public API: [`Engine::start`], [`Engine::add_torrent`], the [`Alert`] stream,
+//! [`Engine::stats`] and [`Engine::shutdown`].
+//!
+//! The handle is `Send + Sync` and can be used from any async runtime or none: shards run on
+//! their own threads, the disk pipeline on its own, and trackers and the once-a-second stats
+//! tick on a control thread with a private single-threaded tokio runtime.
+
+mod add;
+mod control;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::metainfo::Metainfo;
+use crate::shard::{self, Command, ShardHandle};
+use crate::torrent::TorrentShared;
+use crate::types::PeerId;
+
+pub use add::{AddTorrent, TorrentSource};
+
+/// Engine settings. `Config::default()` suits a desktop or server; tests lower the sizes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Shard threads, each with its own ring. Default: the number of cores.
+    pub shards: usize,
+    /// Where shards accept peers (one SO_REUSEPORT listener per shard). Port 0 picks one.
+    pub listen: SocketAddr,
+    /// SHA-1 threads of the disk pipeline. Default: the number of cores.
+    pub hash_threads: usize,
+    /// Memory for pieces being downloaded, hashed or written (pre-touched once, reused).
+    /// When it is all in use, shards stop requesting new pieces until the disk catches up.
+    pub buffer_pool_bytes: usize,
+    /// Provided receive buffers per shard ring, and their size.
+    pub recv_buffers: u16,
+    pub recv_buffer_len: usize,
+    pub max_peers_per_torrent: u32,
+    /// Use the epoll backend even where io_uring works (also: `RINGTORRENT_NO_URING=1`).
+    pub force_portable: bool,
+    /// Our peer id; random Azureus-style by default.
+    pub peer_id: Option<PeerId>,
+    /// Announce to the torrent's trackers.
+    pub use_trackers: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Config {
+            shards: cores,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            hash_threads: cores,
+            buffer_pool_bytes: 96 << 20,
+            recv_buffers: 128,
+            recv_buffer_len: 64 << 10,
+            max_peers_per_torrent: 64,
+            force_portable: false,
+            peer_id: None,
+            use_trackers: true,
+        }
+    }
+}
+
+/// A torrent inside an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TorrentId(pub u64);
+
+impl std::fmt::Display for TorrentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A snapshot of a torrent's progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TorrentStats {
+    pub total_bytes: u64,
+    /// Bytes of verified pieces on disk.
+    pub verified_bytes: u64,
+    /// Payload bytes received (including duplicates and failed pieces).
+    pub downloaded_bytes: u64,
+    pub uploaded_bytes: u64,
+    pub wasted_bytes: u64,
+    pub download_rate_bytes_per_s: u64,
+    pub peers: u32,
+    pub pieces_have: u32,
+    pub pieces_total: u32,
+    pub hash_failures: u32,
+    pub complete: bool,
+}
+
+/// Everything the engine reports.
+#[derive(Debug, Clone)]
+pub enum Alert {
+    TorrentAdded { id: TorrentId, name: String, info_hash: crate::InfoHash },
+    PeerConnected { id: TorrentId, addr: SocketAddr, outgoing: bool },
+    PeerDisconnected { id: TorrentId, addr: SocketAddr, reason: String },
+    PieceVerified { id: TorrentId, piece: u32 },
+    HashFailed { id: TorrentId, piece: u32 },
+    TrackerReply { id: TorrentId, url: String, peers: usize },
+    TrackerError { id: TorrentId, url: String, message: String },
+    /// Once a second per torrent.
+    Stats { id: TorrentId, stats: TorrentStats },
+    /// Every wanted piece is verified and on disk.
+    TorrentComplete { id: TorrentId },
+    /// The torrent stopped (disk full, I/O error); verified data stays on disk.
+    TorrentError { id: TorrentId, message: String },
+}
+
+/// Where alerts go; cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct AlertSink(mpsc::UnboundedSender<Alert>);
+
+impl AlertSink {
+    pub fn send(&self, alert: Alert) {
+        // A dropped receiver means nobody listens; that is not an error.
+        let _ = self.0.send(alert);
+    }
+}
+
+/// The engine's errors, by who is at fault.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {}
-pub struct TorrentId;
-pub enum TorrentSource {}
-pub struct TorrentStats;
+pub enum EngineError {
+    #[error("bad torrent: {0}")]
+    BadTorrent(#[from] crate::metainfo::MetainfoError),
+    #[error("cannot read {path}: {source}")]
+    ReadTorrent { path: PathBuf, source: std::io::Error },
+    #[error("storage: {0}")]
+    Storage(#[from] uring_disk::StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("torrent {0} already added")]
+    Duplicate(crate::InfoHash),
+    #[error("no such torrent {0}")]
+    NoSuchTorrent(TorrentId),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("engine is shut down")]
+    ShutDown,
+}
+
+pub(crate) struct TorrentEntry {
+    pub shared: Arc<TorrentShared>,
+    pub control: control::TorrentControl,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub our_id: PeerId,
+    pub listen_addr: SocketAddr,
+    pub shards: Mutex<Vec<ShardHandle>>,
+    pub disk: Arc<uring_disk::DiskPipeline>,
+    pub torrents: Mutex<Vec<TorrentEntry>>,
+    pub next_id: AtomicU64,
+    pub next_shard: AtomicU64,
+    pub alerts: AlertSink,
+    pub alert_rx: Mutex<Option<mpsc::UnboundedReceiver<Alert>>>,
+    pub control: control::ControlHandle,
+}
+
+/// A running engine. Cloning shares it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Starts the disk pipeline, the shards and the control thread.
+    pub fn start(config: Config) -> Result<Engine, EngineError> {
+        let our_id = config.peer_id.unwrap_or_else(PeerId::generate);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let alerts = AlertSink(tx);
+        let disk = Arc::new(uring_disk::DiskPipeline::start(uring_disk::DiskConfig {
+            hash_threads: config.hash_threads.max(1),
+            ..Default::default()
+        })?);
+        let listeners = add::listeners(config.listen, config.shards.max(1))?;
+        let listen_addr = listeners.1;
+        let mut shards = Vec::new();
+        for (index, listener) in listeners.0.into_iter().enumerate() {
+            let cfg = shard::ShardConfig {
+                index,
+                listener: Some(listener),
+                recv_buffers: config.recv_buffers,
+                recv_buffer_len: config.recv_buffer_len,
+                force_portable: config.force_portable,
+                alerts: alerts.clone(),
+                disk: disk.clone(),
+            };
+            shards.push(shard::spawn(cfg).map_err(EngineError::Thread)?);
+        }
+        let control = control::ControlHandle::spawn().map_err(EngineError::Thread)?;
+        let inner = Arc::new(Inner {
+            config,
+            our_id,
+            listen_addr,
+            shards: Mutex::new(shards),
+            disk,
+            torrents: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            next_shard: AtomicU64::new(0),
+            alerts,
+            alert_rx: Mutex::new(Some(rx)),
+            control,
+        });
+        control::start_ticker(&inner);
+        Ok(Engine { inner })
+    }
+
+    /// The address peers can reach us at (the actual port if 0 was asked for).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.inner.listen_addr
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.our_id
+    }
+
+    /// The alert stream. It can be taken once; later calls return `None`.
+    pub fn alerts(&self) -> Option<mpsc::UnboundedReceiver<Alert>> {
+        self.inner.alert_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Adds a torrent and starts downloading it.
+    pub fn add_torrent(&self, add: AddTorrent) -> Result<TorrentId, EngineError> {
+        add::add_torrent(&self.inner, add)
+    }
+
+    /// Dials more peers for a torrent.
+    pub fn add_peers(&self, id: TorrentId, peers: &[SocketAddr]) -> Result<(), EngineError> {
+        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = torrents.iter().find(|e| e.shared.id == id.0).ok_or(EngineError::NoSuchTorrent(id))?;
+        connect_peers(&self.inner, &entry.shared, peers);
+        Ok(())
+    }
+
+    /// Progress of one torrent.
+    pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
+        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        let e = torrents.iter().find(|e| e.shared.id == id.0)?;
+        Some(control::stats_of(&e.shared, e.control.rate_bytes_per_s()))
+    }
+
+    /// The torrent's metainfo.
+    pub fn metainfo(&self, id: TorrentId) -> Option<Arc<Metainfo>> {
+        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        torrents.iter().find(|e| e.shared.id == id.0).map(|e| e.shared.meta.clone())
+    }
+
+    /// Stops everything: trackers are told `stopped`, queued disk writes finish, peers close.
+    pub async fn shutdown(self) -> Result<(), EngineError> {
+        let inner = self.inner.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("rt-shutdown".into())
+            .spawn(move || {
+                shutdown_blocking(&inner);
+                let _ = tx.send(());
+            })
+            .map_err(EngineError::Thread)?;
+        rx.await.map_err(|_| EngineError::ShutDown)
+    }
+}
+
+fn shutdown_blocking(inner: &Inner) {
+    let torrents: Vec<Arc<TorrentShared>> = {
+        let t = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter().map(|e| e.shared.clone()).collect()
+    };
+    for t in &torrents {
+        t.stopped.store(true, Ordering::Release);
+    }
+    let mut shards = std::mem::take(&mut *inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
+    for s in &shards {
+        let _ = s.tx.send(Command::Shutdown);
+    }
+    for s in shards.iter_mut() {
+        if let Some(h) = s.thread.take() {
+            let _ = h.join();
+        }
+    }
+    {
+        let entries = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        for e in entries.iter() {
+            e.control.stop(&inner.control.runtime);
+        }
+    }
+    for t in &torrents {
+        if let Err(e) = inner.disk.remove_torrent(t.disk_slot) {
+            tracing::warn!("torrent {}: finishing disk writes failed: {e}", t.id);
+        }
+    }
+    inner.control.shutdown();
+}
+
+/// Hands peer addresses to shards round-robin.
+pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[SocketAddr]) {
+    let shards = inner.shards.lock().unwrap_or_else(|e| e.into_inner());
+    if shards.is_empty() {
+        return;
+    }
+    for &addr in peers {
+        let ours = addr.port() == inner.listen_addr.port()
+            && (inner.listen_addr.ip().is_unspecified() || addr.ip() == inner.listen_addr.ip());
+        if ours || addr.port() == 0 {
+            continue;
+        }
+        let i = inner.next_shard.fetch_add(1, Ordering::Relaxed) as usize % shards.len();
+        let _ = shards[i].tx.send(Command::Connect { torrent: t.id, addr });
+    }
+}

@@ -21,6 +21,7 @@ pub mod metainfo;
 pub mod peer;
 pub mod picker;
 pub mod shard;
+pub mod torrent;
 pub mod tracker;
 pub mod types;
 pub mod wire;

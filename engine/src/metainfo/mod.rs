@@ -1,9 +1,38 @@
 //! Metainfo (.torrent) files, BEP 3 v1, with BEP 12 `announce-list`, BEP 19 `url-list`,
 //! BEP 27 `private` and BEP 47 padding files.
 //!
-//! OWNER: helper A (parsing). The struct shapes below are the contract other modules use.
+//! Invariants of a parsed [`Metainfo`] (checked once in [`Metainfo::from_bytes`], relied upon
+//! everywhere else):
+//! - `info_hash` is the SHA-1 of the `info` value's bytes exactly as they were in the file;
+//! - `info.pieces.len() == info.lengths.num_pieces()`, and `lengths` agrees with the files:
+//!   the total is the sum of file lengths, at most [`MAX_TOTAL_LENGTH`], and the piece length is
+//!   1..=[`MAX_PIECE_LENGTH`];
+//! - files are in torrent order, `offset` is the sum of the lengths before it;
+//! - every path (and the name) passed [`safe_relative_path`]; no two non-padding files have the
+//!   same path, and no file's path is a directory of another file.
+//!
+//! Strictness: everything inside `info` decides what is downloaded and is strict. Fields
+//! outside it (trackers, web seeds, comment, ...) are advisory: an entry of the wrong type is
+//! skipped, as libtorrent does, never fatal.
 
+pub mod build;
+mod parse;
+mod path;
+
+pub use path::{check_component, safe_relative_path, PathError, PathProblem};
+
+use std::path::PathBuf;
+
+use crate::bencode::DecodeError;
 use crate::types::{InfoHash, Lengths, PieceIndex};
+
+/// Largest metainfo file accepted (a 2^50-byte torrent in 16 MiB pieces needs 1.3 MiB of
+/// hashes; this leaves room for enormous file lists).
+pub const MAX_METAINFO_LEN: usize = 64 << 20;
+/// Largest total content size accepted (1 PiB).
+pub const MAX_TOTAL_LENGTH: u64 = 1 << 50;
+/// Largest piece length accepted (128 MiB).
+pub const MAX_PIECE_LENGTH: u32 = 128 << 20;
 
 /// One file of the torrent, in torrent order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +69,24 @@ impl Info {
         // PieceIndex is parsed against `lengths`.
         &self.pieces[p.idx()]
     }
+
+    /// Where file `file_idx` goes, relative to the download directory: `name/dir/file` for a
+    /// multi-file torrent, `name` for a single file. Panics if `file_idx` is out of range.
+    pub fn file_path(&self, file_idx: usize) -> PathBuf {
+        let f = &self.files[file_idx];
+        let mut p = PathBuf::new();
+        if self.multi_file {
+            p.push(&self.name);
+        }
+        // Components were checked by `safe_relative_path` at parse time.
+        p.extend(&f.path);
+        p
+    }
+
+    /// The file's path inside the torrent joined with `/` (`dir/sub/file`, no `name/` prefix).
+    pub fn display_path(&self, file_idx: usize) -> String {
+        self.files[file_idx].path.join("/")
+    }
 }
 
 /// A whole metainfo file.
@@ -57,3 +104,80 @@ pub struct Metainfo {
     /// The raw bytes of the `info` dictionary (for BEP 9 metadata exchange).
     pub info_bytes: Vec<u8>,
 }
+
+/// A metainfo file (or `info` dictionary) that cannot be used. Always the file's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetainfoError {
+    #[error("torrent file is {0} bytes, more than the {MAX_METAINFO_LEN}-byte limit")]
+    TooLarge(usize),
+    #[error("not valid bencode: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("the root value is a {0}, not a dictionary")]
+    RootNotDict(&'static str),
+    #[error("missing field `{0}`")]
+    Missing(String),
+    #[error("field `{field}` is a {found}, expected a {expected}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("field `{field}`: {problem}")]
+    BadValue { field: String, problem: String },
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("file path {0:?} appears twice")]
+    DuplicatePath(String),
+    #[error("file path {file:?} is also a directory holding {other:?}")]
+    FileIsDirectory { file: String, other: String },
+    #[error("v2-only torrent (BEP 52, no `pieces`): not supported")]
+    V2Only,
+}
+
+impl Metainfo {
+    /// Parses a whole .torrent file. See the module doc for what is checked.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        if bytes.len() > MAX_METAINFO_LEN {
+            return Err(MetainfoError::TooLarge(bytes.len()));
+        }
+        let root = crate::bencode::decode(bytes)?;
+        let dict = root
+            .as_dict()
+            .ok_or(MetainfoError::RootNotDict(root.type_name()))?;
+        let info_value = dict
+            .get(b"info")
+            .ok_or_else(|| MetainfoError::Missing("info".into()))?;
+        let info = parse::info(info_value)?;
+        let info_bytes = info_value.raw().to_vec();
+        Ok(Metainfo {
+            info_hash: info_hash_of(&info_bytes),
+            info,
+            trackers: parse::trackers(dict),
+            url_list: parse::url_list(dict),
+            comment: parse::text(dict, b"comment"),
+            created_by: parse::text(dict, b"created by"),
+            creation_date: dict.get(b"creation date").and_then(|v| v.as_int()),
+            info_bytes,
+        })
+    }
+}
+
+impl Info {
+    /// Parses a bare `info` dictionary (as received through BEP 9 metadata exchange). The
+    /// caller checks its SHA-1 against the expected info-hash first.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Info, MetainfoError> {
+        if bytes.len() > MAX_METAINFO_LEN {
+            return Err(MetainfoError::TooLarge(bytes.len()));
+        }
+        parse::info(&crate::bencode::decode(bytes)?)
+    }
+}
+
+/// SHA-1 of an `info` dictionary's bytes.
+pub fn info_hash_of(info_bytes: &[u8]) -> InfoHash {
+    use sha1::{Digest, Sha1};
+    InfoHash(Sha1::digest(info_bytes).into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,467 @@
-//! Per-peer sans-IO state machine. OWNER: lead.
+//! The per-peer state machine after the handshake (BEP 3, with BEP 6 Fast messages).
+//! Sans-IO: wire events and the time come in; bytes to send accumulate in `out`, and the
+//! caller learns which pieces were completed and when to disconnect.
+//!
+//! Downloading: requests are pipelined up to [`pipeline::Pipeline::target`] (bandwidth x delay,
+//! with slow start); blocks are claimed from the shared picker, and their bytes are copied once
+//! from the receive buffer into the piece's shared buffer. The peer remembers nothing about
+//! block state beyond its own outstanding requests: the picker is the single owner.
+//!
+//! Invariants:
+//! - Every claim this peer took from the picker is either in `requests`, or was released, or
+//!   its block arrived. `release_all` (on disconnect, choke, snub) gives every claim back.
+//! - Unrequested data is never written anywhere.
+
+mod pipeline;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uring_disk::{BlockWriter, SharedPiece};
+
+use crate::torrent::{FailedPiece, TorrentShared};
+use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
+use crate::wire::{self, Message};
+
+pub use pipeline::Pipeline;
+
+/// Close a peer that sent nothing for this long (BEP 3 suggests two minutes).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Send a keep-alive after this long without sending anything.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(90);
+/// Requests outstanding with no block arriving for this long: the peer is snubbing us.
+pub const SNUB_TIMEOUT: Duration = Duration::from_secs(20);
+/// A peer that supplied blocks to this many failed pieces (shared with others) is banned.
+pub const MAX_HASH_STRIKES: u32 = 3;
+/// Pieces remembered per peer for blame after a hash failure.
+const CONTRIBUTED_CAP: usize = 1024;
+
+/// Why a peer is disconnected: its fault, or a normal end.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("protocol violation: {0}")]
+    Decode(#[from] wire::DecodeError),
+    #[error("bitfield of {got} bytes, expected {expected}, or spare bits set")]
+    BadBitfield { got: usize, expected: usize },
+    #[error("bitfield or have-all/none after other messages")]
+    LateBitfield,
+    #[error("bad block: {0}")]
+    BadBlock(#[from] GeometryError),
+    #[error("sent {0} blocks we did not request")]
+    Unrequested(u32),
+    #[error("supplied data for pieces that failed their hash check")]
+    HashFailures,
+    #[error("no message for {0:?}")]
+    Idle(Duration),
+    #[error("both sides are seeders")]
+    BothSeeding,
+    #[error("torrent stopped")]
+    Stopped,
+}
+
+/// The block currently streaming in from this peer.
+enum Incoming {
+    None,
+    /// We own this block in the piece buffer; chunks are copied in.
+    Writing { block: BlockRef, writer: BlockWriter, buf: Arc<SharedPiece> },
+    /// Not ours to write (duplicate, stale, unrequested): skip its bytes.
+    Discard,
+}
+
+/// One connected, handshaken peer.
+pub struct PeerSession {
+    pub key: u64,
+    pub addr: SocketAddr,
+    pub fast: bool,
+    pub peer_has: Bitfield,
+    got_first_message: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    pub am_choking: bool,
+    requests: VecDeque<BlockRef>,
+    pipeline: Pipeline,
+    incoming: Incoming,
+    last_recv: Instant,
+    last_send: Instant,
+    last_block: Instant,
+    snubbed: bool,
+    have_cursor: usize,
+    failed_cursor: usize,
+    contributed: VecDeque<PieceIndex>,
+    strikes: u32,
+    unrequested: u32,
+    seed: u32,
+    scratch_pieces: Vec<PieceIndex>,
+    scratch_blocks: Vec<BlockRef>,
+    scratch_failed: Vec<FailedPiece>,
+    /// Bytes to send, appended by every call.
+    pub out: Vec<u8>,
+    /// Pieces this peer's data completed: the caller submits them to the disk pipeline.
+    pub completed: Vec<(PieceIndex, Arc<SharedPiece>)>,
+    pub downloaded_bytes: u64,
+}
+
+impl PeerSession {
+    /// Starts a session and queues our opening message (bitfield, or have-all/none with BEP 6).
+    pub fn new(key: u64, addr: SocketAddr, fast: bool, t: &TorrentShared, now: Instant) -> Self {
+        let n = t.lengths.num_pieces();
+        let mut s = PeerSession {
+            key,
+            addr,
+            fast,
+            peer_has: Bitfield::new(n),
+            got_first_message: false,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            am_choking: true,
+            requests: VecDeque::new(),
+            pipeline: Pipeline::new(now),
+            incoming: Incoming::None,
+            last_recv: now,
+            last_send: now,
+            last_block: now,
+            snubbed: false,
+            have_cursor: 0,
+            failed_cursor: 0,
+            contributed: VecDeque::new(),
+            strikes: 0,
+            unrequested: 0,
+            seed: (key as u32).wrapping_mul(2_654_435_761),
+            scratch_pieces: Vec::new(),
+            scratch_blocks: Vec::new(),
+            scratch_failed: Vec::new(),
+            out: Vec::with_capacity(4096),
+            completed: Vec::new(),
+            downloaded_bytes: 0,
+        };
+        // Start the HAVE cursor at the current log end: the bitfield covers what came before.
+        let mut ignored = Vec::new();
+        s.have_cursor = t.verified_since(usize::MAX, &mut ignored);
+        s.failed_cursor = t.failed_since(usize::MAX, &mut Vec::new());
+        let ours = t.have_bitfield();
+        if fast && ours.count() == 0 {
+            wire::encode(&Message::HaveNone, &mut s.out);
+        } else if fast && ours.is_full() {
+            wire::encode(&Message::HaveAll, &mut s.out);
+        } else if ours.count() > 0 {
+            wire::encode(&Message::Bitfield(&ours.to_wire()), &mut s.out);
+        }
+        s
+    }
+
+    /// Number of requests outstanding.
+    pub fn outstanding(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Handles one complete message (every kind except PIECE payloads).
+    pub fn on_message(&mut self, msg: Message<'_>, now: Instant, t: &TorrentShared) -> Result<(), PeerError> {
+        self.last_recv = now;
+        let first = !self.got_first_message;
+        // BEP 10 handshakes (and DHT ports) may precede the bitfield; they do not count.
+        if !matches!(msg, Message::Extended { .. } | Message::Port(_) | Message::KeepAlive) {
+            self.got_first_message = true;
+        }
+        match msg {
+            Message::KeepAlive => {}
+            Message::Choke => {
+                self.peer_choking = true;
+                // Without BEP 6 a choke discards every pending request; with it, the peer
+                // rejects them one by one (BEP 6), so keep them until then.
+                if !self.fast {
+                    self.release_all(t);
+                }
+            }
+            Message::Unchoke => self.peer_choking = false,
+            Message::Interested => self.peer_interested = true,
+            Message::NotInterested => self.peer_interested = false,
+            Message::Have { piece } => {
+                let p = t.lengths.piece(piece)?;
+                if self.peer_has.set(p) {
+                    t.picker.add_peer_have(p);
+                }
+            }
+            Message::Bitfield(bytes) => {
+                if !first {
+                    return Err(PeerError::LateBitfield);
+                }
+                let n = t.lengths.num_pieces();
+                let bf = Bitfield::from_wire(bytes, n).ok_or(PeerError::BadBitfield {
+                    got: bytes.len(),
+                    expected: t.lengths.bitfield_len(),
+                })?;
+                self.set_bitfield(bf, t);
+            }
+            Message::HaveAll | Message::HaveNone if !self.fast || !first => {
+                return Err(PeerError::LateBitfield);
+            }
+            Message::HaveAll => self.set_bitfield(Bitfield::full(t.lengths.num_pieces()), t),
+            Message::HaveNone => {}
+            Message::RejectRequest { piece, offset, len } => {
+                let b = t.lengths.block_from_wire(piece, offset, len)?;
+                if let Some(i) = self.requests.iter().position(|r| *r == b) {
+                    self.requests.remove(i);
+                    t.picker.release(b);
+                }
+            }
+            Message::Request { piece, offset, len } => {
+                // Uploading is the seeding issue's work; until then we keep every peer choked
+                // and, with BEP 6, say so explicitly.
+                t.lengths.block_from_wire(piece, offset, len)?;
+                if self.fast {
+                    wire::encode(&Message::RejectRequest { piece, offset, len }, &mut self.out);
+                }
+            }
+            Message::Piece { piece, offset, data } => {
+                // The reader streams PIECE payloads as chunks; a whole message is one chunk.
+                let len = data.len() as u32;
+                self.on_block_chunk(piece, offset, len, 0, data, now, t)?;
+            }
+            Message::Cancel { .. }
+            | Message::Port(_)
+            | Message::SuggestPiece { .. }
+            | Message::AllowedFast { .. }
+            | Message::Extended { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn set_bitfield(&mut self, bf: Bitfield, t: &TorrentShared) {
+        t.picker.add_peer_bitfield(&bf);
+        self.peer_has = bf;
+    }
+
+    /// A chunk of a PIECE payload: `offset`/`len` describe the whole block, `at` where this
+    /// chunk starts inside it. Chunks of one block arrive in order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_block_chunk(
+        &mut self,
+        piece: u32,
+        offset: u32,
+        len: u32,
+        at: u32,
+        data: &[u8],
+        now: Instant,
+        t: &TorrentShared,
+    ) -> Result<(), PeerError> {
+        self.last_recv = now;
+        self.got_first_message = true;
+        if at == 0 {
+            self.incoming = self.start_block(piece, offset, len, t)?;
+        }
+        if let Incoming::Writing { writer, .. } = &mut self.incoming {
+            if writer.write_at(at, data).is_err() {
+                // Cannot happen with an in-order reader; never trust the block if it does.
+                self.incoming = Incoming::Discard;
+            }
+        }
+        if at as usize + data.len() < len as usize {
+            return Ok(());
+        }
+        // The block is whole.
+        self.last_block = now;
+        self.snubbed = false;
+        self.downloaded_bytes += len as u64;
+        t.counters.downloaded_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.pipeline.on_block(len, now);
+        match std::mem::replace(&mut self.incoming, Incoming::None) {
+            Incoming::Writing { block, writer, buf } => {
+                let Ok(done) = writer.finish() else {
+                    t.picker.release(block);
+                    return Ok(());
+                };
+                t.picker.block_arrived(block);
+                if self.contributed.back() != Some(&block.piece) {
+                    if self.contributed.len() == CONTRIBUTED_CAP {
+                        self.contributed.pop_front();
+                    }
+                    self.contributed.push_back(block.piece);
+                }
+                if done.piece_complete {
+                    if let Some(taken) = t.take_complete(block.piece) {
+                        debug_assert!(Arc::ptr_eq(&taken, &buf));
+                        self.completed.push((block.piece, taken));
+                    }
+                }
+            }
+            Incoming::Discard => {
+                t.counters.wasted_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            }
+            Incoming::None => {}
+        }
+        Ok(())
+    }
+
+    fn start_block(&mut self, piece: u32, offset: u32, len: u32, t: &TorrentShared) -> Result<Incoming, PeerError> {
+        let block = t.lengths.block_from_wire(piece, offset, len)?;
+        let Some(i) = self.requests.iter().position(|r| *r == block) else {
+            self.unrequested += 1;
+            if self.unrequested > 64 {
+                return Err(PeerError::Unrequested(self.unrequested));
+            }
+            return Ok(Incoming::Discard);
+        };
+        self.requests.remove(i);
+        let Some(buf) = t.buffer_for(block.piece, self.key) else {
+            // The piece completed or failed meanwhile (endgame duplicate): our claim is moot.
+            t.picker.release(block);
+            return Ok(Incoming::Discard);
+        };
+        match buf.begin_block(block.block_in_piece()) {
+            Some(writer) => Ok(Incoming::Writing { block, writer, buf }),
+            None => {
+                // Someone else's copy of this block landed first (endgame).
+                t.picker.release(block);
+                Ok(Incoming::Discard)
+            }
+        }
+    }
+
+    /// Periodic work: HAVE broadcast, blame, interest, requests, timeouts, keep-alives.
+    pub fn poll(&mut self, now: Instant, t: &TorrentShared) -> Result<(), PeerError> {
+        if t.is_stopped() {
+            return Err(PeerError::Stopped);
+        }
+        self.send_haves(t);
+        self.check_blame(t)?;
+        if now.duration_since(self.last_recv) > IDLE_TIMEOUT {
+            return Err(PeerError::Idle(now.duration_since(self.last_recv)));
+        }
+        let interesting = t.picker.is_interesting(&self.peer_has);
+        if interesting != self.am_interested {
+            self.am_interested = interesting;
+            let m = if interesting { Message::Interested } else { Message::NotInterested };
+            wire::encode(&m, &mut self.out);
+        }
+        if t.picker.is_complete() && self.peer_has.is_full() {
+            return Err(PeerError::BothSeeding);
+        }
+        if !self.requests.is_empty() && now.duration_since(self.last_block) > SNUB_TIMEOUT {
+            self.snubbed = true;
+            self.release_all(t);
+        }
+        if t.picker.in_endgame() {
+            self.cancel_finished(t);
+        }
+        if self.am_interested && !self.peer_choking && !self.snubbed {
+            self.fill_requests(now, t);
+        }
+        if !self.out.is_empty() {
+            self.last_send = now;
+        } else if now.duration_since(self.last_send) > KEEPALIVE_INTERVAL {
+            wire::encode(&Message::KeepAlive, &mut self.out);
+            self.last_send = now;
+        }
+        Ok(())
+    }
+
+    /// The fast path after data arrived: keep the request pipeline full.
+    pub fn top_up(&mut self, now: Instant, t: &TorrentShared) {
+        if self.am_interested && !self.peer_choking && !self.snubbed {
+            self.fill_requests(now, t);
+        }
+    }
+
+    fn send_haves(&mut self, t: &TorrentShared) {
+        self.scratch_pieces.clear();
+        self.have_cursor = t.verified_since(self.have_cursor, &mut self.scratch_pieces);
+        for p in &self.scratch_pieces {
+            wire::encode(&Message::Have { piece: p.get() }, &mut self.out);
+        }
+    }
+
+    fn check_blame(&mut self, t: &TorrentShared) -> Result<(), PeerError> {
+        self.scratch_failed.clear();
+        self.failed_cursor = t.failed_since(self.failed_cursor, &mut self.scratch_failed);
+        for f in &self.scratch_failed {
+            if !f.contributors.contains(&self.key) {
+                continue;
+            }
+            // Sole supplier of a bad piece: certainly at fault. Shared: a strike each.
+            self.strikes += if f.contributors.len() == 1 { MAX_HASH_STRIKES } else { 1 };
+        }
+        if self.strikes >= MAX_HASH_STRIKES {
+            t.ban(self.addr.ip());
+            return Err(PeerError::HashFailures);
+        }
+        Ok(())
+    }
+
+    /// In endgame, cancel requests for pieces that another peer already completed.
+    fn cancel_finished(&mut self, t: &TorrentShared) {
+        let mut i = 0;
+        while i < self.requests.len() {
+            let b = self.requests[i];
+            if t.picker.have(b.piece) || t.block_done(b) {
+                self.requests.remove(i);
+                t.picker.release(b);
+                let m = Message::Cancel { piece: b.piece.get(), offset: b.offset, len: b.len };
+                wire::encode(&m, &mut self.out);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn fill_requests(&mut self, now: Instant, t: &TorrentShared) {
+        let target = self.pipeline.target(now);
+        let free = target.saturating_sub(self.requests.len());
+        // Batch: top up when a quarter of the window is free, not on every block.
+        if free == 0 || (free < target / 4 && !self.requests.is_empty()) {
+            return;
+        }
+        self.scratch_pieces.clear();
+        for r in &self.requests {
+            if self.scratch_pieces.last() != Some(&r.piece) {
+                self.scratch_pieces.push(r.piece);
+            }
+        }
+        self.seed = self.seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        self.scratch_blocks.clear();
+        let requests = &self.requests;
+        let already = |b: BlockRef| requests.contains(&b);
+        t.picker.pick(
+            &self.peer_has,
+            &self.scratch_pieces,
+            free,
+            true,
+            self.seed,
+            &already,
+            &mut self.scratch_blocks,
+        );
+        let mut starved = None;
+        for &b in &self.scratch_blocks {
+            if starved == Some(b.piece) || (starved.is_none() && t.ensure_buffer(b.piece).is_err()) {
+                // Backpressure: no buffer for a new piece until the disk catches up.
+                starved = Some(b.piece);
+                t.picker.release(b);
+                continue;
+            }
+            self.requests.push_back(b);
+            self.out.extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
+        }
+    }
+
+    /// Gives every outstanding claim back to the picker.
+    pub fn release_all(&mut self, t: &TorrentShared) {
+        for b in self.requests.drain(..) {
+            t.picker.release(b);
+        }
+    }
+
+    /// Called once when the connection ends: claims and availability go back.
+    pub fn on_disconnect(&mut self, t: &TorrentShared) {
+        self.release_all(t);
+        if let Incoming::Writing { block, writer, .. } = std::mem::replace(&mut self.incoming, Incoming::None) {
+            // Abort the half-written block first so the next claimant can write it.
+            drop(writer);
+            t.picker.release(block);
+        }
+        t.picker.remove_peer_bitfield(&self.peer_has);
+    }
+}

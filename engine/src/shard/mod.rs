@@ -1,1 +1,273 @@
-//! Shard runtime. OWNER: lead.
+//! Shards: one thread per core, each with its own ring (io_uring, or the epoll fallback), each
+//! owning a subset of the peer connections end to end — connect, handshake, receive, send and
+//! timers. Shards share only the torrents' [`TorrentShared`] (picker, piece table, counters) and
+//! the disk pipeline handle; nothing else crosses threads.
+//!
+//! A shard's loop: submit queued ops and wait for completions (at most [`TICK`]); feed received
+//! bytes through each connection's wire reader into its peer session; hand completed pieces to
+//! the disk pipeline; top up request pipelines of peers that received data; every
+//! [`SLOW_TICK`] run the slower per-peer work (HAVEs, interest, timeouts); flush send buffers.
+//!
+//! New connections arrive on a per-shard SO_REUSEPORT listener (the kernel spreads them), and
+//! outgoing ones are handed out round-robin by the engine.
+
+pub mod backend;
+mod conn;
+pub mod portable;
+pub mod uring;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::engine::AlertSink;
+use crate::torrent::TorrentShared;
+use backend::{Backend, Completion, Op, Token};
+use conn::Conn;
+
+/// Longest wait for completions when idle.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Period of the slower per-peer work.
+pub const SLOW_TICK: Duration = Duration::from_millis(50);
+/// Connections per shard at most (a limit on what the network can make us hold).
+pub const MAX_CONNS_PER_SHARD: usize = 1024;
+
+/// Work sent to a shard by the engine.
+pub enum Command {
+    AddTorrent(Arc<TorrentShared>),
+    RemoveTorrent(u64),
+    Connect { torrent: u64, addr: SocketAddr },
+    Shutdown,
+}
+
+/// How a shard is set up.
+pub struct ShardConfig {
+    pub index: usize,
+    pub listener: Option<OwnedFd>,
+    pub recv_buffers: u16,
+    pub recv_buffer_len: usize,
+    pub force_portable: bool,
+    pub alerts: AlertSink,
+    pub disk: Arc<uring_disk::DiskPipeline>,
+}
+
+/// The engine's handle to a running shard.
+pub struct ShardHandle {
+    pub tx: Sender<Command>,
+    pub thread: Option<JoinHandle<()>>,
+}
+
+/// Starts a shard thread.
+pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name(format!("rt-shard-{}", cfg.index))
+        .spawn(move || run(cfg, rx))?;
+    Ok(ShardHandle {
+        tx,
+        thread: Some(thread),
+    })
+}
+
+fn make_backend(cfg: &ShardConfig) -> std::io::Result<Box<dyn Backend>> {
+    if !cfg.force_portable {
+        match uring::probe() {
+            Ok(()) => match uring::UringBackend::new(cfg.recv_buffers, cfg.recv_buffer_len) {
+                Ok(b) => return Ok(Box::new(b)),
+                Err(e) => tracing::warn!("shard {}: io_uring setup failed ({e}); using epoll", cfg.index),
+            },
+            Err(why) => {
+                if cfg.index == 0 {
+                    tracing::warn!("io_uring unavailable ({why}); shards use the portable epoll backend");
+                }
+            }
+        }
+    }
+    Ok(Box::new(portable::PortableBackend::new(cfg.recv_buffer_len)?))
+}
+
+fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
+    let mut backend = match make_backend(&cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("shard {} could not start: {e}", cfg.index);
+            return;
+        }
+    };
+    if let Some(l) = cfg.listener.take() {
+        if let Err(e) = backend.listen(l) {
+            tracing::error!("shard {}: listen failed: {e}", cfg.index);
+        }
+    }
+    tracing::debug!("shard {} running on {}", cfg.index, backend.name());
+    let mut shard = Shard {
+        torrents: HashMap::new(),
+        conns: Vec::new(),
+        free: Vec::new(),
+        live: 0,
+        alerts: cfg.alerts.clone(),
+        disk: cfg.disk.clone(),
+        index: cfg.index,
+        next_key: (cfg.index as u64) << 48,
+        ops: Vec::new(),
+        last_slow: Instant::now(),
+        shutting_down: None,
+    };
+    loop {
+        for cmd in rx.try_iter() {
+            shard.command(cmd, Instant::now());
+        }
+        if let Some(since) = shard.shutting_down {
+            if shard.live == 0 || since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        for op in shard.ops.drain(..) {
+            backend.push(op);
+        }
+        let now = Instant::now();
+        let res = backend.wait(TICK, &mut |c| shard.completion(c, now));
+        if let Err(e) = res {
+            tracing::error!("shard {}: ring failure: {e}", cfg.index);
+            break;
+        }
+        shard.after_batch(Instant::now());
+    }
+}
+
+struct Shard {
+    torrents: HashMap<u64, Arc<TorrentShared>>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<Token>,
+    live: usize,
+    alerts: AlertSink,
+    disk: Arc<uring_disk::DiskPipeline>,
+    index: usize,
+    next_key: u64,
+    ops: Vec<Op>,
+    last_slow: Instant,
+    shutting_down: Option<Instant>,
+}
+
+impl Shard {
+    fn command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::AddTorrent(t) => {
+                self.torrents.insert(t.id, t);
+            }
+            Command::RemoveTorrent(id) => {
+                self.torrents.remove(&id);
+                for c in self.conns.iter_mut().flatten() {
+                    if c.torrent_id() == Some(id) {
+                        c.fail("torrent removed".into());
+                    }
+                }
+            }
+            Command::Connect { torrent, addr } => {
+                let Some(t) = self.torrents.get(&torrent).cloned() else { return };
+                let busy = self.conns.iter().flatten().any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
+                if busy || self.live >= MAX_CONNS_PER_SHARD || t.is_banned(addr.ip()) || t.is_stopped() {
+                    return;
+                }
+                let token = self.alloc();
+                self.next_key += 1;
+                let c = Conn::outgoing(token, self.next_key, addr, t, now);
+                self.ops.push(Op::Connect { token, addr });
+                self.conns[token as usize] = Some(c);
+            }
+            Command::Shutdown => {
+                self.shutting_down = Some(now);
+                for c in self.conns.iter_mut().flatten() {
+                    c.fail("engine shutting down".into());
+                }
+            }
+        }
+    }
+
+    fn alloc(&mut self) -> Token {
+        self.live += 1;
+        if let Some(t) = self.free.pop() {
+            return t;
+        }
+        self.conns.push(None);
+        (self.conns.len() - 1) as Token
+    }
+
+    fn completion(&mut self, c: Completion<'_>, now: Instant) {
+        match c {
+            Completion::Accepted { fd, peer } => {
+                if self.live >= MAX_CONNS_PER_SHARD || self.shutting_down.is_some() {
+                    return; // dropping the fd closes it
+                }
+                let token = self.alloc();
+                self.next_key += 1;
+                self.ops.push(Op::Adopt { token, fd });
+                self.ops.push(Op::Recv { token });
+                self.conns[token as usize] = Some(Conn::incoming(token, self.next_key, peer, now));
+            }
+            Completion::Closed { token } => {
+                if let Some(slot) = self.conns.get_mut(token as usize) {
+                    if slot.take().is_some() {
+                        self.free.push(token);
+                        self.live -= 1;
+                    }
+                }
+            }
+            Completion::Connected { token, result } => {
+                let Some(conn) = self.conn_mut(token) else { return };
+                if let Some(op) = conn.on_connected(result, now) {
+                    self.ops.push(op);
+                }
+                self.flush_one(token);
+            }
+            Completion::Data { token, data } => {
+                let torrents = &self.torrents;
+                let Some(Some(conn)) = self.conns.get_mut(token as usize) else { return };
+                conn.on_data(data, now, torrents, &self.alerts);
+                conn.submit_completed(&self.disk);
+            }
+            Completion::RecvEnded { token, result } => {
+                let Some(conn) = self.conn_mut(token) else { return };
+                let reason = match result {
+                    Ok(()) => "peer closed the connection".to_string(),
+                    Err(e) => format!("receive failed: {e}"),
+                };
+                conn.fail(reason);
+            }
+            Completion::Sent { token, buf, result } => {
+                let Some(conn) = self.conn_mut(token) else { return };
+                conn.on_sent(buf, result);
+            }
+        }
+    }
+
+    fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns.get_mut(token as usize).and_then(|c| c.as_mut())
+    }
+
+    fn after_batch(&mut self, now: Instant) {
+        let slow = now.duration_since(self.last_slow) >= SLOW_TICK;
+        if slow {
+            self.last_slow = now;
+        }
+        for slot in self.conns.iter_mut() {
+            let Some(conn) = slot.as_mut() else { continue };
+            conn.tick(now, slow, &self.alerts);
+            conn.submit_completed(&self.disk);
+            conn.finish_close(&self.alerts, &mut self.ops);
+            conn.flush(&mut self.ops);
+        }
+        let _ = self.index;
+    }
+
+    fn flush_one(&mut self, token: Token) {
+        if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            conn.flush(&mut self.ops);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! `bench-harness swarm`: downloads one deterministic payload from a local swarm with each
+//! client in turn and compares wall time, throughput, CPU per GiB and peak RSS.
+//!
+//! Setup: the payload and its torrent are cached under `bench-cache/` by parameters; opentracker
+//! serves the info-hash on 127.0.0.1; N seeders on 127.0.0.2.. announce to it; every downloader
+//! finds them through the tracker, starts in a fresh empty directory on 127.0.0.1 with a fresh
+//! port, and is measured with `wait4`. Runs go A B A B (client order within each run), and every
+//! download is checked byte for byte before it counts.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, ValueEnum};
+use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
+use rt_testkit::clients::{Client, LeechJob};
+use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
+use rt_testkit::net::{free_port, LEECHER_IP};
+use rt_testkit::payload::{self, PayloadSpec};
+use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce, TorrentMeta};
+use rt_testkit::tracker::Opentracker;
+use rt_testkit::Proc;
+use serde::Serialize;
+
+use crate::measure::run_measured;
+use crate::report::{self, ClientRuns};
+use crate::size::{format_size, parse_size};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeederKind {
+    Libtorrent,
+    Aria2,
+    Ringtorrent,
+}
+
+impl SeederKind {
+    fn name(self) -> &'static str {
+        match self {
+            SeederKind::Libtorrent => "libtorrent",
+            SeederKind::Aria2 => "aria2",
+            SeederKind::Ringtorrent => "ringtorrent",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct SwarmArgs {
+    /// Payload size.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub size: u64,
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    pub piece_length: u64,
+    /// Number of files the payload is split into (1 = a single-file torrent).
+    #[arg(long, default_value_t = 1)]
+    pub files: u32,
+    #[arg(long, default_value_t = 4)]
+    pub seeders: u32,
+    #[arg(long, value_enum, default_value = "libtorrent")]
+    pub seeder: SeederKind,
+    /// Downloaders to compare, in run order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "ringtorrent,rqbit,aria2,libtorrent"
+    )]
+    pub clients: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Cache for payloads, torrents and download directories.
+    #[arg(long, default_value = "bench-cache")]
+    pub cache: PathBuf,
+    /// A download taking longer than this is killed and counted as failed.
+    #[arg(long, default_value_t = 900)]
+    pub timeout_s: u64,
+    /// Seed of the payload generator.
+    #[arg(long, default_value_t = 1)]
+    pub payload_seed: u64,
+}
+
+/// Everything the JSON file holds.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    params: &'a SwarmArgs,
+    payload_bytes: u64,
+    info_hash: String,
+    clients: &'a [ClientRuns],
+    summary: &'a [report::Summary],
+    notes: &'a [String],
+}
+
+pub fn run(args: &SwarmArgs) -> Result<()> {
+    check_args(args)?;
+    let cache = std::path::absolute(&args.cache)?;
+    let spec = PayloadSpec::split("swarm-payload", args.size, args.files, args.payload_seed);
+    let t0 = Instant::now();
+    let save_dir = payload::cached(&cache.join("payloads"), &spec)?;
+    let bare = cached_torrent(&cache, &spec, &save_dir, args.piece_length as u32)?;
+    eprintln!(
+        "payload {} in {} file(s), piece {} ready in {:.1}s",
+        format_size(args.size),
+        args.files.max(1),
+        format_size(args.piece_length),
+        t0.elapsed().as_secs_f64()
+    );
+
+    let mut notes = Vec::new();
+    let clients = pick_clients(&args.clients, &mut notes)?;
+
+    let meta = TorrentMeta::read(&bare)?;
+    let tracker = Opentracker::start(&[meta.info_hash])?;
+    let run_dir = cache.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+    let torrent = run_dir.join("swarm.torrent");
+    write_with_announce(&bare, &torrent, Some(&tracker.announce_url()))?;
+    let mut seeders = start_seeders(args, &torrent, &save_dir, &tracker)?;
+    tracker.wait_for_seeders(
+        &meta.info_hash,
+        args.seeders as u64,
+        Duration::from_secs(120),
+    )?;
+    eprintln!(
+        "{} {} seeder(s) announced",
+        args.seeders,
+        args.seeder.name()
+    );
+
+    let mut results: Vec<ClientRuns> = clients
+        .iter()
+        .map(|c| ClientRuns {
+            client: c.name().into(),
+            samples: Vec::new(),
+            failures: Vec::new(),
+        })
+        .collect();
+    for run in 0..args.runs {
+        for (client, result) in clients.iter().zip(results.iter_mut()) {
+            for s in seeders.iter_mut() {
+                s.check_alive()?;
+            }
+            let out = one_download(args, *client, run, &torrent, &run_dir, &spec);
+            match out {
+                Ok(sample) => result.samples.push(sample),
+                Err(e) => {
+                    eprintln!("  {} run {}: FAILED: {e:#}", client.name(), run + 1);
+                    result.failures.push(format!("run {}: {e:#}", run + 1));
+                }
+            }
+        }
+    }
+    for r in &results {
+        for f in &r.failures {
+            notes.push(format!("{} failed {f}", r.client));
+        }
+    }
+
+    let summary = report::summarize(&results, spec.total_len());
+    println!(
+        "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s)\n",
+        format_size(args.size),
+        args.files.max(1),
+        format_size(args.piece_length),
+        args.seeders,
+        args.seeder.name(),
+        args.runs
+    );
+    print!("{}", report::markdown(&summary, &notes));
+    if let Some(path) = &args.json {
+        let j = JsonReport {
+            params: args,
+            payload_bytes: spec.total_len(),
+            info_hash: meta.info_hash.to_hex(),
+            clients: &results,
+            summary: &summary,
+            notes: &notes,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("writing {path:?}"))?;
+    }
+    Ok(())
+}
+
+fn check_args(args: &SwarmArgs) -> Result<()> {
+    ensure!(args.size > 0, "--size must be positive");
+    ensure!(
+        args.piece_length >= 16 * 1024 && args.piece_length <= 64 << 20,
+        "--piece-length must be 16 KiB ..= 64 MiB"
+    );
+    ensure!((1..=64).contains(&args.seeders), "--seeders must be 1..=64");
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(
+        args.files >= 1 && args.files as u64 <= args.size,
+        "--files must be 1..=size"
+    );
+    Ok(())
+}
+
+/// The torrent for this payload and piece length, made once (hashing GiBs takes seconds).
+fn cached_torrent(
+    cache: &Path,
+    spec: &PayloadSpec,
+    save_dir: &Path,
+    piece: u32,
+) -> Result<PathBuf> {
+    let dir = cache.join("torrents");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}-{piece}.torrent", spec.cache_key()));
+    if TorrentMeta::read(&path).is_err() {
+        let tmp = path.with_extension("partial");
+        make_torrent_libtorrent(&spec.content_path(save_dir), &tmp, piece, None)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
+}
+
+/// Parses `--clients`; clients that cannot run here are skipped with a note.
+fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Client>> {
+    let mut out = Vec::new();
+    for name in names.iter().filter(|n| !n.trim().is_empty()) {
+        let Some(c) = Client::parse(name) else {
+            bail!("unknown client {name:?} (known: ringtorrent, rqbit, aria2, libtorrent)");
+        };
+        if out.contains(&c) {
+            continue;
+        }
+        match c.check_installed() {
+            Ok(()) => out.push(c),
+            Err(e) => {
+                let note = format!("{} skipped: {e:#}", c.name());
+                eprintln!("{note}");
+                notes.push(note);
+            }
+        }
+    }
+    ensure!(
+        !out.is_empty(),
+        "none of the requested clients can run here"
+    );
+    Ok(out)
+}
+
+/// A running seeder of any kind.
+enum Seeder {
+    Lt(LtSeeder),
+    Aria2(Aria2Seeder),
+}
+
+impl Seeder {
+    fn proc(&mut self) -> &mut Proc {
+        match self {
+            Seeder::Lt(s) => &mut s.proc,
+            Seeder::Aria2(s) => &mut s.proc,
+        }
+    }
+    fn check_alive(&mut self) -> Result<()> {
+        self.proc().check_alive()
+    }
+}
+
+fn start_seeders(
+    args: &SwarmArgs,
+    torrent: &Path,
+    save_dir: &Path,
+    tracker: &Opentracker,
+) -> Result<Vec<Seeder>> {
+    let mut out = Vec::new();
+    for _ in 0..args.seeders {
+        out.push(match args.seeder {
+            SeederKind::Libtorrent => {
+                Seeder::Lt(LtSeeder::start(torrent, save_dir, &LtSeedOpts::default())?)
+            }
+            SeederKind::Aria2 => {
+                let opts = Aria2SeedOpts {
+                    tracker: Some(tracker.announce_url()),
+                    ..Default::default()
+                };
+                Seeder::Aria2(Aria2Seeder::start(torrent, save_dir, &opts)?)
+            }
+            SeederKind::Ringtorrent => {
+                bail!("ringtorrent cannot seed yet (no `ringtorrent seed` command)")
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// One measured download into a fresh directory, verified, then removed.
+fn one_download(
+    args: &SwarmArgs,
+    client: Client,
+    run: u32,
+    torrent: &Path,
+    run_dir: &Path,
+    spec: &PayloadSpec,
+) -> Result<crate::measure::Sample> {
+    let out_dir = run_dir.join(format!("dl-{}", client.name()));
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir)?;
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let timeout = Duration::from_secs(args.timeout_s);
+    let job = LeechJob {
+        torrent,
+        out_dir: &out_dir,
+        listen_port: free_port(LEECHER_IP)?,
+        peers: &[],
+        timeout,
+    };
+    let cmd = client.leech_command(&job)?;
+    let log = run_dir.join(format!("{}-run{}.log", client.name(), run + 1));
+    let sample = run_measured(cmd, &log, timeout)?;
+    let verdict = if sample.timed_out {
+        Err(anyhow::anyhow!("timed out after {timeout:?}"))
+    } else if sample.exit_code != Some(0) {
+        Err(anyhow::anyhow!("exit {:?}", sample.exit_code))
+    } else {
+        spec.verify(&out_dir)
+            .context("download differs from the payload")
+    };
+    std::fs::remove_dir_all(&out_dir)?;
+    verdict.with_context(|| format!("log: {}", log.display()))?;
+    eprintln!(
+        "  {} run {}: {:.2}s, {:.1} MB/s, {:.2} CPU-s, peak RSS {} MiB",
+        client.name(),
+        run + 1,
+        sample.wall_s,
+        spec.total_len() as f64 / 1e6 / sample.wall_s,
+        sample.cpu_s(),
+        sample.max_rss_kib / 1024
+    );
+    Ok(sample)
+}

@@ -1,0 +1,322 @@
+//! Runs the built `ringtorrent` binary: `info`, `info --json`, `create`, and each bad input
+//! (exit code 1 with one `error:` line, or 2 for usage errors).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sha1::{Digest, Sha1};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringtorrent"))
+        .args(args)
+        .output()
+        .expect("the ringtorrent binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs a command that must succeed.
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&ok(args)).expect("info --json prints JSON")
+}
+
+/// Runs a command that must fail with exit code 1 and exactly one `error:` line containing
+/// `needle`.
+fn fails(args: &[&str], needle: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+    assert!(o.stdout.is_empty(), "{args:?} printed to stdout");
+}
+
+fn usage_error(args: &[&str]) {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn bstr(b: &[u8]) -> Vec<u8> {
+    [format!("{}:", b.len()).as_bytes(), b].concat()
+}
+
+/// A two-file torrent written by hand, with two tiers, a web seed and a padding file.
+fn fixture() -> (Vec<u8>, Vec<u8>) {
+    let pieces: Vec<u8> = (0..40).collect();
+    let info = [
+        &b"d5:filesl"[..],
+        b"d6:lengthi3e4:pathl3:dir5:a.txtee",
+        b"d4:attr1:p6:lengthi16381e4:pathl4:.pad5:16381ee",
+        b"d6:lengthi7e4:pathl5:b.bineee",
+        b"4:name4:root12:piece lengthi16384e6:pieces",
+        &bstr(&pieces),
+        b"e",
+    ]
+    .concat();
+    let torrent = [
+        &b"d8:announce10:http://t/113:announce-listll10:http://t/110:http://t/2el10:http://t/3ee"[..],
+        b"7:comment5:hello4:info",
+        &info,
+        b"8:url-list9:http://w/e",
+    ]
+    .concat();
+    (torrent, info)
+}
+
+#[test]
+fn info_human_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, info) = fixture();
+    let path = dir.path().join("f.torrent");
+    std::fs::write(&path, &torrent).unwrap();
+    let hash: String = Sha1::digest(&info)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let text = ok(&["info", s(&path)]);
+    for needle in [
+        &hash[..],
+        "root",
+        "tier 1: http://t/1 http://t/2",
+        "tier 2: http://t/3",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(text.contains("a.txt") && text.contains("b.bin") && text.contains("http://w/"));
+    assert!(!text.contains(".pad"), "padding files are hidden:\n{text}");
+
+    let j = json(&["info", "--json", s(&path)]);
+    assert_eq!(j["info_hash"], hash.as_str());
+    assert_eq!(j["name"], "root");
+    assert_eq!(j["total_length"], 3 + 16381 + 7);
+    assert_eq!(j["piece_length"], 16384);
+    assert_eq!(j["num_pieces"], 2);
+    assert_eq!(j["private"], false);
+    assert_eq!(j["comment"], "hello");
+    assert_eq!(
+        j["trackers"],
+        serde_json::json!([["http://t/1", "http://t/2"], ["http://t/3"]])
+    );
+    assert_eq!(j["web_seeds"], serde_json::json!(["http://w/"]));
+    let files = j["files"].as_array().unwrap();
+    let got: Vec<(&str, u64, bool)> = files
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap(),
+                f["length"].as_u64().unwrap(),
+                f["padding"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("dir/a.txt", 3, false),
+            (".pad/16381", 16381, true),
+            ("b.bin", 7, false)
+        ]
+    );
+}
+
+#[test]
+fn info_on_a_magnet() {
+    let m = "magnet:?xt=urn:btih:OUJDM5V7GVWAIIVV3OATZVNSCECQCQZ6&dn=My+Name&tr=http%3A%2F%2Ft%2Fa&x.pe=127.0.0.1:6881";
+    let j = json(&["info", "--json", m]);
+    assert_eq!(j["info_hash"], "75123676bf356c0422b5db813cd5b2110501433e");
+    assert_eq!(j["name"], "My Name");
+    assert_eq!(j["trackers"], serde_json::json!([["http://t/a"]]));
+    assert_eq!(j["peers"], serde_json::json!(["127.0.0.1:6881"]));
+    let text = ok(&["info", m]);
+    assert!(text.contains("75123676bf356c0422b5db813cd5b2110501433e") && text.contains("My Name"));
+}
+
+/// Checks every piece hash of a torrent made by `create` against SHA-1 of the content.
+fn check_hashes(torrent: &Path, content: &[u8]) -> ringtorrent::metainfo::Metainfo {
+    let m = ringtorrent::metainfo::Metainfo::from_bytes(&std::fs::read(torrent).unwrap()).unwrap();
+    let chunks: Vec<[u8; 20]> = content
+        .chunks(m.info.piece_length as usize)
+        .map(|c| Sha1::digest(c).into())
+        .collect();
+    assert_eq!(m.info.pieces, chunks);
+    m
+}
+
+#[test]
+fn create_directory_and_read_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("share");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let a: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(root.join("sub/a.bin"), &a).unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("one"), b"1").unwrap();
+    std::fs::write(root.join("sub.txt"), b"hello").unwrap();
+    let out = dir.path().join("out.torrent");
+    let o = ok(&[
+        "create",
+        s(&root),
+        "-o",
+        s(&out),
+        "--piece-length",
+        "16KiB",
+        "--tracker",
+        "http://t/1,http://t/2",
+        "--tracker",
+        "udp://t/3",
+        "--web-seed",
+        "http://w/",
+        "--private",
+        "--comment",
+        "hi there",
+    ]);
+    // mktorrent order: `sub.txt` (0x2e) before `sub/a.bin` (0x2f).
+    let content = [&b""[..], b"1", b"hello", &a].concat();
+    let m = check_hashes(&out, &content);
+    assert!(o.contains(&m.info_hash.to_hex()), "{o}");
+    let j = json(&["info", "--json", s(&out)]);
+    let paths: Vec<&str> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["empty", "one", "sub.txt", "sub/a.bin"]);
+    assert_eq!(j["name"], "share");
+    assert_eq!(j["private"], true);
+    assert_eq!(j["comment"], "hi there");
+    assert_eq!(j["piece_length"], 16384);
+    assert_eq!(
+        j["trackers"],
+        serde_json::json!([["http://t/1", "http://t/2"], ["udp://t/3"]])
+    );
+    assert_eq!(j["web_seeds"], serde_json::json!(["http://w/"]));
+    assert!(j["creation_date"].as_i64().unwrap() > 1_600_000_000);
+    assert_eq!(
+        j["created_by"].as_str().unwrap().split(' ').next(),
+        Some("ringtorrent")
+    );
+}
+
+#[test]
+fn create_single_file_with_default_piece_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = dir.path().join("d.torrent");
+    ok(&["create", s(&file), "-o", s(&out), "--no-date"]);
+    let m = check_hashes(&out, &data);
+    assert!(!m.info.multi_file);
+    assert_eq!(m.info.name, "data.bin");
+    assert_eq!(m.creation_date, None);
+    assert_eq!(
+        m.info.piece_length,
+        ringtorrent::metainfo::build::default_piece_length(data.len() as u64)
+    );
+    // Same input, same bytes (--no-date), --force overwrites; without it, a refusal.
+    let first = std::fs::read(&out).unwrap();
+    fails(&["create", s(&file), "-o", s(&out)], "already exists");
+    ok(&["create", s(&file), "-o", s(&out), "--no-date", "--force"]);
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+}
+
+#[test]
+fn bad_torrents_exit_1_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, _) = fixture();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let truncated = write("t.torrent", &torrent[..torrent.len() / 2]);
+    fails(&["info", s(&truncated)], "not a valid torrent");
+    let list = write("l.torrent", b"le");
+    fails(&["info", "--json", s(&list)], "not a dictionary");
+    let evil = String::from_utf8_lossy(&torrent).replace("3:dir5:a.txt", "2:..5:a.txt");
+    let evil = write("e.torrent", evil.as_bytes());
+    fails(&["info", s(&evil)], "\"../a.txt\"");
+    let huge = write("h.torrent", b"d4:info99999999999999:xe");
+    fails(&["info", s(&huge)], "99999999999999");
+    let deep = write(
+        "d.torrent",
+        &[vec![b'l'; 10_000], vec![b'e'; 10_000]].concat(),
+    );
+    fails(&["info", s(&deep)], "nesting");
+    fails(
+        &["info", s(&dir.path().join("missing.torrent"))],
+        "missing.torrent",
+    );
+    fails(&["info", s(dir.path())], "is a directory");
+}
+
+#[test]
+fn bad_links_exit_1_with_one_line() {
+    fails(&["info", "magnet:?xt=urn:btih:1234"], "bad info-hash");
+    fails(&["info", "magnet:?dn=x"], "no BitTorrent info-hash");
+    fails(
+        &[
+            "info",
+            "magnet:?xt=urn:btih:OUJDM5V7GVWAIIVV3OATZVNSCECQCQZ1",
+        ],
+        "bad info-hash",
+    );
+    fails(
+        &["info", "http://example.invalid/x.torrent"],
+        "unsupported link",
+    );
+}
+
+#[test]
+fn bad_create_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.torrent");
+    fails(
+        &["create", s(&dir.path().join("nope")), "-o", s(&out)],
+        "nope",
+    );
+    let empty_dir = dir.path().join("emptydir");
+    std::fs::create_dir(&empty_dir).unwrap();
+    fails(&["create", s(&empty_dir), "-o", s(&out)], "no files");
+    std::fs::write(empty_dir.join("zero"), b"").unwrap();
+    fails(&["create", s(&empty_dir), "-o", s(&out)], "holds no data");
+    assert!(!out.exists(), "nothing written on failure");
+    for pl in ["3", "1000", "8KiB", "256MiB", "lots"] {
+        usage_error(&["create", s(&empty_dir), "-o", s(&out), "--piece-length", pl]);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    usage_error(&[]);
+    usage_error(&["info"]);
+    usage_error(&["frobnicate"]);
+    usage_error(&["create", "x"]);
+    usage_error(&["info", "--bogus", "x"]);
+    for sub in [&["--help"][..], &["info", "--help"], &["create", "--help"]] {
+        let o = run(sub);
+        assert!(o.status.success(), "{sub:?}");
+        assert!(stdout(&o).contains("Usage"), "{sub:?}");
+    }
+}

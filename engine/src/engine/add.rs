@@ -1,0 +1,172 @@
+//! Adding a torrent: load and check the metainfo, open its storage, register it with the disk
+//! pipeline, build its picker and shared state, and hand it to every shard.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
+
+use socket2::{Domain, Socket, Type};
+use uring_disk::{BufferPool, DiskEvent, Storage, StorageFile, StorageOptions};
+
+use super::{connect_peers, control, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId};
+use crate::metainfo::Metainfo;
+use crate::picker::Picker;
+use crate::shard::Command;
+use crate::torrent::TorrentShared;
+use crate::types::Bitfield;
+
+/// Where a torrent's metainfo comes from.
+#[derive(Debug, Clone)]
+pub enum TorrentSource {
+    /// A .torrent file on disk.
+    File(PathBuf),
+    /// The bytes of a .torrent file.
+    Bytes(Vec<u8>),
+    /// Already parsed.
+    Metainfo(Box<Metainfo>),
+}
+
+/// What to add.
+#[derive(Debug, Clone)]
+pub struct AddTorrent {
+    pub source: TorrentSource,
+    /// Content goes below this directory (multi-file torrents in `name/`).
+    pub download_dir: PathBuf,
+    /// Peers to dial right away, in addition to what trackers return.
+    pub peers: Vec<SocketAddr>,
+}
+
+impl AddTorrent {
+    pub fn new(source: TorrentSource, download_dir: impl Into<PathBuf>) -> Self {
+        AddTorrent {
+            source,
+            download_dir: download_dir.into(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+fn load(source: TorrentSource) -> Result<Metainfo, EngineError> {
+    Ok(match source {
+        TorrentSource::File(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| EngineError::ReadTorrent { path, source })?;
+            Metainfo::from_bytes(&bytes)?
+        }
+        TorrentSource::Bytes(bytes) => Metainfo::from_bytes(&bytes)?,
+        TorrentSource::Metainfo(m) => *m,
+    })
+}
+
+/// One SO_REUSEPORT listener per shard on the same address; returns them and the bound address.
+pub(super) fn listeners(addr: SocketAddr, n: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
+    let mut out = Vec::with_capacity(n);
+    let mut bound = addr;
+    for _ in 0..n {
+        let err = |source| EngineError::Listen { addr: bound, source };
+        let s = Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(err)?;
+        s.set_reuse_address(true).map_err(err)?;
+        s.set_reuse_port(true).map_err(err)?;
+        s.bind(&bound.into()).map_err(err)?;
+        s.listen(256).map_err(err)?;
+        if bound.port() == 0 {
+            if let Some(a) = s.local_addr().ok().and_then(|a| a.as_socket()) {
+                bound = a;
+            }
+        }
+        out.push(OwnedFd::from(s));
+    }
+    Ok((out, bound))
+}
+
+pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<TorrentId, EngineError> {
+    let meta = Arc::new(load(add.source)?);
+    {
+        let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        if torrents.iter().any(|e| e.shared.info_hash == meta.info_hash) {
+            return Err(EngineError::Duplicate(meta.info_hash));
+        }
+    }
+    let info = &meta.info;
+    let files: Vec<StorageFile> = (0..info.files.len())
+        .map(|i| StorageFile {
+            rel_path: info.file_path(i),
+            length: info.files[i].length,
+            padding: info.files[i].padding,
+        })
+        .collect();
+    let storage = Storage::open(&add.download_dir, files, info.piece_length, StorageOptions::default())?;
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let cell: Arc<OnceLock<Weak<TorrentShared>>> = Arc::new(OnceLock::new());
+    let sink = disk_sink(cell.clone(), inner.alerts.clone(), TorrentId(id));
+    let hashes: Arc<[[u8; 20]]> = info.pieces.clone().into();
+    let slot = inner.disk.add_torrent(storage, hashes, sink)?;
+    let piece_len = info.piece_length as usize;
+    let count = (inner.config.buffer_pool_bytes / piece_len.max(1)).max(8);
+    let pool = BufferPool::new(piece_len, count);
+    let n = info.lengths.num_pieces();
+    let picker = Picker::new(info.lengths, &Bitfield::new(n), &Bitfield::full(n))
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    let shared = Arc::new(TorrentShared::new(
+        id,
+        meta.clone(),
+        inner.our_id,
+        picker,
+        pool,
+        slot,
+        inner.config.max_peers_per_torrent,
+    ));
+    let _ = cell.set(Arc::downgrade(&shared));
+    for s in inner.shards.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = s.tx.send(Command::AddTorrent(shared.clone()));
+    }
+    let control = control::TorrentControl::start(inner, &shared);
+    inner
+        .torrents
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(TorrentEntry { shared: shared.clone(), control });
+    inner.alerts.send(Alert::TorrentAdded {
+        id: TorrentId(id),
+        name: meta.info.name.clone(),
+        info_hash: meta.info_hash,
+    });
+    connect_peers(inner, &shared, &add.peers);
+    Ok(TorrentId(id))
+}
+
+/// What the disk pipeline calls (on its own threads) when a piece is written or rejected.
+fn disk_sink(
+    cell: Arc<OnceLock<Weak<TorrentShared>>>,
+    alerts: AlertSink,
+    id: TorrentId,
+) -> Arc<dyn Fn(DiskEvent) + Send + Sync> {
+    Arc::new(move |ev: DiskEvent| {
+        let Some(t) = cell.get().and_then(Weak::upgrade) else { return };
+        match ev {
+            DiskEvent::PieceWritten { verified, .. } => {
+                if let Some(p) = t.on_verified(&verified) {
+                    alerts.send(Alert::PieceVerified { id, piece: p.get() });
+                }
+                if t.picker.is_complete() && !t.complete.swap(true, Ordering::AcqRel) {
+                    alerts.send(Alert::TorrentComplete { id });
+                }
+            }
+            DiskEvent::HashFailed { piece } => {
+                if let Ok(p) = t.lengths.piece(piece) {
+                    t.on_failed(p, true);
+                    alerts.send(Alert::HashFailed { id, piece });
+                }
+            }
+            DiskEvent::WriteFailed { piece, error } => {
+                if let Ok(p) = t.lengths.piece(piece) {
+                    t.on_failed(p, false);
+                }
+                // Keep verified data, stop asking for more: the user frees space and resumes.
+                t.stopped.store(true, Ordering::Release);
+                alerts.send(Alert::TorrentError { id, message: error.to_string() });
+            }
+        }
+    })
+}

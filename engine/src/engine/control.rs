@@ -1,0 +1,164 @@
+//! The control thread: a private single-threaded tokio runtime for tracker announces and the
+//! once-a-second stats tick. Nothing on the data path runs here.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Alert, Inner, TorrentId, TorrentStats};
+use crate::torrent::TorrentShared;
+use crate::tracker::{Announcer, AnnouncerHandle, AnnouncerParams, TrackerEvent, TrackerList, Transfer};
+
+/// The control thread and its runtime.
+pub(crate) struct ControlHandle {
+    pub runtime: tokio::runtime::Handle,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ControlHandle {
+    pub fn spawn() -> std::io::Result<ControlHandle> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = rt.handle().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new().name("rt-control".into()).spawn(move || {
+            rt.block_on(async {
+                let _ = rx.await;
+            });
+            // Tasks still running (announces) are dropped with the runtime, here on our own
+            // thread, never inside a caller's async context.
+            rt.shutdown_timeout(Duration::from_millis(100));
+        })?;
+        Ok(ControlHandle {
+            runtime,
+            stop: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn shutdown(&self) {
+        if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Per-torrent control state: the download rate and the tracker announcer.
+pub(crate) struct TorrentControl {
+    last_downloaded: AtomicU64,
+    rate_bytes_per_s: AtomicU64,
+    completed_sent: AtomicBool,
+    announcer: Mutex<Option<AnnouncerHandle>>,
+}
+
+impl TorrentControl {
+    pub fn start(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> TorrentControl {
+        let announcer = (inner.config.use_trackers && !t.meta.trackers.is_empty()).then(|| start_announcer(inner, t));
+        TorrentControl {
+            last_downloaded: AtomicU64::new(0),
+            rate_bytes_per_s: AtomicU64::new(0),
+            completed_sent: AtomicBool::new(false),
+            announcer: Mutex::new(announcer),
+        }
+    }
+
+    pub fn rate_bytes_per_s(&self) -> u64 {
+        self.rate_bytes_per_s.load(Ordering::Relaxed)
+    }
+
+    fn tick(&self, t: &TorrentShared, elapsed: Duration) {
+        let now = t.counters.downloaded_bytes.load(Ordering::Relaxed);
+        let before = self.last_downloaded.swap(now, Ordering::Relaxed);
+        let rate = (now.saturating_sub(before) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
+        self.rate_bytes_per_s.store(rate, Ordering::Relaxed);
+        if t.complete.load(Ordering::Acquire) && !self.completed_sent.swap(true, Ordering::AcqRel) {
+            if let Some(a) = self.announcer.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                a.completed();
+            }
+        }
+    }
+
+    /// Stops the announcer; it sends `stopped` (bounded by its stop timeout).
+    pub fn stop(&self, runtime: &tokio::runtime::Handle) {
+        let handle = self.announcer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            let task = h.shutdown();
+            let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
+        }
+    }
+}
+
+/// Starts announcing `t` to its trackers; peers they return are dialed through the shards.
+fn start_announcer(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> AnnouncerHandle {
+    let weak_inner = Arc::downgrade(inner);
+    let weak_t = Arc::downgrade(t);
+    let id = TorrentId(t.id);
+    let alerts = inner.alerts.clone();
+    let on_event = Arc::new(move |ev: TrackerEvent| match ev {
+        TrackerEvent::Reply { url, peers, .. } => {
+            alerts.send(Alert::TrackerReply { id, url, peers: peers.len() });
+            if let (Some(inner), Some(t)) = (weak_inner.upgrade(), weak_t.upgrade()) {
+                super::connect_peers(&inner, &t, &peers);
+            }
+        }
+        TrackerEvent::Error { url, error } => {
+            alerts.send(Alert::TrackerError { id, url, message: error.to_string() });
+        }
+    });
+    let weak_t = Arc::downgrade(t);
+    let transfer = Arc::new(move || {
+        let Some(t) = weak_t.upgrade() else { return Transfer { uploaded: 0, downloaded: 0, left: 0 } };
+        let c = &t.counters;
+        Transfer {
+            uploaded: c.uploaded_bytes.load(Ordering::Relaxed),
+            downloaded: c.downloaded_bytes.load(Ordering::Relaxed),
+            left: t.lengths.total_length().saturating_sub(c.verified_bytes.load(Ordering::Relaxed)),
+        }
+    });
+    let params = AnnouncerParams::new(t.info_hash, t.our_id, inner.listen_addr.port(), transfer, on_event);
+    let list = TrackerList::new(t.meta.trackers.clone(), &mut rand::rng());
+    Announcer::spawn(&inner.control.runtime, list, params)
+}
+
+/// A stats snapshot from the shared counters.
+pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats {
+    let c = &t.counters;
+    TorrentStats {
+        total_bytes: t.lengths.total_length(),
+        verified_bytes: c.verified_bytes.load(Ordering::Relaxed),
+        downloaded_bytes: c.downloaded_bytes.load(Ordering::Relaxed),
+        uploaded_bytes: c.uploaded_bytes.load(Ordering::Relaxed),
+        wasted_bytes: c.wasted_bytes.load(Ordering::Relaxed),
+        download_rate_bytes_per_s: rate_bytes_per_s,
+        peers: c.peers.load(Ordering::Relaxed),
+        pieces_have: t.picker.num_have(),
+        pieces_total: t.lengths.num_pieces(),
+        hash_failures: c.hash_failures.load(Ordering::Relaxed),
+        complete: t.complete.load(Ordering::Relaxed),
+    }
+}
+
+/// Every second: update rates and send a `Stats` alert per torrent.
+pub(crate) fn start_ticker(inner: &Arc<Inner>) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    inner.control.runtime.spawn(async move {
+        let period = Duration::from_secs(1);
+        let mut interval = tokio::time::interval(period);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+            for e in torrents.iter() {
+                e.control.tick(&e.shared, period);
+                let stats = stats_of(&e.shared, e.control.rate_bytes_per_s());
+                inner.alerts.send(Alert::Stats { id: TorrentId(e.shared.id), stats });
+            }
+        }
+    });
+}
+

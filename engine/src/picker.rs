@@ -1,1 +1,0 @@
-//! The shared, lock-free piece picker. OWNER: helper E.

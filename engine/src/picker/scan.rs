@@ -1,0 +1,214 @@
+//! [`Picker::pick`]: which blocks to claim for one peer.
+//!
+//! Order of preference: (1) free blocks of the pieces the peer is already working on (`hint`),
+//! (2) free blocks of other partial pieces, (3) new pieces, rarest first (fewest connected peers
+//! have them; ties broken from a seed-dependent start so peers spread out), (4) in endgame only,
+//! blocks claimed by other peers but not received, up to [`MAX_DUPLICATES`] claims per block.
+//!
+//! Cost: steps 2 and 4 walk the partial-piece bitmap (few pieces); step 3 walks the open-piece
+//! bitmap once per call (see `rarest.rs`, which skips most of it) and keeps the rarest few
+//! candidates, so one call claims several whole pieces for the price of one walk.
+
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
+
+use super::rarest::{Candidates, CANDIDATES};
+use super::word::{Word, FREE};
+use super::{Picker, PieceState, MAX_DUPLICATES, PICKABLE};
+use crate::types::{Bitfield, BlockRef, PieceIndex};
+
+/// Most walks of the open bitmap per call (each is repeated only when other peers took the
+/// candidates first, or the peer wants more blocks than the candidates hold).
+const MAX_WALKS: usize = 4;
+
+/// The arguments of one [`Picker::pick`] call.
+struct Pick<'a> {
+    peer_has: &'a Bitfield,
+    already_requested: &'a dyn Fn(BlockRef) -> bool,
+    out: &'a mut Vec<BlockRef>,
+    /// Length of `out` when the call began: `out[first..]` are this call's claims.
+    first: usize,
+    /// Blocks still to claim.
+    left: usize,
+}
+
+impl Picker {
+    /// Claims up to `max` blocks that the peer has and we need, appending them to `out`, in the
+    /// order of preference of the module doc. `hint`: the pieces this peer is already working
+    /// on. `seed`: any per-peer (or per-call) number, spreads peers over equally rare pieces.
+    /// `already_requested`: blocks this peer has outstanding, never claimed again for it.
+    /// Step (4), endgame duplicates, runs only when `allow_endgame` and no free block remains in
+    /// any wanted piece. Returns how many blocks were claimed; a bitfield of the wrong length
+    /// claims nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pick(
+        &self,
+        peer_has: &Bitfield,
+        hint: &[PieceIndex],
+        max: usize,
+        allow_endgame: bool,
+        seed: u32,
+        already_requested: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) -> usize {
+        if max == 0 || peer_has.len() != self.lengths.num_pieces() {
+            return 0;
+        }
+        let mut pk = Pick {
+            peer_has,
+            already_requested,
+            first: out.len(),
+            out,
+            left: max,
+        };
+        for p in hint {
+            if pk.left == 0 {
+                break;
+            }
+            self.claim_free(p.idx(), &mut pk);
+        }
+        let start = self.spread(seed);
+        if pk.left > 0 {
+            self.claim_partial(start, &mut pk);
+        }
+        if pk.left > 0 {
+            self.claim_new(start, &mut pk);
+        }
+        if pk.left > 0 && allow_endgame && self.counters[PICKABLE].load(SeqCst) == 0 {
+            self.claim_duplicates(start, &mut pk);
+        }
+        max - pk.left
+    }
+
+    /// A piece index in `0..num_pieces` derived from `seed`.
+    fn spread(&self, seed: u32) -> usize {
+        // A 32-bit finalizer (murmur3's) so that consecutive seeds land far apart.
+        let mut h = seed;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        ((h as u64 * self.lengths.num_pieces() as u64) >> 32) as usize
+    }
+
+    /// Claims free blocks of piece `p` if the peer has it: reserve in the word, then take bytes.
+    fn claim_free(&self, p: usize, pk: &mut Pick<'_>) {
+        let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
+            return;
+        };
+        if !w.pickable() || !pk.peer_has.get(piece) {
+            return;
+        }
+        let want = u32::try_from(pk.left).unwrap_or(u32::MAX);
+        let Some((old, new)) = self.transition(p, |w| {
+            w.pickable().then(|| {
+                let k = want.min(w.free());
+                w.with_free(w.free() - k).with_state(PieceState::Partial)
+            })
+        }) else {
+            return;
+        };
+        let reserved = old.free() - new.free();
+        // Normally a free block cannot be among this call's claims, but a late release by a
+        // caller (see the module doc of `picker`) can free a block we just claimed.
+        let revisit = pk.out[pk.first..].iter().any(|b| b.piece == piece);
+        let mut got = 0;
+        let base = p * self.stride;
+        for i in 0..self.lengths.blocks_in_piece(piece) {
+            if got == reserved {
+                break;
+            }
+            let Some(cell) = self.blocks.get(base + i as usize) else {
+                break;
+            };
+            if cell.load(Relaxed) != FREE {
+                continue;
+            }
+            let Ok(b) = self.lengths.block(piece, i) else {
+                break;
+            };
+            if (pk.already_requested)(b) || (revisit && pk.out[pk.first..].contains(&b)) {
+                continue;
+            }
+            if cell.compare_exchange(FREE, 1, AcqRel, Relaxed).is_ok() {
+                pk.out.push(b);
+                got += 1;
+            }
+        }
+        if got < reserved {
+            // Others took the bytes we would have found, or the peer has them outstanding.
+            self.unreserve(p, reserved - got);
+        }
+        pk.left -= got as usize;
+    }
+
+    /// Step 2: free blocks of partial pieces.
+    fn claim_partial(&self, start: usize, pk: &mut Pick<'_>) {
+        self.partial.for_each_from(start, |p| {
+            match self.word(p) {
+                Some(w) if w.partial() => {
+                    if w.free() > 0 {
+                        self.claim_free(p, pk);
+                    }
+                }
+                _ => self.clear_bit(&self.partial, p, Word::partial),
+            }
+            pk.left > 0
+        });
+    }
+
+    /// Step 3: new pieces, rarest first.
+    fn claim_new(&self, start: usize, pk: &mut Pick<'_>) {
+        let stride = self.stride.max(1);
+        for _ in 0..MAX_WALKS {
+            let mut cands = Candidates::new(pk.left.div_ceil(stride).clamp(1, CANDIDATES));
+            self.rarest(start, pk.peer_has, &mut cands);
+            if cands.is_empty() {
+                return;
+            }
+            for p in cands.pieces() {
+                self.claim_free(p, pk);
+                if pk.left == 0 {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Step 4 (endgame): one more claim on blocks others have claimed but not received.
+    fn claim_duplicates(&self, start: usize, pk: &mut Pick<'_>) {
+        self.partial.for_each_from(start, |p| {
+            let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
+                return true;
+            };
+            if !w.partial() || !pk.peer_has.get(piece) {
+                return true;
+            }
+            let base = p * self.stride;
+            for i in 0..self.lengths.blocks_in_piece(piece) {
+                let Some(cell) = self.blocks.get(base + i as usize) else {
+                    break;
+                };
+                let v = cell.load(Relaxed);
+                if v == FREE || v >= MAX_DUPLICATES {
+                    continue;
+                }
+                let Ok(b) = self.lengths.block(piece, i) else {
+                    break;
+                };
+                // Blocks claimed earlier in this call are not in the caller's set yet.
+                if !(pk.already_requested)(b)
+                    && !pk.out[pk.first..].contains(&b)
+                    && cell.compare_exchange(v, v + 1, AcqRel, Relaxed).is_ok()
+                {
+                    pk.out.push(b);
+                    pk.left -= 1;
+                    if pk.left == 0 {
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+    }
+}

@@ -1,0 +1,64 @@
+//! The completion-based IO contract between a shard and its ring driver.
+//!
+//! A shard describes socket work as [`Op`]s and receives [`Completion`]s, whatever drives them:
+//! [`super::uring::UringBackend`] submits them to the shard's own io_uring, and
+//! [`super::portable::PortableBackend`] emulates the same completions over epoll for hosts
+//! where io_uring is blocked. The shard loop is written once against this trait.
+//!
+//! Ownership rule (as in tokio-uring): a buffer handed to the backend in an `Op::Send` belongs
+//! to the backend until its `Sent` completion, or until the connection's `Closed` completion if
+//! it was closed first. Received bytes are lent to the completion callback only; the backend
+//! recycles the receive buffer when the callback returns.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+/// A connection's handle inside one shard. Chosen by the shard; the backend maps it to a socket.
+/// A token is reusable only after its `Closed` completion.
+pub type Token = u32;
+
+/// Work for the backend.
+#[derive(Debug)]
+pub enum Op {
+    /// Open a TCP socket and connect it to `addr`.
+    Connect { token: Token, addr: SocketAddr },
+    /// Adopt an accepted socket under `token`.
+    Adopt { token: Token, fd: OwnedFd },
+    /// Start receiving on the connection; data keeps arriving as `Data` until `RecvEnded`.
+    Recv { token: Token },
+    /// Send all of `buf` (the backend resubmits partial sends itself).
+    Send { token: Token, buf: Vec<u8> },
+    /// Cancel everything outstanding on the connection and close it.
+    Close { token: Token },
+}
+
+/// What happened.
+#[derive(Debug)]
+pub enum Completion<'a> {
+    /// A listener accepted a connection; the shard adopts it with `Op::Adopt`.
+    Accepted { fd: OwnedFd, peer: SocketAddr },
+    Connected { token: Token, result: io::Result<()> },
+    /// Bytes received, in stream order.
+    Data { token: Token, data: &'a [u8] },
+    /// The peer closed the stream (`Ok`) or the socket failed.
+    RecvEnded { token: Token, result: io::Result<()> },
+    /// A send finished: the buffer comes back for reuse.
+    Sent { token: Token, buf: Vec<u8>, result: io::Result<()> },
+    /// Every operation on the connection has completed and its socket is closed.
+    Closed { token: Token },
+}
+
+/// A ring driver: io_uring, or the portable epoll fallback.
+pub trait Backend {
+    /// Starts accepting on a listening socket (bound with SO_REUSEPORT by the engine).
+    fn listen(&mut self, listener: OwnedFd) -> io::Result<()>;
+    /// Queues an operation; it is submitted at the next [`Backend::wait`].
+    fn push(&mut self, op: Op);
+    /// Submits what was pushed, waits up to `timeout` for at least one completion and hands
+    /// every available completion to `on`.
+    fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()>;
+    /// A short name for logs ("io_uring" or "epoll").
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,456 @@
+//! The shard's io_uring driver: multishot accept, connect, multishot recv into a provided
+//! buffer ring, and sends, all on one ring owned by the shard thread
+//! (`IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`, so completions are reaped only
+//! when the shard asks: no interrupts of its work, no epoll underneath).
+//!
+//! Buffer ownership: the provided-buffer ring (`BufRing`) owns one pre-touched slab; the kernel
+//! picks a buffer per completion, the shard reads it inside the callback, and the buffer goes
+//! back to the ring right after. Send buffers live in the connection slot until their completion.
+//! A connection slot (and its socket) is freed only when no operation on it is in flight.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use super::backend::{Backend, Completion, Op, Token};
+
+const KIND_ACCEPT: u64 = 1;
+const KIND_CONNECT: u64 = 2;
+const KIND_RECV: u64 = 3;
+const KIND_SEND: u64 = 4;
+const KIND_CANCEL: u64 = 5;
+
+/// Buffer group id of the shard's receive buffer ring.
+const BGID: u16 = 7;
+
+fn user_data(kind: u64, id: u32) -> u64 {
+    (kind << 32) | id as u64
+}
+
+/// The io_uring setup a shard uses, tried with the fastest flags first.
+pub fn new_ring(entries: u32) -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+        .or_else(|_| IoUring::builder().setup_coop_taskrun().build(entries))
+        .or_else(|_| IoUring::new(entries))
+}
+
+/// Whether this process may use io_uring at all (ENOSYS, seccomp EPERM, `io_uring_disabled`),
+/// or the user forced the fallback with `RINGTORRENT_NO_URING=1`.
+pub fn probe() -> Result<(), String> {
+    if std::env::var_os("RINGTORRENT_NO_URING").is_some_and(|v| v != "0") {
+        return Err("RINGTORRENT_NO_URING is set".into());
+    }
+    match IoUring::new(4) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("io_uring_setup failed: {e}")),
+    }
+}
+
+/// A provided-buffer ring (kernel 5.19+): `count` buffers of `size` bytes.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    slab: Vec<u8>,
+    size: usize,
+    count: u16,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two(), "INVARIANT: buffer ring size is a power of two");
+        let layout = std::alloc::Layout::from_size_align(
+            count as usize * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|_| io::Error::other("buffer ring layout"))?;
+        // SAFETY: the layout has a non-zero size; the pointer is checked for null below.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
+        if entries.is_null() {
+            return Err(io::Error::other("out of memory for the buffer ring"));
+        }
+        // Pre-touch the slab once: first touch of fresh memory is slow on our machines.
+        let slab = vec![0x5au8; count as usize * size];
+        let mut br = BufRing {
+            entries,
+            entries_layout: layout,
+            slab,
+            size,
+            count,
+            tail: 0,
+        };
+        // SAFETY: `entries` points to `count` zeroed, page-aligned entries that stay allocated
+        // until this BufRing is dropped, which unregisters the group first (see Drop).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, BGID, 0)?;
+        }
+        for bid in 0..count {
+            br.push(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    /// Hands buffer `bid` back to the kernel (visible after `publish`).
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & (self.count - 1)) as usize;
+        let addr = self.slab.as_ptr() as u64 + bid as u64 * self.size as u64;
+        // SAFETY: idx < count, so the entry lies inside the allocation; the kernel reads only
+        // entries between its head and the published tail, and this one is past the tail.
+        let e = unsafe { &mut *self.entries.add(idx) };
+        e.set_addr(addr);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field lives inside entry 0 of our allocation and is only written by
+        // us; the kernel reads it, so the store must be atomic with release ordering.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn get(&self, bid: u16, len: usize) -> &[u8] {
+        let start = bid as usize * self.size;
+        &self.slab[start..start + len.min(self.size)]
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring that used it is gone or has
+        // unregistered the group (UringBackend drops the ring before its BufRing).
+        unsafe { std::alloc::dealloc(self.entries as *mut u8, self.entries_layout) };
+    }
+}
+
+struct Conn {
+    fd: OwnedFd,
+    inflight: u32,
+    closing: bool,
+    /// Buffer being sent and how much of it went out; owned here until the completion.
+    send: Option<(Vec<u8>, usize)>,
+    /// Kept alive until the connect completion.
+    addr: Option<Box<SockAddr>>,
+}
+
+/// See the module doc.
+pub struct UringBackend {
+    // Field order matters: the ring is dropped (closing it) before the buffer ring memory.
+    ring: IoUring,
+    bufs: BufRing,
+    conns: Vec<Option<Conn>>,
+    listeners: Vec<OwnedFd>,
+    pending: Vec<Op>,
+    rearm_accept: Vec<u32>,
+    rearm_recv: Vec<Token>,
+    closed: Vec<Token>,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl UringBackend {
+    /// A ring with `recv_buffers` provided buffers of `recv_buffer_len` bytes.
+    pub fn new(recv_buffers: u16, recv_buffer_len: usize) -> io::Result<UringBackend> {
+        let ring = new_ring(1024)?;
+        let bufs = BufRing::new(&ring, recv_buffers, recv_buffer_len)?;
+        Ok(UringBackend {
+            ring,
+            bufs,
+            conns: Vec::new(),
+            listeners: Vec::new(),
+            pending: Vec::new(),
+            rearm_accept: Vec::new(),
+            rearm_recv: Vec::new(),
+            closed: Vec::new(),
+            cqes: Vec::with_capacity(1024),
+        })
+    }
+
+    fn conn(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns.get_mut(token as usize).and_then(|c| c.as_mut())
+    }
+
+    fn push_sqe(&mut self, sqe: squeue::Entry) -> io::Result<()> {
+        // SAFETY: every pointer in our SQEs (send buffers, socket addresses, the buffer ring)
+        // is owned by a connection slot or the backend and outlives the operation: slots are
+        // freed only when their in-flight count is back to zero.
+        while unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.ring.submit()?;
+        }
+        Ok(())
+    }
+
+    fn submit_op(&mut self, op: Op) -> io::Result<()> {
+        match op {
+            Op::Connect { token, addr } => {
+                let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                let _ = sock.set_tcp_nodelay(true);
+                let fd: OwnedFd = sock.into();
+                let addr = Box::new(SockAddr::from(addr));
+                let sqe = opcode::Connect::new(types::Fd(fd.as_raw_fd()), addr.as_ptr().cast::<libc::sockaddr>(), addr.len())
+                    .build()
+                    .user_data(user_data(KIND_CONNECT, token));
+                self.insert(token, fd, Some(addr));
+                self.push_sqe(sqe)?;
+            }
+            Op::Adopt { token, fd } => {
+                let _ = socket2::SockRef::from(&fd).set_tcp_nodelay(true);
+                self.insert(token, fd, None);
+            }
+            Op::Recv { token } => self.arm_recv(token)?,
+            Op::Send { token, buf } => {
+                let Some(c) = self.conn(token) else { return Ok(()) };
+                if c.closing || c.send.is_some() {
+                    return Ok(());
+                }
+                c.send = Some((buf, 0));
+                self.send_rest(token)?;
+            }
+            Op::Close { token } => {
+                let Some(c) = self.conn(token) else { return Ok(()) };
+                if c.closing {
+                    return Ok(());
+                }
+                c.closing = true;
+                if c.inflight == 0 {
+                    self.finish_close(token);
+                } else {
+                    let raw = c.fd.as_raw_fd();
+                    c.inflight += 1;
+                    let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
+                        .build()
+                        .user_data(user_data(KIND_CANCEL, token));
+                    self.push_sqe(sqe)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, token: Token, fd: OwnedFd, addr: Option<Box<SockAddr>>) {
+        let i = token as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        let inflight = addr.is_some() as u32;
+        self.conns[i] = Some(Conn {
+            fd,
+            inflight,
+            closing: false,
+            send: None,
+            addr,
+        });
+    }
+
+    fn arm_recv(&mut self, token: Token) -> io::Result<()> {
+        let Some(c) = self.conn(token) else { return Ok(()) };
+        if c.closing {
+            return Ok(());
+        }
+        c.inflight += 1;
+        let sqe = opcode::RecvMulti::new(types::Fd(c.fd.as_raw_fd()), BGID)
+            .build()
+            .user_data(user_data(KIND_RECV, token));
+        self.push_sqe(sqe)
+    }
+
+    fn send_rest(&mut self, token: Token) -> io::Result<()> {
+        let Some(c) = self.conn(token) else { return Ok(()) };
+        let Some((buf, done)) = c.send.as_ref() else { return Ok(()) };
+        let rest = &buf[*done..];
+        let sqe = opcode::Send::new(types::Fd(c.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data(KIND_SEND, token));
+        c.inflight += 1;
+        self.push_sqe(sqe)
+    }
+
+    fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
+        let Some(l) = self.listeners.get(idx as usize) else { return Ok(()) };
+        let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(KIND_ACCEPT, idx));
+        self.push_sqe(sqe)
+    }
+
+    fn finish_close(&mut self, token: Token) {
+        if let Some(slot) = self.conns.get_mut(token as usize) {
+            // Dropping the slot closes the socket and frees its buffers: nothing is in flight.
+            *slot = None;
+            self.closed.push(token);
+        }
+    }
+
+    /// One op on `token` finished; true if the connection is closing (suppress its events).
+    fn op_done(&mut self, token: Token) -> bool {
+        let Some(c) = self.conn(token) else { return true };
+        c.inflight = c.inflight.saturating_sub(1);
+        if c.closing {
+            if c.inflight == 0 {
+                self.finish_close(token);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn handle(&mut self, ud: u64, res: i32, flags: u32, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
+        let id = ud as u32;
+        match ud >> 32 {
+            KIND_ACCEPT => {
+                if res >= 0 {
+                    // SAFETY: a non-negative accept result is a new descriptor we now own.
+                    let fd = unsafe { OwnedFd::from_raw_fd(res) };
+                    if let Some(peer) = socket2::SockRef::from(&fd).peer_addr().ok().and_then(|a| a.as_socket()) {
+                        on(Completion::Accepted { fd, peer });
+                    }
+                }
+                if !cqueue::more(flags) {
+                    self.rearm_accept.push(id);
+                }
+            }
+            KIND_CONNECT => {
+                if let Some(c) = self.conn(id) {
+                    c.addr = None;
+                }
+                if !self.op_done(id) {
+                    let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(()) };
+                    on(Completion::Connected { token: id, result });
+                }
+            }
+            KIND_RECV => self.handle_recv(id, res, flags, on),
+            KIND_SEND => {
+                if self.op_done(id) {
+                    return Ok(());
+                }
+                let Some(c) = self.conn(id) else { return Ok(()) };
+                if res < 0 {
+                    if let Some((buf, _)) = c.send.take() {
+                        let err = io::Error::from_raw_os_error(-res);
+                        on(Completion::Sent { token: id, buf, result: Err(err) });
+                    }
+                    return Ok(());
+                }
+                let finished = match c.send.as_mut() {
+                    Some((buf, done)) => {
+                        *done += res as usize;
+                        *done >= buf.len()
+                    }
+                    None => false,
+                };
+                if finished {
+                    if let Some((buf, _)) = c.send.take() {
+                        on(Completion::Sent { token: id, buf, result: Ok(()) });
+                    }
+                } else if res == 0 {
+                    if let Some((buf, _)) = c.send.take() {
+                        let err = io::Error::from(io::ErrorKind::WriteZero);
+                        on(Completion::Sent { token: id, buf, result: Err(err) });
+                    }
+                } else {
+                    self.send_rest(id)?;
+                }
+            }
+            KIND_CANCEL => {
+                self.op_done(id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_recv(&mut self, id: Token, res: i32, flags: u32, on: &mut dyn FnMut(Completion<'_>)) {
+        let more = cqueue::more(flags);
+        let closing = self.conn(id).is_none_or(|c| c.closing);
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if res > 0 && !closing {
+                on(Completion::Data { token: id, data: self.bufs.get(bid, res as usize) });
+            }
+            self.bufs.push(bid);
+        }
+        if more {
+            return;
+        }
+        if self.op_done(id) {
+            return;
+        }
+        if res == -libc::ENOBUFS || res > 0 {
+            // Out of provided buffers (the shard is behind) or the kernel ended the multishot:
+            // re-arm after this batch has returned its buffers.
+            self.rearm_recv.push(id);
+        } else if res == 0 {
+            on(Completion::RecvEnded { token: id, result: Ok(()) });
+        } else {
+            on(Completion::RecvEnded { token: id, result: Err(io::Error::from_raw_os_error(-res)) });
+        }
+    }
+}
+
+impl Backend for UringBackend {
+    fn listen(&mut self, listener: OwnedFd) -> io::Result<()> {
+        self.listeners.push(listener);
+        self.arm_accept(self.listeners.len() as u32 - 1)
+    }
+
+    fn push(&mut self, op: Op) {
+        self.pending.push(op);
+    }
+
+    fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
+        for token in std::mem::take(&mut self.closed) {
+            on(Completion::Closed { token });
+        }
+        for idx in std::mem::take(&mut self.rearm_accept) {
+            self.arm_accept(idx)?;
+        }
+        for token in std::mem::take(&mut self.rearm_recv) {
+            self.arm_recv(token)?;
+        }
+        for op in std::mem::take(&mut self.pending) {
+            self.submit_op(op)?;
+        }
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        for &(ud, res, flags) in &cqes {
+            self.handle(ud, res, flags, on)?;
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        self.bufs.publish();
+        for token in std::mem::take(&mut self.closed) {
+            on(Completion::Closed { token });
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "io_uring"
+    }
+}
+
+impl Drop for UringBackend {
+    fn drop(&mut self) {
+        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+    }
+}

@@ -1,0 +1,264 @@
+//! State of one torrent shared by every shard: the picker, the table of pieces being filled,
+//! the logs shards read to broadcast HAVEs and to blame peers for hash failures, and the
+//! counters behind stats. No IO happens here.
+//!
+//! Invariants:
+//! - A piece has at most one in-flight buffer (`inflight[p]`), created when its first block is
+//!   claimed and taken out by the single writer whose block completed it; that writer submits
+//!   it to the disk pipeline.
+//! - `verified_log` only ever receives indices taken from a `VerifiedPiece` witness, after the
+//!   piece's bytes were written: a HAVE is never sent for unverified or unwritten data.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use uring_disk::{BufferPool, SharedPiece, VerifiedPiece};
+
+use crate::metainfo::Metainfo;
+use crate::picker::Picker;
+use crate::types::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};
+
+/// A piece being filled: its buffer and the peers whose blocks went into it.
+pub struct InflightPiece {
+    pub buf: Arc<SharedPiece>,
+    pub contributors: Vec<u64>,
+}
+
+/// A piece that failed its hash and the peers that supplied its blocks.
+#[derive(Clone, Debug)]
+pub struct FailedPiece {
+    pub piece: PieceIndex,
+    pub contributors: Vec<u64>,
+}
+
+/// Byte and event counters, updated with relaxed atomics.
+#[derive(Default)]
+pub struct Counters {
+    pub downloaded_bytes: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    pub wasted_bytes: AtomicU64,
+    pub verified_bytes: AtomicU64,
+    pub hash_failures: AtomicU32,
+    pub peers: AtomicU32,
+}
+
+/// Everything about a torrent that shards share.
+pub struct TorrentShared {
+    pub id: u64,
+    pub meta: Arc<Metainfo>,
+    pub info_hash: InfoHash,
+    pub lengths: Lengths,
+    pub our_id: PeerId,
+    pub picker: Picker,
+    pub pool: Arc<BufferPool>,
+    pub disk_slot: uring_disk::TorrentSlot,
+    inflight: Vec<Mutex<Option<InflightPiece>>>,
+    verified_log: Vec<AtomicU32>,
+    verified_len: AtomicUsize,
+    failed: Mutex<Vec<FailedPiece>>,
+    failed_len: AtomicUsize,
+    pending_blame: Mutex<Vec<FailedPiece>>,
+    pub banned: Mutex<HashSet<IpAddr>>,
+    pub connected: Mutex<HashSet<PeerId>>,
+    pub counters: Counters,
+    /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
+    pub stopped: AtomicBool,
+    pub complete: AtomicBool,
+    pub max_peers: u32,
+}
+
+/// Why a buffer for a new piece could not be had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoBuffer {
+    /// Every pooled buffer is in use: downloads wait for the disk (backpressure).
+    PoolEmpty,
+    /// The pool's buffers do not fit this piece (an engine bug, reported, never a panic).
+    WrongSize,
+}
+
+impl TorrentShared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        meta: Arc<Metainfo>,
+        our_id: PeerId,
+        picker: Picker,
+        pool: Arc<BufferPool>,
+        disk_slot: uring_disk::TorrentSlot,
+        max_peers: u32,
+    ) -> TorrentShared {
+        let lengths = meta.info.lengths;
+        let n = lengths.num_pieces() as usize;
+        TorrentShared {
+            id,
+            info_hash: meta.info_hash,
+            meta,
+            lengths,
+            our_id,
+            picker,
+            pool,
+            disk_slot,
+            inflight: (0..n).map(|_| Mutex::new(None)).collect(),
+            verified_log: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            verified_len: AtomicUsize::new(0),
+            failed: Mutex::new(Vec::new()),
+            failed_len: AtomicUsize::new(0),
+            pending_blame: Mutex::new(Vec::new()),
+            banned: Mutex::new(HashSet::new()),
+            connected: Mutex::new(HashSet::new()),
+            counters: Counters::default(),
+            stopped: AtomicBool::new(false),
+            complete: AtomicBool::new(false),
+            max_peers,
+        }
+    }
+
+    fn slot(&self, p: PieceIndex) -> std::sync::MutexGuard<'_, Option<InflightPiece>> {
+        // A poisoned slot only means another shard panicked mid-update of a plain Option;
+        // the data (an Arc and a Vec) is still consistent.
+        self.inflight[p.idx()].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes sure piece `p` has a buffer, taking one from the pool if it has none.
+    pub fn ensure_buffer(&self, p: PieceIndex) -> Result<(), NoBuffer> {
+        let mut slot = self.slot(p);
+        if slot.is_some() {
+            return Ok(());
+        }
+        let buf = self.pool.try_take().ok_or(NoBuffer::PoolEmpty)?;
+        let piece = SharedPiece::new(buf, p.get(), self.lengths.piece_len(p), BLOCK_LEN)
+            .map_err(|_| NoBuffer::WrongSize)?;
+        *slot = Some(InflightPiece {
+            buf: Arc::new(piece),
+            contributors: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// The buffer of a piece in flight, recording `peer` as a contributor.
+    pub fn buffer_for(&self, p: PieceIndex, peer: u64) -> Option<Arc<SharedPiece>> {
+        let mut slot = self.slot(p);
+        let inflight = slot.as_mut()?;
+        if !inflight.contributors.contains(&peer) {
+            inflight.contributors.push(peer);
+        }
+        Some(inflight.buf.clone())
+    }
+
+    /// True if the block's data is already in memory or the piece is no longer in flight
+    /// (completed, verified or reset): a request for it can be cancelled.
+    pub fn block_done(&self, b: BlockRef) -> bool {
+        match self.slot(b.piece).as_ref() {
+            Some(inflight) => inflight.buf.is_block_done(b.block_in_piece()),
+            None => true,
+        }
+    }
+
+    /// Our verified pieces as a bitfield (for the opening BITFIELD message).
+    pub fn have_bitfield(&self) -> Bitfield {
+        let mut bf = Bitfield::new(self.lengths.num_pieces());
+        for p in self.lengths.pieces() {
+            if self.picker.have(p) {
+                bf.set(p);
+            }
+        }
+        bf
+    }
+
+    /// Takes a completed piece out of the table, remembering who supplied it until the hash
+    /// result comes back.
+    pub fn take_complete(&self, p: PieceIndex) -> Option<Arc<SharedPiece>> {
+        let taken = self.slot(p).take()?;
+        let mut blame = self.pending_blame.lock().unwrap_or_else(|e| e.into_inner());
+        blame.retain(|f| f.piece != p);
+        blame.push(FailedPiece {
+            piece: p,
+            contributors: taken.contributors,
+        });
+        Some(taken.buf)
+    }
+
+    /// The disk wrote a verified piece.
+    pub fn on_verified(&self, v: &VerifiedPiece) -> Option<PieceIndex> {
+        let p = self.lengths.piece(v.piece()).ok()?;
+        self.take_blame(p);
+        self.picker.piece_verified(p);
+        let i = self.verified_len.load(Ordering::Acquire);
+        if i < self.verified_log.len() {
+            self.verified_log[i].store(p.get(), Ordering::Relaxed);
+            self.verified_len.store(i + 1, Ordering::Release);
+        }
+        self.counters
+            .verified_bytes
+            .fetch_add(self.lengths.piece_len(p) as u64, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// The piece failed its hash check (or could not be written): its blocks become free again.
+    pub fn on_failed(&self, p: PieceIndex, hash_failure: bool) {
+        let contributors = self.take_blame(p).unwrap_or_default();
+        self.picker.piece_failed(p);
+        if hash_failure {
+            self.counters.hash_failures.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .wasted_bytes
+                .fetch_add(self.lengths.piece_len(p) as u64, Ordering::Relaxed);
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.push(FailedPiece { piece: p, contributors });
+            self.failed_len.store(failed.len(), Ordering::Release);
+        }
+    }
+
+    fn take_blame(&self, p: PieceIndex) -> Option<Vec<u64>> {
+        let mut blame = self.pending_blame.lock().unwrap_or_else(|e| e.into_inner());
+        let i = blame.iter().position(|f| f.piece == p)?;
+        Some(blame.swap_remove(i).contributors)
+    }
+
+    /// Verified pieces logged at or after `cursor`, and the new cursor.
+    pub fn verified_since(&self, cursor: usize, out: &mut Vec<PieceIndex>) -> usize {
+        let end = self.verified_len.load(Ordering::Acquire);
+        for slot in &self.verified_log[cursor.min(end)..end] {
+            if let Ok(p) = self.lengths.piece(slot.load(Ordering::Relaxed)) {
+                out.push(p);
+            }
+        }
+        end
+    }
+
+    /// Hash failures logged at or after `cursor`, and the new cursor.
+    pub fn failed_since(&self, cursor: usize, out: &mut Vec<FailedPiece>) -> usize {
+        if self.failed_len.load(Ordering::Acquire) <= cursor {
+            return cursor;
+        }
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(failed[cursor.min(failed.len())..].iter().cloned());
+        failed.len()
+    }
+
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
+    }
+
+    pub fn ban(&self, ip: IpAddr) {
+        self.banned.lock().unwrap_or_else(|e| e.into_inner()).insert(ip);
+    }
+
+    /// Registers a handshaken peer id; false for ourselves or a duplicate connection.
+    pub fn register_peer(&self, id: PeerId) -> bool {
+        if id == self.our_id {
+            return false;
+        }
+        self.connected.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+    }
+
+    pub fn unregister_peer(&self, id: &PeerId) {
+        self.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,79 @@
+"""A libtorrent seeder on loopback for the ringtorrent tests.
+
+Prints "READY <ip>:<port>" once it listens and seeds; then logs alerts until killed.
+--seed-mode skips the initial hash check and turns hash checks off, so a deliberately corrupted
+copy of the data is served as it is (a peer that sends wrong blocks).
+"""
+
+import argparse
+import sys
+import time
+
+import libtorrent as lt
+
+from lt_common import Watchdog, add_torrent, listen_port, log, make_session, split_addr
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--data", required=True, help="save path: the directory holding the content")
+    ap.add_argument("--listen", required=True, help="IP:PORT, PORT 0 picks a free one")
+    ap.add_argument("--seed-mode", action="store_true")
+    ap.add_argument("--tracker", help="announce URL added to the torrent")
+    ap.add_argument("--upload-rate-limit", type=int, default=0, help="bytes per second, 0 = none")
+    ap.add_argument("--peer", action="append", default=[], help="IP:PORT to dial")
+    ap.add_argument("--max-seconds", type=float, default=900)
+    ap.add_argument("--ready-timeout", type=float, default=120)
+    args = ap.parse_args()
+
+    watchdog = Watchdog(args.max_seconds)
+    ses = make_session(
+        args.listen,
+        upload_rate_limit=args.upload_rate_limit,
+        seed=True,
+        disable_hash_checks=args.seed_mode,
+    )
+    port = listen_port(ses, 30)
+    flags = lt.torrent_flags.seed_mode if args.seed_mode else 0
+    handle = add_torrent(ses, args.torrent, args.data, flags=flags, tracker=args.tracker)
+
+    deadline = time.monotonic() + args.ready_timeout
+    while True:
+        watchdog.check()
+        st = handle.status()
+        if st.is_seeding and st.state != lt.torrent_status.checking_files:
+            break
+        if st.errc.value() != 0:
+            log("TORRENT ERROR", st.errc.message())
+            sys.exit(2)
+        if st.state == lt.torrent_status.downloading and not args.seed_mode:
+            log("NOT SEEDING: data incomplete, progress", st.progress)
+            sys.exit(2)
+        if time.monotonic() > deadline:
+            log("TIMEOUT before seeding, state", st.state, "progress", st.progress)
+            sys.exit(2)
+        for a in ses.pop_alerts():
+            log("alert:", type(a).__name__, a.message())
+        ses.wait_for_alert(100)
+
+    host, _ = split_addr(args.listen)
+    for p in args.peer:
+        handle.connect_peer(split_addr(p))
+    log("READY %s:%d" % (host, port))
+
+    last = time.monotonic()
+    while True:
+        watchdog.check()
+        for a in ses.pop_alerts():
+            log("alert:", type(a).__name__, a.message())
+        now = time.monotonic()
+        if now - last >= 2:
+            st = handle.status()
+            log("status: peers", st.num_peers, "uploaded", st.all_time_upload, "state", st.state)
+            last = now
+        ses.wait_for_alert(200)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+//! The downloaders the benchmark compares, as commands: each downloads one torrent into an empty
+//! directory on 127.0.0.1, finds its peers through the torrent's tracker (plus any given peers
+//! for the clients that can dial one), and exits 0 when the download is complete.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::net::{free_port, LEECHER_IP};
+use crate::proc::{kit_command, on_path};
+use crate::ringtorrent::{ringtorrent_bin, Download};
+use crate::{aria2, libtorrent, python};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Client {
+    Ringtorrent,
+    Rqbit,
+    Aria2,
+    Libtorrent,
+}
+
+/// One download to run.
+#[derive(Debug, Clone)]
+pub struct LeechJob<'a> {
+    pub torrent: &'a Path,
+    pub out_dir: &'a Path,
+    /// A fresh port for this run (a libtorrent seeder may not re-dial a port it saw leave).
+    pub listen_port: u16,
+    pub peers: &'a [SocketAddr],
+    pub timeout: Duration,
+}
+
+impl Client {
+    pub const ALL: [Client; 4] = [
+        Client::Ringtorrent,
+        Client::Rqbit,
+        Client::Aria2,
+        Client::Libtorrent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Client::Ringtorrent => "ringtorrent",
+            Client::Rqbit => "rqbit",
+            Client::Aria2 => "aria2",
+            Client::Libtorrent => "libtorrent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == s.trim())
+    }
+
+    /// `Ok` if the client can run here; otherwise why not (for a "skipped" note).
+    pub fn check_installed(self) -> Result<()> {
+        match self {
+            Client::Ringtorrent => ringtorrent_bin().map(|_| ()),
+            Client::Rqbit if on_path("rqbit") => Ok(()),
+            Client::Rqbit => {
+                bail!("rqbit is not on PATH (cargo install rqbit --version 9.1.0 --locked)")
+            }
+            Client::Aria2 if on_path("aria2c") => Ok(()),
+            Client::Aria2 => bail!("aria2c is not installed (apt-get install aria2)"),
+            Client::Libtorrent => {
+                let ok = Command::new(python())
+                    .args(["-c", "import libtorrent"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if !ok {
+                    bail!("python3 cannot import libtorrent (apt-get install python3-libtorrent)");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The command that performs `job`.
+    pub fn leech_command(self, job: &LeechJob<'_>) -> Result<Command> {
+        Ok(match self {
+            Client::Ringtorrent => {
+                let mut d = Download::new(job.torrent, job.out_dir).timeout(job.timeout);
+                d.peers = job.peers.to_vec();
+                d.listen = Some(SocketAddr::from((LEECHER_IP, job.listen_port)));
+                d.command(&ringtorrent_bin()?)?
+            }
+            Client::Aria2 => aria2::leech_command(job.torrent, job.out_dir, job.listen_port, None),
+            Client::Libtorrent => libtorrent::leech_command(
+                job.torrent,
+                job.out_dir,
+                job.listen_port,
+                None,
+                job.peers,
+                job.timeout,
+            ),
+            Client::Rqbit => rqbit_command(job)?,
+        })
+    }
+}
+
+/// rqbit (checked against the 8.x/9.x command line): `download -e` exits when done; its HTTP
+/// API gets a port of its own so two runs never talk to each other.
+fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
+    let api = SocketAddr::from((LEECHER_IP, free_port(LEECHER_IP)?));
+    let mut cmd = kit_command("rqbit");
+    cmd.args([
+        "--disable-dht",
+        "--disable-dht-persistence",
+        "--disable-upnp-port-forward",
+    ])
+    .arg("--listen-ip")
+    .arg(LEECHER_IP.to_string())
+    .arg("--listen-port")
+    .arg(job.listen_port.to_string())
+    .arg("--http-api-listen-addr")
+    .arg(api.to_string())
+    .arg("download")
+    .arg("-e")
+    .arg("-o")
+    .arg(job.out_dir)
+    .arg(job.torrent);
+    Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for c in Client::ALL {
+            assert_eq!(Client::parse(c.name()), Some(c));
+        }
+        assert_eq!(Client::parse("qbittorrent"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! libtorrent 2.0 peers (the Debian `python3-libtorrent` bindings) driven by the scripts in
+//! `tests/scripts/`: a seeder that can serve corrupted data on purpose, and a leecher.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::net::{seeder_ip, LEECHER_IP};
+use crate::proc::{kit_command, Proc};
+use crate::{python, script};
+
+/// How long a seeder may take to check its data and listen.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options for [`LtSeeder::start`].
+#[derive(Debug, Clone, Default)]
+pub struct LtSeedOpts {
+    /// Skip the hash check and turn hash checks off: the data is served as it is on disk,
+    /// corrupted or not. This is how tests get a peer that sends wrong blocks.
+    pub seed_mode: bool,
+    /// Announce URL to add to the torrent (besides any it carries).
+    pub tracker: Option<String>,
+    /// Upload limit in bytes per second (0 = none).
+    pub upload_rate_limit_bytes_per_s: u64,
+    /// Peers to dial once seeding.
+    pub peers: Vec<SocketAddr>,
+    /// Address to listen on; a fresh 127.0.0.x seeder address when `None`.
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// A libtorrent seeder process; killed on drop.
+pub struct LtSeeder {
+    pub proc: Proc,
+    addr: SocketAddr,
+}
+
+impl LtSeeder {
+    /// Starts seeding the content of `torrent` found under `save_dir`; returns once the seeder
+    /// listens and seeds.
+    pub fn start(torrent: &Path, save_dir: &Path, opts: &LtSeedOpts) -> Result<Self> {
+        let ip = opts.ip.unwrap_or_else(seeder_ip);
+        let mut cmd = kit_command(python());
+        cmd.arg(script("lt_seed.py"))
+            .arg("--torrent")
+            .arg(torrent)
+            .arg("--data")
+            .arg(save_dir)
+            .arg("--listen")
+            .arg(format!("{ip}:0"))
+            .arg("--upload-rate-limit")
+            .arg(opts.upload_rate_limit_bytes_per_s.to_string());
+        if opts.seed_mode {
+            cmd.arg("--seed-mode");
+        }
+        if let Some(t) = &opts.tracker {
+            cmd.arg("--tracker").arg(t);
+        }
+        for p in &opts.peers {
+            cmd.arg("--peer").arg(p.to_string());
+        }
+        let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
+        let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;
+        let addr = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("bad READY line {line:?}"))?;
+        Ok(LtSeeder { proc, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Total bytes uploaded, from the seeder's latest status line (printed every 2 s).
+    pub fn uploaded_bytes(&self) -> Option<u64> {
+        self.proc
+            .log()
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("status: peers "))
+            .and_then(|rest| {
+                let mut it = rest.split_whitespace();
+                it.find(|w| *w == "uploaded")?;
+                it.next()?.parse().ok()
+            })
+    }
+
+    /// Kills the seeder now (a peer that vanishes mid-download).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A command that downloads `torrent` into `save_dir` with libtorrent and exits 0 when done.
+/// Peers come from the torrent's tracker, `tracker`, and `peers`.
+pub fn leech_command(
+    torrent: &Path,
+    save_dir: &Path,
+    listen_port: u16,
+    tracker: Option<&str>,
+    peers: &[SocketAddr],
+    timeout: Duration,
+) -> Command {
+    let mut cmd = kit_command(python());
+    cmd.arg(script("lt_leech.py"))
+        .arg("--torrent")
+        .arg(torrent)
+        .arg("--save")
+        .arg(save_dir)
+        .arg("--listen")
+        .arg(format!("{LEECHER_IP}:{listen_port}"))
+        .arg("--timeout")
+        .arg(timeout.as_secs().to_string())
+        .arg("--quiet");
+    if let Some(t) = tracker {
+        cmd.arg("--tracker").arg(t);
+    }
+    for p in peers {
+        cmd.arg("--peer").arg(p.to_string());
+    }
+    cmd
+}
+
+/// A libtorrent leecher process; killed on drop.
+pub struct LtLeecher {
+    pub proc: Proc,
+}
+
+impl LtLeecher {
+    pub fn start(
+        torrent: &Path,
+        save_dir: &Path,
+        tracker: Option<&str>,
+        peers: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<Self> {
+        let port = crate::net::free_port(LEECHER_IP)?;
+        let cmd = leech_command(torrent, save_dir, port, tracker, peers, timeout);
+        Ok(LtLeecher {
+            proc: Proc::spawn_fresh("libtorrent-leecher", cmd)?,
+        })
+    }
+
+    /// Waits for the download to finish; the leecher's own timeout bounds it too.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        self.proc.wait_exit(timeout)
+    }
+}

@@ -1,0 +1,98 @@
+//! transmission-cli 3.00 as a seeder. Quirks from shared/INTEROP.md: it drops 127.x peers learned
+//! from trackers (so we dial it), it may stall after serving two leechers (so each test gets a
+//! fresh one), and it never exits by itself. Its settings go in a config directory of its own.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::libtorrent::READY_TIMEOUT;
+use crate::net::{free_port, seeder_ip, wait_port_open};
+use crate::proc::{kit_command, Proc};
+use crate::wait::wait_for;
+
+/// Pause after Transmission reports seeding before the kit calls it ready.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// A transmission-cli seeder; killed on drop.
+pub struct TransmissionSeeder {
+    pub proc: Proc,
+    addr: SocketAddr,
+}
+
+impl TransmissionSeeder {
+    /// Seeds `torrent` from `save_dir` on a fresh 127.0.0.x address (or `ip`); returns once it
+    /// has verified the data, reports seeding and accepts TCP connections. Transmission
+    /// announces to the torrent's tracker from its bind address.
+    pub fn start(torrent: &Path, save_dir: &Path, ip: Option<Ipv4Addr>) -> Result<Self> {
+        let ip = ip.unwrap_or_else(seeder_ip);
+        let port = free_port(ip)?;
+        let work = tempfile::Builder::new()
+            .prefix("rt-transmission-")
+            .tempdir()?;
+        let config = work.path().join("config");
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(config.join("settings.json"), settings_json(ip, port))?;
+        // transmission-cli rewrites its status line with '\r' and block-buffers it when stdout is
+        // a file: unbuffer it so "Seeding" shows up in the log.
+        let mut cmd = kit_command("stdbuf");
+        cmd.arg("-o0")
+            .arg("transmission-cli")
+            .arg("-g")
+            .arg(&config)
+            .arg("-w")
+            .arg(save_dir)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-M")
+            .arg("-U")
+            .arg(torrent);
+        let mut proc = Proc::spawn("transmission-seeder", cmd, work)?;
+        // It rejects handshakes until its check is done, and prints "Seeding" even before:
+        // wait for the check's debug message and a status line after it.
+        proc.wait_for_log("Verification is done", READY_TIMEOUT)?;
+        wait_for(Duration::from_secs(10), "transmission to seed", || {
+            proc.check_alive()?;
+            let log = proc.log();
+            let done = log.find("Verification is done").unwrap_or(log.len());
+            Ok(log[done..].contains("\nSeeding").then_some(()))
+        })?;
+        let addr = SocketAddr::from((ip, port));
+        wait_port_open(addr, Duration::from_secs(10))?;
+        // Seen here: a handshake right after the check is sometimes reset; give it a moment.
+        std::thread::sleep(SETTLE);
+        Ok(TransmissionSeeder { proc, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Settings for a loopback-only session: no DHT, LPD, PEX, uTP or port mapping; bound to `ip`.
+fn settings_json(ip: Ipv4Addr, port: u16) -> String {
+    serde_json::json!({
+        "bind-address-ipv4": ip.to_string(),
+        "bind-address-ipv6": "::1",
+        "peer-port": port,
+        "peer-port-random-on-start": false,
+        "port-forwarding-enabled": false,
+        "dht-enabled": false,
+        "lpd-enabled": false,
+        "pex-enabled": false,
+        "utp-enabled": false,
+        "rpc-enabled": false,
+        "encryption": 1,
+        "speed-limit-up-enabled": false,
+        "speed-limit-down-enabled": false,
+        "ratio-limit-enabled": false,
+        "idle-seeding-limit-enabled": false,
+        "incomplete-dir-enabled": false,
+        "peer-limit-global": 200,
+        "peer-limit-per-torrent": 100,
+        "message-level": 3
+    })
+    .to_string()
+}
