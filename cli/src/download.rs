@@ -84,7 +84,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let multi = MultiProgress::new();
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
     for path in &args.torrents {
-        let mut add = AddTorrent::new(TorrentSource::File(path.clone()), &args.output);
+        let meta = crate::info::load_torrent(path)?;
+        let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &args.output);
         add.peers = args.peers.clone();
         let id = engine
             .add_torrent(add)

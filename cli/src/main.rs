@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod create;
+mod download;
 mod info;
 mod util;
 
@@ -24,13 +25,28 @@ struct Cli {
 enum Command {
     Info(info::Args),
     Create(create::Args),
+    /// Download torrents: exits 0 only when every piece is verified and on disk.
+    Download(download::DownloadArgs),
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Info(args) => info::run(args),
         Command::Create(args) => create::run(args),
+        Command::Download(args) => match download::run(args) {
+            Ok(0) => Ok(()),
+            Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

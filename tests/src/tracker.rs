@@ -34,6 +34,13 @@ impl Opentracker {
             .tempdir()?;
         let list: String = hashes.iter().map(|h| format!("{}\n", h.to_hex())).collect();
         std::fs::write(work.path().join("whitelist"), list)?;
+        // It drops to user `nobody` after the chroot: keep its directory and list readable.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(
+            work.path().join("whitelist"),
+            std::fs::Permissions::from_mode(0o644),
+        )?;
         let mut cmd = kit_command("opentracker");
         cmd.arg("-i")
             .arg(LEECHER_IP.to_string())
