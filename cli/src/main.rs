@@ -5,8 +5,10 @@
 #![forbid(unsafe_code)]
 
 mod create;
+mod demo;
 mod download;
 mod info;
+mod seed;
 mod util;
 
 use std::process::ExitCode;
@@ -27,29 +29,36 @@ enum Command {
     Create(create::Args),
     /// Download torrents: exits 0 only when every piece is verified and on disk.
     Download(download::DownloadArgs),
+    /// Check existing data and seed it.
+    Seed(seed::SeedArgs),
+    /// A local swarm demo: generate a payload, seed it from local processes, download it.
+    Demo(demo::DemoArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = match cli.command {
-        Command::Info(args) => info::run(args),
-        Command::Create(args) => create::run(args),
-        Command::Download(args) => match download::run(args) {
-            Ok(0) => Ok(()),
-            Ok(code) => return ExitCode::from(code.clamp(1, 255) as u8),
-            Err(e) => Err(e),
-        },
+    // Subcommands that can end without an error but still fail (an incomplete download,
+    // an interrupt) return their exit code.
+    let result: anyhow::Result<i32> = match cli.command {
+        Command::Info(args) => info::run(args).map(|()| 0),
+        Command::Create(args) => create::run(args).map(|()| 0),
+        Command::Seed(args) => seed::run(args).map(|()| 0),
+        Command::Download(args) => download::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // `{:#}` joins the error chain with ": "; keep it on one line whatever it holds.
             let msg = format!("{e:#}").replace('\n', " ");

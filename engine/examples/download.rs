@@ -8,7 +8,9 @@ use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentSource};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let mut args = std::env::args().skip(1);
     let (Some(torrent), Some(out)) = (args.next(), args.next()) else {
         eprintln!("usage: download FILE.torrent OUT_DIR [PEER_ADDR...]");
@@ -17,7 +19,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let peers: Vec<SocketAddr> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
 
     let engine = Engine::start(Config::default())?;
-    let mut alerts = engine.alerts().expect("INVARIANT: first call takes the stream");
+    let mut alerts = engine
+        .alerts()
+        .expect("INVARIANT: first call takes the stream");
     let mut add = AddTorrent::new(TorrentSource::File(torrent.into()), out);
     add.peers = peers;
     let id = engine.add_torrent(add)?;

@@ -95,19 +95,53 @@ pub struct TorrentStats {
 /// Everything the engine reports.
 #[derive(Debug, Clone)]
 pub enum Alert {
-    TorrentAdded { id: TorrentId, name: String, info_hash: crate::InfoHash },
-    PeerConnected { id: TorrentId, addr: SocketAddr, outgoing: bool },
-    PeerDisconnected { id: TorrentId, addr: SocketAddr, reason: String },
-    PieceVerified { id: TorrentId, piece: u32 },
-    HashFailed { id: TorrentId, piece: u32 },
-    TrackerReply { id: TorrentId, url: String, peers: usize },
-    TrackerError { id: TorrentId, url: String, message: String },
+    TorrentAdded {
+        id: TorrentId,
+        name: String,
+        info_hash: crate::InfoHash,
+    },
+    PeerConnected {
+        id: TorrentId,
+        addr: SocketAddr,
+        outgoing: bool,
+    },
+    PeerDisconnected {
+        id: TorrentId,
+        addr: SocketAddr,
+        reason: String,
+    },
+    PieceVerified {
+        id: TorrentId,
+        piece: u32,
+    },
+    HashFailed {
+        id: TorrentId,
+        piece: u32,
+    },
+    TrackerReply {
+        id: TorrentId,
+        url: String,
+        peers: usize,
+    },
+    TrackerError {
+        id: TorrentId,
+        url: String,
+        message: String,
+    },
     /// Once a second per torrent.
-    Stats { id: TorrentId, stats: TorrentStats },
+    Stats {
+        id: TorrentId,
+        stats: TorrentStats,
+    },
     /// Every wanted piece is verified and on disk.
-    TorrentComplete { id: TorrentId },
+    TorrentComplete {
+        id: TorrentId,
+    },
     /// The torrent stopped (disk full, I/O error); verified data stays on disk.
-    TorrentError { id: TorrentId, message: String },
+    TorrentError {
+        id: TorrentId,
+        message: String,
+    },
 }
 
 /// Where alerts go; cheap to clone, never blocks.
@@ -127,11 +161,17 @@ pub enum EngineError {
     #[error("bad torrent: {0}")]
     BadTorrent(#[from] crate::metainfo::MetainfoError),
     #[error("cannot read {path}: {source}")]
-    ReadTorrent { path: PathBuf, source: std::io::Error },
+    ReadTorrent {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("storage: {0}")]
     Storage(#[from] uring_disk::StorageError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("torrent {0} already added")]
@@ -189,6 +229,7 @@ impl Engine {
                 recv_buffers: config.recv_buffers,
                 recv_buffer_len: config.recv_buffer_len,
                 force_portable: config.force_portable,
+                bind_ip: Some(listen_addr.ip()).filter(|ip| !ip.is_unspecified()),
                 alerts: alerts.clone(),
                 disk: disk.clone(),
             };
@@ -224,7 +265,11 @@ impl Engine {
 
     /// The alert stream. It can be taken once; later calls return `None`.
     pub fn alerts(&self) -> Option<mpsc::UnboundedReceiver<Alert>> {
-        self.inner.alert_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.inner
+            .alert_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Adds a torrent and starts downloading it.
@@ -234,23 +279,41 @@ impl Engine {
 
     /// Dials more peers for a torrent.
     pub fn add_peers(&self, id: TorrentId, peers: &[SocketAddr]) -> Result<(), EngineError> {
-        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = torrents.iter().find(|e| e.shared.id == id.0).ok_or(EngineError::NoSuchTorrent(id))?;
+        let torrents = self
+            .inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = torrents
+            .iter()
+            .find(|e| e.shared.id == id.0)
+            .ok_or(EngineError::NoSuchTorrent(id))?;
         connect_peers(&self.inner, &entry.shared, peers);
         Ok(())
     }
 
     /// Progress of one torrent.
     pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
-        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        let torrents = self
+            .inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let e = torrents.iter().find(|e| e.shared.id == id.0)?;
         Some(control::stats_of(&e.shared, e.control.rate_bytes_per_s()))
     }
 
     /// The torrent's metainfo.
     pub fn metainfo(&self, id: TorrentId) -> Option<Arc<Metainfo>> {
-        let torrents = self.inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
-        torrents.iter().find(|e| e.shared.id == id.0).map(|e| e.shared.meta.clone())
+        let torrents = self
+            .inner
+            .torrents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        torrents
+            .iter()
+            .find(|e| e.shared.id == id.0)
+            .map(|e| e.shared.meta.clone())
     }
 
     /// Stops everything: trackers are told `stopped`, queued disk writes finish, peers close.
@@ -312,6 +375,9 @@ pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[Sock
             continue;
         }
         let i = inner.next_shard.fetch_add(1, Ordering::Relaxed) as usize % shards.len();
-        let _ = shards[i].tx.send(Command::Connect { torrent: t.id, addr });
+        let _ = shards[i].tx.send(Command::Connect {
+            torrent: t.id,
+            addr,
+        });
     }
 }

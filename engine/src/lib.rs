@@ -26,5 +26,7 @@ pub mod tracker;
 pub mod types;
 pub mod wire;
 
-pub use engine::{AddTorrent, Alert, Config, Engine, EngineError, TorrentId, TorrentSource, TorrentStats};
+pub use engine::{
+    AddTorrent, Alert, Config, Engine, EngineError, TorrentId, TorrentSource, TorrentStats,
+};
 pub use types::{BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};

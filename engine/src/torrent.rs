@@ -67,6 +67,8 @@ pub struct TorrentShared {
     pub stopped: AtomicBool,
     pub complete: AtomicBool,
     pub max_peers: u32,
+    unchoked: AtomicU32,
+    pub upload_slots: u32,
 }
 
 /// Why a buffer for a new piece could not be had.
@@ -112,13 +114,17 @@ impl TorrentShared {
             stopped: AtomicBool::new(false),
             complete: AtomicBool::new(false),
             max_peers,
+            unchoked: AtomicU32::new(0),
+            upload_slots: 8,
         }
     }
 
     fn slot(&self, p: PieceIndex) -> std::sync::MutexGuard<'_, Option<InflightPiece>> {
         // A poisoned slot only means another shard panicked mid-update of a plain Option;
         // the data (an Arc and a Vec) is still consistent.
-        self.inflight[p.idx()].lock().unwrap_or_else(|e| e.into_inner())
+        self.inflight[p.idx()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes sure piece `p` has a buffer, taking one from the pool if it has none.
@@ -206,7 +212,10 @@ impl TorrentShared {
                 .wasted_bytes
                 .fetch_add(self.lengths.piece_len(p) as u64, Ordering::Relaxed);
             let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.push(FailedPiece { piece: p, contributors });
+            failed.push(FailedPiece {
+                piece: p,
+                contributors,
+            });
             self.failed_len.store(failed.len(), Ordering::Release);
         }
     }
@@ -228,6 +237,11 @@ impl TorrentShared {
         end
     }
 
+    /// How many hash failures are logged (a new session's starting cursor).
+    pub fn failed_len(&self) -> usize {
+        self.failed_len.load(Ordering::Acquire)
+    }
+
     /// Hash failures logged at or after `cursor`, and the new cursor.
     pub fn failed_since(&self, cursor: usize, out: &mut Vec<FailedPiece>) -> usize {
         if self.failed_len.load(Ordering::Acquire) <= cursor {
@@ -239,11 +253,17 @@ impl TorrentShared {
     }
 
     pub fn is_banned(&self, ip: IpAddr) -> bool {
-        self.banned.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
+        self.banned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&ip)
     }
 
     pub fn ban(&self, ip: IpAddr) {
-        self.banned.lock().unwrap_or_else(|e| e.into_inner()).insert(ip);
+        self.banned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ip);
     }
 
     /// Registers a handshaken peer id; false for ourselves or a duplicate connection.
@@ -251,11 +271,32 @@ impl TorrentShared {
         if id == self.our_id {
             return false;
         }
-        self.connected.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
     }
 
     pub fn unregister_peer(&self, id: &PeerId) {
-        self.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// Takes one of the torrent's upload slots if one is free.
+    pub fn take_upload_slot(&self) -> bool {
+        self.unchoked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.upload_slots).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn return_upload_slot(&self) {
+        let _ = self
+            .unchoked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     pub fn is_stopped(&self) -> bool {

@@ -204,14 +204,14 @@ impl Lengths {
     /// The `i`-th standard block of a piece. `i` must be below [`Self::blocks_in_piece`].
     pub fn block(&self, p: PieceIndex, i: u32) -> Result<BlockRef, GeometryError> {
         let plen = self.piece_len(p);
-        let offset = i
-            .checked_mul(BLOCK_LEN)
-            .filter(|o| *o < plen)
-            .ok_or(GeometryError::BadBlock {
-                piece: p.0,
-                offset: i.saturating_mul(BLOCK_LEN),
-                len: BLOCK_LEN,
-            })?;
+        let offset =
+            i.checked_mul(BLOCK_LEN)
+                .filter(|o| *o < plen)
+                .ok_or(GeometryError::BadBlock {
+                    piece: p.0,
+                    offset: i.saturating_mul(BLOCK_LEN),
+                    len: BLOCK_LEN,
+                })?;
         Ok(BlockRef {
             piece: p,
             offset,
@@ -222,7 +222,12 @@ impl Lengths {
     /// Parses a block from a REQUEST/PIECE/CANCEL message: the offset must be block-aligned is
     /// *not* required (BEP 3 allows any), but the span must lie inside the piece and the length
     /// must be 1..=16 KiB.
-    pub fn block_from_wire(&self, index: u32, offset: u32, len: u32) -> Result<BlockRef, GeometryError> {
+    pub fn block_from_wire(
+        &self,
+        index: u32,
+        offset: u32,
+        len: u32,
+    ) -> Result<BlockRef, GeometryError> {
         let piece = self.piece(index)?;
         let plen = self.piece_len(piece);
         let bad = GeometryError::BadBlock {
@@ -241,7 +246,12 @@ impl Lengths {
 
     /// Like [`Self::block_from_wire`], but additionally requires the block to be exactly one of
     /// our standard 16 KiB blocks (what we request, so what a PIECE answer must match).
-    pub fn standard_block(&self, index: u32, offset: u32, len: u32) -> Result<BlockRef, GeometryError> {
+    pub fn standard_block(
+        &self,
+        index: u32,
+        offset: u32,
+        len: u32,
+    ) -> Result<BlockRef, GeometryError> {
         let b = self.block_from_wire(index, offset, len)?;
         if offset % BLOCK_LEN != 0 || self.block(b.piece, offset / BLOCK_LEN)? != b {
             return Err(GeometryError::BadBlock {
@@ -433,7 +443,11 @@ mod bitfield_tests {
         b.set(PieceIndex(9));
         assert_eq!(b.to_wire(), vec![0x80, 0x40]);
         assert_eq!(Bitfield::from_wire(&[0x80, 0x40], 10), Some(b.clone()));
-        assert_eq!(Bitfield::from_wire(&[0x80, 0x60], 10), None, "spare bit set");
+        assert_eq!(
+            Bitfield::from_wire(&[0x80, 0x60], 10),
+            None,
+            "spare bit set"
+        );
         assert_eq!(Bitfield::from_wire(&[0x80], 10), None, "short");
         assert_eq!(Bitfield::from_wire(&[0x80, 0x40, 0], 10), None, "long");
         assert_eq!(b.count(), 2);

@@ -5,13 +5,34 @@
 use std::path::{Path, PathBuf};
 
 const PROTOCOL: &[&str] = &[
-    "bencode", "metainfo", "magnet", "wire", "handshake", "ext", "peer", "picker", "choker", "torrent",
-    "tracker/http.rs", "tracker/udp.rs", "tracker/tiers.rs", "types.rs",
+    "bencode",
+    "metainfo",
+    "magnet",
+    "wire",
+    "handshake",
+    "ext",
+    "peer",
+    "picker",
+    "choker",
+    "torrent",
+    "tracker/http.rs",
+    "tracker/udp.rs",
+    "tracker/tiers.rs",
+    "types.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[
-    "tokio", "io_uring", "tokio_uring", "std::net::TcpStream", "std::net::UdpSocket", "std::fs",
-    "Instant::now", "SystemTime::now", "std::thread::spawn", "reqwest", "polling::",
+    "tokio",
+    "io_uring",
+    "tokio_uring",
+    "std::net::TcpStream",
+    "std::net::UdpSocket",
+    "std::fs",
+    "Instant::now",
+    "SystemTime::now",
+    "std::thread::spawn",
+    "reqwest",
+    "polling::",
 ];
 
 fn src() -> PathBuf {
@@ -48,7 +69,11 @@ fn protocol_modules_do_no_io() {
             }
         }
     }
-    assert!(files.len() >= 10, "found only {} protocol files", files.len());
+    assert!(
+        files.len() >= 10,
+        "found only {} protocol files",
+        files.len()
+    );
     let mut bad = Vec::new();
     for f in &files {
         let code = non_test_code(&std::fs::read_to_string(f).unwrap());
@@ -64,7 +89,11 @@ fn protocol_modules_do_no_io() {
             }
         }
     }
-    assert!(bad.is_empty(), "IO in protocol modules:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "IO in protocol modules:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -74,11 +103,16 @@ fn unsafe_only_in_ring_drivers() {
     let allowed = ["shard/uring.rs", "shard/portable.rs"];
     let mut bad = Vec::new();
     for f in &files {
-        let rel = f.strip_prefix(src()).unwrap().to_string_lossy().replace('\\', "/");
+        let rel = f
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
         let text = std::fs::read_to_string(f).unwrap();
         let uses_unsafe = text.lines().any(|l| {
             let l = l.trim_start();
-            !l.starts_with("//") && (l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl"))
+            !l.starts_with("//")
+                && (l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl"))
         });
         if uses_unsafe && !allowed.contains(&rel.as_str()) {
             bad.push(rel);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # A stand-in for `ringtorrent download` built on the libtorrent leecher, to check the interop
-# tests themselves: RINGTORRENT_BIN=tests/scripts/lt_as_ringtorrent.sh cargo test -p rt-testkit
-# --test download_interop. Maps the CLI contract onto lt_leech.py; "hash failed" lines on stderr.
+# tests themselves. From the workspace root:
+#   RINGTORRENT_BIN=tests/scripts/lt_as_ringtorrent.sh cargo test -p rt-testkit --test download_interop
+# Maps the CLI contract onto lt_leech.py and prints "hash failed" lines on stderr.
 set -o pipefail
 [ "$1" = download ] || exit 2
 shift

@@ -16,7 +16,9 @@ use crate::net::{free_port, LEECHER_IP};
 use crate::proc::{kit_command, Proc};
 use crate::wait::wait_for;
 
-/// Overrides the binary the kit runs (skips the build).
+/// Overrides the binary the kit runs (skips the build); a relative path is taken from the
+/// workspace root. `tests/scripts/lt_as_ringtorrent.sh` is a libtorrent stand-in that checks
+/// the interop tests themselves.
 pub const BIN_ENV: &str = "RINGTORRENT_BIN";
 
 /// The workspace root (the parent of the `tests/` crate).
@@ -36,7 +38,8 @@ pub fn ringtorrent_bin() -> Result<PathBuf> {
 
 fn build_bin() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(BIN_ENV) {
-        return Ok(PathBuf::from(p));
+        // Relative to the workspace root (tests run with the package directory as cwd).
+        return Ok(workspace_root().join(p));
     }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().context("executable without a directory")?;

@@ -10,7 +10,9 @@ use std::sync::{Arc, OnceLock, Weak};
 use socket2::{Domain, Socket, Type};
 use uring_disk::{BufferPool, DiskEvent, Storage, StorageFile, StorageOptions};
 
-use super::{connect_peers, control, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId};
+use super::{
+    connect_peers, control, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId,
+};
 use crate::metainfo::Metainfo;
 use crate::picker::Picker;
 use crate::shard::Command;
@@ -36,6 +38,9 @@ pub struct AddTorrent {
     pub download_dir: PathBuf,
     /// Peers to dial right away, in addition to what trackers return.
     pub peers: Vec<SocketAddr>,
+    /// Hash-check data already in `download_dir` first (all cores, batched SHA-1) and keep the
+    /// pieces that verify: how a seeder starts. Pieces that fail are downloaded, never served.
+    pub check_existing: bool,
 }
 
 impl AddTorrent {
@@ -44,6 +49,7 @@ impl AddTorrent {
             source,
             download_dir: download_dir.into(),
             peers: Vec::new(),
+            check_existing: false,
         }
     }
 }
@@ -51,7 +57,8 @@ impl AddTorrent {
 fn load(source: TorrentSource) -> Result<Metainfo, EngineError> {
     Ok(match source {
         TorrentSource::File(path) => {
-            let bytes = std::fs::read(&path).map_err(|source| EngineError::ReadTorrent { path, source })?;
+            let bytes =
+                std::fs::read(&path).map_err(|source| EngineError::ReadTorrent { path, source })?;
             Metainfo::from_bytes(&bytes)?
         }
         TorrentSource::Bytes(bytes) => Metainfo::from_bytes(&bytes)?,
@@ -60,11 +67,17 @@ fn load(source: TorrentSource) -> Result<Metainfo, EngineError> {
 }
 
 /// One SO_REUSEPORT listener per shard on the same address; returns them and the bound address.
-pub(super) fn listeners(addr: SocketAddr, n: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
+pub(super) fn listeners(
+    addr: SocketAddr,
+    n: usize,
+) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
     let mut out = Vec::with_capacity(n);
     let mut bound = addr;
     for _ in 0..n {
-        let err = |source| EngineError::Listen { addr: bound, source };
+        let err = |source| EngineError::Listen {
+            addr: bound,
+            source,
+        };
         let s = Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(err)?;
         s.set_reuse_address(true).map_err(err)?;
         s.set_reuse_port(true).map_err(err)?;
@@ -84,7 +97,10 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     let meta = Arc::new(load(add.source)?);
     {
         let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
-        if torrents.iter().any(|e| e.shared.info_hash == meta.info_hash) {
+        if torrents
+            .iter()
+            .any(|e| e.shared.info_hash == meta.info_hash)
+        {
             return Err(EngineError::Duplicate(meta.info_hash));
         }
     }
@@ -96,7 +112,26 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
             padding: info.files[i].padding,
         })
         .collect();
-    let storage = Storage::open(&add.download_dir, files, info.piece_length, StorageOptions::default())?;
+    let storage = Storage::open(
+        &add.download_dir,
+        files,
+        info.piece_length,
+        StorageOptions::default(),
+    )?;
+    let n = info.lengths.num_pieces();
+    let mut have = Bitfield::new(n);
+    if add.check_existing {
+        let ok = storage.check_pieces(&info.pieces, inner.config.hash_threads.max(1), &|_| {})?;
+        for (p, good) in info.lengths.pieces().zip(ok) {
+            if good {
+                have.set(p);
+            }
+        }
+    }
+    let verified_bytes: u64 = have.iter().map(|p| info.lengths.piece_len(p) as u64).sum();
+    let all = have.is_full();
+    let picker = Picker::new(info.lengths, &have, &Bitfield::full(n))
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let cell: Arc<OnceLock<Weak<TorrentShared>>> = Arc::new(OnceLock::new());
     let sink = disk_sink(cell.clone(), inner.alerts.clone(), TorrentId(id));
@@ -105,9 +140,6 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     let piece_len = info.piece_length as usize;
     let count = (inner.config.buffer_pool_bytes / piece_len.max(1)).max(8);
     let pool = BufferPool::new(piece_len, count);
-    let n = info.lengths.num_pieces();
-    let picker = Picker::new(info.lengths, &Bitfield::new(n), &Bitfield::full(n))
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
     let shared = Arc::new(TorrentShared::new(
         id,
         meta.clone(),
@@ -118,7 +150,17 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         inner.config.max_peers_per_torrent,
     ));
     let _ = cell.set(Arc::downgrade(&shared));
-    for s in inner.shards.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    shared
+        .counters
+        .verified_bytes
+        .store(verified_bytes, Ordering::Relaxed);
+    shared.complete.store(all, Ordering::Release);
+    for s in inner
+        .shards
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
         let _ = s.tx.send(Command::AddTorrent(shared.clone()));
     }
     let control = control::TorrentControl::start(inner, &shared);
@@ -126,7 +168,10 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         .torrents
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(TorrentEntry { shared: shared.clone(), control });
+        .push(TorrentEntry {
+            shared: shared.clone(),
+            control,
+        });
     inner.alerts.send(Alert::TorrentAdded {
         id: TorrentId(id),
         name: meta.info.name.clone(),
@@ -143,7 +188,9 @@ fn disk_sink(
     id: TorrentId,
 ) -> Arc<dyn Fn(DiskEvent) + Send + Sync> {
     Arc::new(move |ev: DiskEvent| {
-        let Some(t) = cell.get().and_then(Weak::upgrade) else { return };
+        let Some(t) = cell.get().and_then(Weak::upgrade) else {
+            return;
+        };
         match ev {
             DiskEvent::PieceWritten { verified, .. } => {
                 if let Some(p) = t.on_verified(&verified) {
@@ -165,7 +212,10 @@ fn disk_sink(
                 }
                 // Keep verified data, stop asking for more: the user frees space and resumes.
                 t.stopped.store(true, Ordering::Release);
-                alerts.send(Alert::TorrentError { id, message: error.to_string() });
+                alerts.send(Alert::TorrentError {
+                    id,
+                    message: error.to_string(),
+                });
             }
         }
     })

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::{Alert, Inner, TorrentId, TorrentStats};
 use crate::torrent::TorrentShared;
-use crate::tracker::{Announcer, AnnouncerHandle, AnnouncerParams, TrackerEvent, TrackerList, Transfer};
+use crate::tracker::{
+    Announcer, AnnouncerHandle, AnnouncerParams, TrackerEvent, TrackerList, Transfer,
+};
 
 /// The control thread and its runtime.
 pub(crate) struct ControlHandle {
@@ -19,17 +21,21 @@ pub(crate) struct ControlHandle {
 
 impl ControlHandle {
     pub fn spawn() -> std::io::Result<ControlHandle> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let runtime = rt.handle().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("rt-control".into()).spawn(move || {
-            rt.block_on(async {
-                let _ = rx.await;
-            });
-            // Tasks still running (announces) are dropped with the runtime, here on our own
-            // thread, never inside a caller's async context.
-            rt.shutdown_timeout(Duration::from_millis(100));
-        })?;
+        let thread = std::thread::Builder::new()
+            .name("rt-control".into())
+            .spawn(move || {
+                rt.block_on(async {
+                    let _ = rx.await;
+                });
+                // Tasks still running (announces) are dropped with the runtime, here on our own
+                // thread, never inside a caller's async context.
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })?;
         Ok(ControlHandle {
             runtime,
             stop: Mutex::new(Some(tx)),
@@ -57,7 +63,8 @@ pub(crate) struct TorrentControl {
 
 impl TorrentControl {
     pub fn start(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> TorrentControl {
-        let announcer = (inner.config.use_trackers && !t.meta.trackers.is_empty()).then(|| start_announcer(inner, t));
+        let announcer = (inner.config.use_trackers && !t.meta.trackers.is_empty())
+            .then(|| start_announcer(inner, t));
         TorrentControl {
             last_downloaded: AtomicU64::new(0),
             rate_bytes_per_s: AtomicU64::new(0),
@@ -76,7 +83,12 @@ impl TorrentControl {
         let rate = (now.saturating_sub(before) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
         self.rate_bytes_per_s.store(rate, Ordering::Relaxed);
         if t.complete.load(Ordering::Acquire) && !self.completed_sent.swap(true, Ordering::AcqRel) {
-            if let Some(a) = self.announcer.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if let Some(a) = self
+                .announcer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
                 a.completed();
             }
         }
@@ -84,10 +96,15 @@ impl TorrentControl {
 
     /// Stops the announcer; it sends `stopped` (bounded by its stop timeout).
     pub fn stop(&self, runtime: &tokio::runtime::Handle) {
-        let handle = self.announcer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let handle = self
+            .announcer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(h) = handle {
             let task = h.shutdown();
-            let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
+            let _ = runtime
+                .block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
         }
     }
 }
@@ -100,26 +117,49 @@ fn start_announcer(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> AnnouncerHandl
     let alerts = inner.alerts.clone();
     let on_event = Arc::new(move |ev: TrackerEvent| match ev {
         TrackerEvent::Reply { url, peers, .. } => {
-            alerts.send(Alert::TrackerReply { id, url, peers: peers.len() });
+            alerts.send(Alert::TrackerReply {
+                id,
+                url,
+                peers: peers.len(),
+            });
             if let (Some(inner), Some(t)) = (weak_inner.upgrade(), weak_t.upgrade()) {
                 super::connect_peers(&inner, &t, &peers);
             }
         }
         TrackerEvent::Error { url, error } => {
-            alerts.send(Alert::TrackerError { id, url, message: error.to_string() });
+            alerts.send(Alert::TrackerError {
+                id,
+                url,
+                message: error.to_string(),
+            });
         }
     });
     let weak_t = Arc::downgrade(t);
     let transfer = Arc::new(move || {
-        let Some(t) = weak_t.upgrade() else { return Transfer { uploaded: 0, downloaded: 0, left: 0 } };
+        let Some(t) = weak_t.upgrade() else {
+            return Transfer {
+                uploaded: 0,
+                downloaded: 0,
+                left: 0,
+            };
+        };
         let c = &t.counters;
         Transfer {
             uploaded: c.uploaded_bytes.load(Ordering::Relaxed),
             downloaded: c.downloaded_bytes.load(Ordering::Relaxed),
-            left: t.lengths.total_length().saturating_sub(c.verified_bytes.load(Ordering::Relaxed)),
+            left: t
+                .lengths
+                .total_length()
+                .saturating_sub(c.verified_bytes.load(Ordering::Relaxed)),
         }
     });
-    let params = AnnouncerParams::new(t.info_hash, t.our_id, inner.listen_addr.port(), transfer, on_event);
+    let params = AnnouncerParams::new(
+        t.info_hash,
+        t.our_id,
+        inner.listen_addr.port(),
+        transfer,
+        on_event,
+    );
     let list = TrackerList::new(t.meta.trackers.clone(), &mut rand::rng());
     Announcer::spawn(&inner.control.runtime, list, params)
 }
@@ -156,9 +196,11 @@ pub(crate) fn start_ticker(inner: &Arc<Inner>) {
             for e in torrents.iter() {
                 e.control.tick(&e.shared, period);
                 let stats = stats_of(&e.shared, e.control.rate_bytes_per_s());
-                inner.alerts.send(Alert::Stats { id: TorrentId(e.shared.id), stats });
+                inner.alerts.send(Alert::Stats {
+                    id: TorrentId(e.shared.id),
+                    stats,
+                });
             }
         }
     });
 }
-

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use uring_disk::{BlockWriter, SharedPiece};
 
+use crate::ext::ExtHandshake;
 use crate::torrent::{FailedPiece, TorrentShared};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
@@ -36,6 +37,10 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(90);
 pub const SNUB_TIMEOUT: Duration = Duration::from_secs(20);
 /// A peer that supplied blocks to this many failed pieces (shared with others) is banned.
 pub const MAX_HASH_STRIKES: u32 = 3;
+/// Requests a peer may have queued with us; more is a flood and the peer is dropped.
+pub const MAX_QUEUED_REQUESTS: usize = 2000;
+/// Disk reads in flight per peer while uploading.
+pub const MAX_READS_IN_FLIGHT: u32 = 16;
 /// Pieces remembered per peer for blame after a hash failure.
 const CONTRIBUTED_CAP: usize = 1024;
 
@@ -58,6 +63,10 @@ pub enum PeerError {
     Idle(Duration),
     #[error("both sides are seeders")]
     BothSeeding,
+    #[error("requested piece {0}, which we do not have")]
+    RequestedMissing(u32),
+    #[error("more than {MAX_QUEUED_REQUESTS} requests queued")]
+    RequestFlood,
     #[error("torrent stopped")]
     Stopped,
 }
@@ -66,7 +75,11 @@ pub enum PeerError {
 enum Incoming {
     None,
     /// We own this block in the piece buffer; chunks are copied in.
-    Writing { block: BlockRef, writer: BlockWriter, buf: Arc<SharedPiece> },
+    Writing {
+        block: BlockRef,
+        writer: BlockWriter,
+        buf: Arc<SharedPiece>,
+    },
     /// Not ours to write (duplicate, stale, unrequested): skip its bytes.
     Discard,
 }
@@ -103,11 +116,23 @@ pub struct PeerSession {
     /// Pieces this peer's data completed: the caller submits them to the disk pipeline.
     pub completed: Vec<(PieceIndex, Arc<SharedPiece>)>,
     pub downloaded_bytes: u64,
+    upload_queue: VecDeque<BlockRef>,
+    reads_in_flight: u32,
+    pub uploaded_bytes: u64,
+    /// The most requests the peer queues (BEP 10 `reqq`); our window never exceeds it.
+    peer_reqq: usize,
 }
 
 impl PeerSession {
     /// Starts a session and queues our opening message (bitfield, or have-all/none with BEP 6).
-    pub fn new(key: u64, addr: SocketAddr, fast: bool, t: &TorrentShared, now: Instant) -> Self {
+    pub fn new(
+        key: u64,
+        addr: SocketAddr,
+        fast: bool,
+        ext: bool,
+        t: &TorrentShared,
+        now: Instant,
+    ) -> Self {
         let n = t.lengths.num_pieces();
         let mut s = PeerSession {
             key,
@@ -138,11 +163,27 @@ impl PeerSession {
             out: Vec::with_capacity(4096),
             completed: Vec::new(),
             downloaded_bytes: 0,
+            upload_queue: VecDeque::new(),
+            reads_in_flight: 0,
+            uploaded_bytes: 0,
+            peer_reqq: pipeline::MAX,
         };
         // Start the HAVE cursor at the current log end: the bitfield covers what came before.
         let mut ignored = Vec::new();
         s.have_cursor = t.verified_since(usize::MAX, &mut ignored);
-        s.failed_cursor = t.failed_since(usize::MAX, &mut Vec::new());
+        s.failed_cursor = t.failed_len();
+        if ext {
+            // BEP 10: advertise how many requests we queue for the peer.
+            let mut payload = Vec::new();
+            ExtHandshake::ours(None, None, MAX_QUEUED_REQUESTS as u32).encode(&mut payload);
+            wire::encode(
+                &Message::Extended {
+                    id: 0,
+                    payload: &payload,
+                },
+                &mut s.out,
+            );
+        }
         let ours = t.have_bitfield();
         if fast && ours.count() == 0 {
             wire::encode(&Message::HaveNone, &mut s.out);
@@ -160,11 +201,19 @@ impl PeerSession {
     }
 
     /// Handles one complete message (every kind except PIECE payloads).
-    pub fn on_message(&mut self, msg: Message<'_>, now: Instant, t: &TorrentShared) -> Result<(), PeerError> {
+    pub fn on_message(
+        &mut self,
+        msg: Message<'_>,
+        now: Instant,
+        t: &TorrentShared,
+    ) -> Result<(), PeerError> {
         self.last_recv = now;
         let first = !self.got_first_message;
         // BEP 10 handshakes (and DHT ports) may precede the bitfield; they do not count.
-        if !matches!(msg, Message::Extended { .. } | Message::Port(_) | Message::KeepAlive) {
+        if !matches!(
+            msg,
+            Message::Extended { .. } | Message::Port(_) | Message::KeepAlive
+        ) {
             self.got_first_message = true;
         }
         match msg {
@@ -209,26 +258,127 @@ impl PeerSession {
                     t.picker.release(b);
                 }
             }
-            Message::Request { piece, offset, len } => {
-                // Uploading is the seeding issue's work; until then we keep every peer choked
-                // and, with BEP 6, say so explicitly.
-                t.lengths.block_from_wire(piece, offset, len)?;
-                if self.fast {
-                    wire::encode(&Message::RejectRequest { piece, offset, len }, &mut self.out);
-                }
-            }
-            Message::Piece { piece, offset, data } => {
+            Message::Request { piece, offset, len } => self.on_request(piece, offset, len, t)?,
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
                 // The reader streams PIECE payloads as chunks; a whole message is one chunk.
                 let len = data.len() as u32;
                 self.on_block_chunk(piece, offset, len, 0, data, now, t)?;
             }
-            Message::Cancel { .. }
-            | Message::Port(_)
+            Message::Cancel { piece, offset, len } => {
+                let b = t.lengths.block_from_wire(piece, offset, len)?;
+                self.upload_queue.retain(|r| *r != b);
+            }
+            Message::Extended { id: 0, payload } => {
+                // A malformed BEP 10 handshake only costs the peer its extensions.
+                if let Some(reqq) = ExtHandshake::parse(payload).ok().and_then(|h| h.reqq) {
+                    self.peer_reqq = (reqq as usize).clamp(1, pipeline::MAX);
+                }
+            }
+            Message::Port(_)
             | Message::SuggestPiece { .. }
             | Message::AllowedFast { .. }
             | Message::Extended { .. } => {}
         }
         Ok(())
+    }
+
+    /// BEP 3 REQUEST: checked before anything is read from disk.
+    fn on_request(
+        &mut self,
+        piece: u32,
+        offset: u32,
+        len: u32,
+        t: &TorrentShared,
+    ) -> Result<(), PeerError> {
+        let b = t.lengths.block_from_wire(piece, offset, len)?;
+        if !t.picker.have(b.piece) {
+            return Err(PeerError::RequestedMissing(piece));
+        }
+        if self.am_choking {
+            // BEP 6: requests while choked are rejected explicitly; BEP 3 peers are ignored.
+            if self.fast {
+                wire::encode(
+                    &Message::RejectRequest { piece, offset, len },
+                    &mut self.out,
+                );
+            }
+            return Ok(());
+        }
+        if self.upload_queue.len() >= MAX_QUEUED_REQUESTS {
+            return Err(PeerError::RequestFlood);
+        }
+        self.upload_queue.push_back(b);
+        Ok(())
+    }
+
+    /// Blocks to read from disk now for this peer (bounded per peer).
+    pub fn next_reads(&mut self, out: &mut Vec<BlockRef>) {
+        while self.reads_in_flight < MAX_READS_IN_FLIGHT {
+            let Some(b) = self.upload_queue.pop_front() else {
+                break;
+            };
+            self.reads_in_flight += 1;
+            out.push(b);
+        }
+    }
+
+    /// A disk read for this peer finished; `data` is `None` if it failed.
+    pub fn on_read(&mut self, b: BlockRef, data: Option<&[u8]>, t: &TorrentShared) {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        let Some(data) = data.filter(|d| d.len() == b.len as usize) else {
+            if self.fast {
+                let m = Message::RejectRequest {
+                    piece: b.piece.get(),
+                    offset: b.offset,
+                    len: b.len,
+                };
+                wire::encode(&m, &mut self.out);
+            }
+            return;
+        };
+        if self.am_choking {
+            return;
+        }
+        self.out
+            .extend_from_slice(&wire::piece_header(b.piece.get(), b.offset, b.len));
+        self.out.extend_from_slice(data);
+        self.uploaded_bytes += b.len as u64;
+        t.counters
+            .uploaded_bytes
+            .fetch_add(b.len as u64, Ordering::Relaxed);
+    }
+
+    /// Unchokes interested peers while the torrent has upload slots; chokes uninterested ones.
+    fn update_choke(&mut self, t: &TorrentShared) {
+        if self.am_choking && self.peer_interested && t.take_upload_slot() {
+            self.am_choking = false;
+            wire::encode(&Message::Unchoke, &mut self.out);
+        } else if !self.am_choking && !self.peer_interested {
+            self.choke(t);
+        }
+    }
+
+    fn choke(&mut self, t: &TorrentShared) {
+        if self.am_choking {
+            return;
+        }
+        self.am_choking = true;
+        t.return_upload_slot();
+        wire::encode(&Message::Choke, &mut self.out);
+        for b in self.upload_queue.drain(..) {
+            if self.fast {
+                let m = Message::RejectRequest {
+                    piece: b.piece.get(),
+                    offset: b.offset,
+                    len: b.len,
+                };
+                wire::encode(&m, &mut self.out);
+            }
+        }
     }
 
     fn set_bitfield(&mut self, bf: Bitfield, t: &TorrentShared) {
@@ -267,7 +417,9 @@ impl PeerSession {
         self.last_block = now;
         self.snubbed = false;
         self.downloaded_bytes += len as u64;
-        t.counters.downloaded_bytes.fetch_add(len as u64, Ordering::Relaxed);
+        t.counters
+            .downloaded_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
         self.pipeline.on_block(len, now);
         match std::mem::replace(&mut self.incoming, Incoming::None) {
             Incoming::Writing { block, writer, buf } => {
@@ -290,14 +442,22 @@ impl PeerSession {
                 }
             }
             Incoming::Discard => {
-                t.counters.wasted_bytes.fetch_add(len as u64, Ordering::Relaxed);
+                t.counters
+                    .wasted_bytes
+                    .fetch_add(len as u64, Ordering::Relaxed);
             }
             Incoming::None => {}
         }
         Ok(())
     }
 
-    fn start_block(&mut self, piece: u32, offset: u32, len: u32, t: &TorrentShared) -> Result<Incoming, PeerError> {
+    fn start_block(
+        &mut self,
+        piece: u32,
+        offset: u32,
+        len: u32,
+        t: &TorrentShared,
+    ) -> Result<Incoming, PeerError> {
         let block = t.lengths.block_from_wire(piece, offset, len)?;
         let Some(i) = self.requests.iter().position(|r| *r == block) else {
             self.unrequested += 1;
@@ -335,20 +495,28 @@ impl PeerSession {
         let interesting = t.picker.is_interesting(&self.peer_has);
         if interesting != self.am_interested {
             self.am_interested = interesting;
-            let m = if interesting { Message::Interested } else { Message::NotInterested };
+            let m = if interesting {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            };
             wire::encode(&m, &mut self.out);
         }
+        self.update_choke(t);
         if t.picker.is_complete() && self.peer_has.is_full() {
             return Err(PeerError::BothSeeding);
         }
-        if !self.requests.is_empty() && now.duration_since(self.last_block) > SNUB_TIMEOUT {
+        if !self.snubbed
+            && !self.requests.is_empty()
+            && now.duration_since(self.last_block) > SNUB_TIMEOUT
+        {
             self.snubbed = true;
             self.release_all(t);
         }
         if t.picker.in_endgame() {
             self.cancel_finished(t);
         }
-        if self.am_interested && !self.peer_choking && !self.snubbed {
+        if self.am_interested && !self.peer_choking {
             self.fill_requests(now, t);
         }
         if !self.out.is_empty() {
@@ -362,7 +530,7 @@ impl PeerSession {
 
     /// The fast path after data arrived: keep the request pipeline full.
     pub fn top_up(&mut self, now: Instant, t: &TorrentShared) {
-        if self.am_interested && !self.peer_choking && !self.snubbed {
+        if self.am_interested && !self.peer_choking {
             self.fill_requests(now, t);
         }
     }
@@ -383,7 +551,11 @@ impl PeerSession {
                 continue;
             }
             // Sole supplier of a bad piece: certainly at fault. Shared: a strike each.
-            self.strikes += if f.contributors.len() == 1 { MAX_HASH_STRIKES } else { 1 };
+            self.strikes += if f.contributors.len() == 1 {
+                MAX_HASH_STRIKES
+            } else {
+                1
+            };
         }
         if self.strikes >= MAX_HASH_STRIKES {
             t.ban(self.addr.ip());
@@ -400,7 +572,11 @@ impl PeerSession {
             if t.picker.have(b.piece) || t.block_done(b) {
                 self.requests.remove(i);
                 t.picker.release(b);
-                let m = Message::Cancel { piece: b.piece.get(), offset: b.offset, len: b.len };
+                let m = Message::Cancel {
+                    piece: b.piece.get(),
+                    offset: b.offset,
+                    len: b.len,
+                };
                 wire::encode(&m, &mut self.out);
             } else {
                 i += 1;
@@ -409,7 +585,12 @@ impl PeerSession {
     }
 
     fn fill_requests(&mut self, now: Instant, t: &TorrentShared) {
-        let target = self.pipeline.target(now);
+        // A snubbing peer keeps a single request in flight until it delivers again.
+        let target = if self.snubbed {
+            1
+        } else {
+            self.pipeline.target(now).min(self.peer_reqq)
+        };
         let free = target.saturating_sub(self.requests.len());
         // Batch: top up when a quarter of the window is free, not on every block.
         if free == 0 || (free < target / 4 && !self.requests.is_empty()) {
@@ -436,14 +617,16 @@ impl PeerSession {
         );
         let mut starved = None;
         for &b in &self.scratch_blocks {
-            if starved == Some(b.piece) || (starved.is_none() && t.ensure_buffer(b.piece).is_err()) {
+            if starved == Some(b.piece) || (starved.is_none() && t.ensure_buffer(b.piece).is_err())
+            {
                 // Backpressure: no buffer for a new piece until the disk catches up.
                 starved = Some(b.piece);
                 t.picker.release(b);
                 continue;
             }
             self.requests.push_back(b);
-            self.out.extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
+            self.out
+                .extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
         }
     }
 
@@ -457,11 +640,17 @@ impl PeerSession {
     /// Called once when the connection ends: claims and availability go back.
     pub fn on_disconnect(&mut self, t: &TorrentShared) {
         self.release_all(t);
-        if let Incoming::Writing { block, writer, .. } = std::mem::replace(&mut self.incoming, Incoming::None) {
+        if let Incoming::Writing { block, writer, .. } =
+            std::mem::replace(&mut self.incoming, Incoming::None)
+        {
             // Abort the half-written block first so the next claimant can write it.
             drop(writer);
             t.picker.release(block);
         }
         t.picker.remove_peer_bitfield(&self.peer_has);
+        if !self.am_choking {
+            self.am_choking = true;
+            t.return_upload_slot();
+        }
     }
 }

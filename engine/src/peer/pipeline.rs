@@ -11,7 +11,7 @@ use crate::types::BLOCK_LEN;
 
 pub const INITIAL: usize = 32;
 pub const MIN: usize = 8;
-pub const MAX: usize = 512;
+pub const MAX: usize = 500;
 /// The delay the window must cover: generous, so a loaded peer never idles.
 pub const WINDOW_TIME: Duration = Duration::from_millis(500);
 const SAMPLE: Duration = Duration::from_millis(250);
@@ -47,7 +47,10 @@ impl Pipeline {
         if elapsed >= SAMPLE {
             let rate = (self.sample_bytes as f64 / elapsed.as_secs_f64()) as u64;
             // Leave slow start once a sample shows less than 25 % growth.
-            if self.slow_start && self.last_rate_bytes_per_s > 0 && rate < self.last_rate_bytes_per_s * 5 / 4 {
+            if self.slow_start
+                && self.last_rate_bytes_per_s > 0
+                && rate < self.last_rate_bytes_per_s * 5 / 4
+            {
                 self.slow_start = false;
             }
             self.last_rate_bytes_per_s = rate;

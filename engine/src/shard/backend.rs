@@ -39,21 +39,35 @@ pub enum Op {
 pub enum Completion<'a> {
     /// A listener accepted a connection; the shard adopts it with `Op::Adopt`.
     Accepted { fd: OwnedFd, peer: SocketAddr },
-    Connected { token: Token, result: io::Result<()> },
+    Connected {
+        token: Token,
+        result: io::Result<()>,
+    },
     /// Bytes received, in stream order.
     Data { token: Token, data: &'a [u8] },
     /// The peer closed the stream (`Ok`) or the socket failed.
-    RecvEnded { token: Token, result: io::Result<()> },
+    RecvEnded {
+        token: Token,
+        result: io::Result<()>,
+    },
     /// A send finished: the buffer comes back for reuse.
-    Sent { token: Token, buf: Vec<u8>, result: io::Result<()> },
+    Sent {
+        token: Token,
+        buf: Vec<u8>,
+        result: io::Result<()>,
+    },
     /// Every operation on the connection has completed and its socket is closed.
     Closed { token: Token },
+    /// The shard's eventfd was signalled (another thread queued work for it).
+    Wake,
 }
 
 /// A ring driver: io_uring, or the portable epoll fallback.
 pub trait Backend {
     /// Starts accepting on a listening socket (bound with SO_REUSEPORT by the engine).
     fn listen(&mut self, listener: OwnedFd) -> io::Result<()>;
+    /// Watches an eventfd: each signal yields a `Wake` completion.
+    fn set_waker(&mut self, eventfd: OwnedFd) -> io::Result<()>;
     /// Queues an operation; it is submitted at the next [`Backend::wait`].
     fn push(&mut self, op: Op);
     /// Submits what was pushed, waits up to `timeout` for at least one completion and hands

@@ -23,8 +23,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 enum Phase {
     Connecting,
-    Handshake { buf: Vec<u8> },
-    Active { reader: wire::Reader, session: Box<PeerSession> },
+    Handshake {
+        buf: Vec<u8>,
+    },
+    Active {
+        reader: wire::Reader,
+        session: Box<PeerSession>,
+    },
 }
 
 /// See the module doc.
@@ -46,12 +51,20 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn outgoing(token: Token, key: u64, addr: SocketAddr, t: Arc<TorrentShared>, now: Instant) -> Conn {
+    pub fn outgoing(
+        token: Token,
+        key: u64,
+        addr: SocketAddr,
+        t: Arc<TorrentShared>,
+        now: Instant,
+    ) -> Conn {
         Self::new(token, key, addr, Some(t), true, Phase::Connecting, now)
     }
 
     pub fn incoming(token: Token, key: u64, addr: SocketAddr, now: Instant) -> Conn {
-        let phase = Phase::Handshake { buf: Vec::with_capacity(HANDSHAKE_LEN) };
+        let phase = Phase::Handshake {
+            buf: Vec::with_capacity(HANDSHAKE_LEN),
+        };
         Self::new(token, key, addr, None, false, phase, now)
     }
 
@@ -101,15 +114,24 @@ impl Conn {
             }
             Ok(()) => {
                 let t = self.torrent.as_ref()?;
-                self.out.extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
-                self.phase = Phase::Handshake { buf: Vec::with_capacity(HANDSHAKE_LEN) };
+                self.out
+                    .extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
+                self.phase = Phase::Handshake {
+                    buf: Vec::with_capacity(HANDSHAKE_LEN),
+                };
                 self.started = now;
                 Some(Op::Recv { token: self.token })
             }
         }
     }
 
-    pub fn on_data(&mut self, data: &[u8], now: Instant, torrents: &HashMap<u64, Arc<TorrentShared>>, alerts: &AlertSink) {
+    pub fn on_data(
+        &mut self,
+        data: &[u8],
+        now: Instant,
+        torrents: &HashMap<u64, Arc<TorrentShared>>,
+        alerts: &AlertSink,
+    ) {
         if self.failed.is_some() {
             return;
         }
@@ -149,7 +171,8 @@ impl Conn {
                     .find(|t| t.info_hash == hs.info_hash)
                     .ok_or("handshake for a torrent we do not have")?
                     .clone();
-                self.out.extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
+                self.out
+                    .extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
                 self.torrent = Some(t.clone());
                 t
             }
@@ -169,10 +192,18 @@ impl Conn {
         self.peer_id = Some(hs.peer_id);
         t.counters.peers.fetch_add(1, Ordering::Relaxed);
         let fast = hs.supports_fast();
-        let session = PeerSession::new(self.key, self.addr, fast, &t, now);
+        let session =
+            PeerSession::new(self.key, self.addr, fast, hs.supports_extensions(), &t, now);
         let reader = wire::Reader::new(t.lengths.num_pieces());
-        self.phase = Phase::Active { reader, session: Box::new(session) };
-        alerts.send(Alert::PeerConnected { id: TorrentId(t.id), addr: self.addr, outgoing: self.outgoing });
+        self.phase = Phase::Active {
+            reader,
+            session: Box::new(session),
+        };
+        alerts.send(Alert::PeerConnected {
+            id: TorrentId(t.id),
+            addr: self.addr,
+            outgoing: self.outgoing,
+        });
         Ok(())
     }
 
@@ -185,14 +216,68 @@ impl Conn {
         }
         let res = reader.feed(data, |ev| match ev {
             Event::Msg(m) => session.on_message(m, now, t),
-            Event::BlockChunk { piece, offset, len, at, data } => {
-                session.on_block_chunk(piece, offset, len, at, data, now, t)
-            }
+            Event::BlockChunk {
+                piece,
+                offset,
+                len,
+                at,
+                data,
+            } => session.on_block_chunk(piece, offset, len, at, data, now, t),
         });
         self.out.append(&mut session.out);
         if let Err(e) = res {
             self.fail(e.to_string());
         }
+    }
+
+    /// Starts disk reads for blocks this peer requested (uploads).
+    pub fn issue_reads(
+        &mut self,
+        disk: &uring_disk::DiskPipeline,
+        tx: &crossbeam_channel::Sender<super::ReadDone>,
+        waker: Option<&Arc<super::Waker>>,
+    ) {
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return;
+        };
+        let mut blocks = Vec::new();
+        session.next_reads(&mut blocks);
+        for b in blocks {
+            let (tx, waker, token, key) = (tx.clone(), waker.cloned(), self.token, self.key);
+            let reply = Box::new(move |data| {
+                let _ = tx.send(super::ReadDone {
+                    token,
+                    key,
+                    block: b,
+                    data,
+                });
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+            if let Err(e) = disk.read(t.disk_slot, b.piece.get(), b.offset, b.len, reply) {
+                tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
+                session.on_read(b, None, t);
+            }
+        }
+    }
+
+    /// A disk read for this connection came back.
+    pub fn on_read_done(&mut self, done: super::ReadDone) {
+        if done.key != self.key || self.failed.is_some() {
+            return;
+        }
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return;
+        };
+        match &done.data {
+            Ok(buf) => session.on_read(done.block, Some(buf.as_slice()), t),
+            Err(e) => {
+                tracing::warn!("torrent {}: read of {:?} failed: {e}", t.id, done.block);
+                session.on_read(done.block, None, t);
+            }
+        }
+        self.out.append(&mut session.out);
     }
 
     /// Hands pieces this connection completed to the disk pipeline (hash, then write).
@@ -203,7 +288,10 @@ impl Conn {
         for (p, buf) in session.completed.drain(..) {
             if let Err(e) = disk.submit_piece(t.disk_slot, p.get(), buf) {
                 // Refused pieces are downloaded again rather than lost in limbo.
-                tracing::error!("torrent {}: piece {p} not accepted by the disk pipeline: {e}", t.id);
+                tracing::error!(
+                    "torrent {}: piece {p} not accepted by the disk pipeline: {e}",
+                    t.id
+                );
                 t.on_failed(p, false);
             }
         }
@@ -256,14 +344,20 @@ impl Conn {
         if self.closed {
             return;
         }
-        let Some(reason) = self.failed.clone() else { return };
+        let Some(reason) = self.failed.clone() else {
+            return;
+        };
         self.closed = true;
         tracing::debug!("peer {} closing: {reason}", self.addr);
         if let Some(t) = &self.torrent {
             if let Phase::Active { session, .. } = &mut self.phase {
                 session.on_disconnect(t);
                 t.counters.peers.fetch_sub(1, Ordering::Relaxed);
-                alerts.send(Alert::PeerDisconnected { id: TorrentId(t.id), addr: self.addr, reason });
+                alerts.send(Alert::PeerDisconnected {
+                    id: TorrentId(t.id),
+                    addr: self.addr,
+                    reason,
+                });
             }
             if let Some(id) = &self.peer_id {
                 t.unregister_peer(id);
@@ -274,12 +368,19 @@ impl Conn {
 
     /// Starts a send of everything queued, if none is in flight.
     pub fn flush(&mut self, ops: &mut Vec<Op>) {
-        if self.sending || self.closed || self.out.is_empty() || matches!(self.phase, Phase::Connecting) {
+        if self.sending
+            || self.closed
+            || self.out.is_empty()
+            || matches!(self.phase, Phase::Connecting)
+        {
             return;
         }
         let mut buf = std::mem::take(&mut self.spare);
         std::mem::swap(&mut buf, &mut self.out);
-        ops.push(Op::Send { token: self.token, buf });
+        ops.push(Op::Send {
+            token: self.token,
+            buf,
+        });
         self.sending = true;
     }
 }

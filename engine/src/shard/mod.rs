@@ -37,6 +37,25 @@ pub const SLOW_TICK: Duration = Duration::from_millis(50);
 /// Connections per shard at most (a limit on what the network can make us hold).
 pub const MAX_CONNS_PER_SHARD: usize = 1024;
 
+/// Wakes a shard from another thread (disk read replies) through its eventfd.
+pub struct Waker(std::fs::File);
+
+impl Waker {
+    pub fn wake(&self) {
+        use std::io::Write;
+        // A full counter (EAGAIN) still means a wake-up is pending: nothing to do.
+        let _ = (&self.0).write(&1u64.to_ne_bytes());
+    }
+}
+
+/// A disk read for an upload, finished, on its way back to the shard that asked.
+pub struct ReadDone {
+    pub token: Token,
+    pub key: u64,
+    pub block: crate::types::BlockRef,
+    pub data: Result<uring_disk::ReadBuf, uring_disk::StorageError>,
+}
+
 /// Work sent to a shard by the engine.
 pub enum Command {
     AddTorrent(Arc<TorrentShared>),
@@ -52,6 +71,8 @@ pub struct ShardConfig {
     pub recv_buffers: u16,
     pub recv_buffer_len: usize,
     pub force_portable: bool,
+    /// Source address of outgoing connections (the listen address unless it is unspecified).
+    pub bind_ip: Option<std::net::IpAddr>,
     pub alerts: AlertSink,
     pub disk: Arc<uring_disk::DiskPipeline>,
 }
@@ -77,18 +98,28 @@ pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
 fn make_backend(cfg: &ShardConfig) -> std::io::Result<Box<dyn Backend>> {
     if !cfg.force_portable {
         match uring::probe() {
-            Ok(()) => match uring::UringBackend::new(cfg.recv_buffers, cfg.recv_buffer_len) {
-                Ok(b) => return Ok(Box::new(b)),
-                Err(e) => tracing::warn!("shard {}: io_uring setup failed ({e}); using epoll", cfg.index),
-            },
+            Ok(()) => {
+                match uring::UringBackend::new(cfg.recv_buffers, cfg.recv_buffer_len, cfg.bind_ip) {
+                    Ok(b) => return Ok(Box::new(b)),
+                    Err(e) => tracing::warn!(
+                        "shard {}: io_uring setup failed ({e}); using epoll",
+                        cfg.index
+                    ),
+                }
+            }
             Err(why) => {
                 if cfg.index == 0 {
-                    tracing::warn!("io_uring unavailable ({why}); shards use the portable epoll backend");
+                    tracing::warn!(
+                        "io_uring unavailable ({why}); shards use the portable epoll backend"
+                    );
                 }
             }
         }
     }
-    Ok(Box::new(portable::PortableBackend::new(cfg.recv_buffer_len)?))
+    Ok(Box::new(portable::PortableBackend::new(
+        cfg.recv_buffer_len,
+        cfg.bind_ip,
+    )?))
 }
 
 fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
@@ -104,6 +135,26 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
             tracing::error!("shard {}: listen failed: {e}", cfg.index);
         }
     }
+    let waker = match uring::new_eventfd().and_then(|fd| Ok((fd.try_clone()?, fd))) {
+        Ok((a, b)) => match backend.set_waker(a) {
+            Ok(()) => Some(Arc::new(Waker(std::fs::File::from(b)))),
+            Err(e) => {
+                tracing::warn!(
+                    "shard {}: no eventfd wake-ups ({e}); uploads run on the tick",
+                    cfg.index
+                );
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(
+                "shard {}: no eventfd ({e}); uploads run on the tick",
+                cfg.index
+            );
+            None
+        }
+    };
+    let (reads_tx, reads_rx) = crossbeam_channel::unbounded();
     tracing::debug!("shard {} running on {}", cfg.index, backend.name());
     let mut shard = Shard {
         torrents: HashMap::new(),
@@ -117,6 +168,9 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         ops: Vec::new(),
         last_slow: Instant::now(),
         shutting_down: None,
+        reads_tx,
+        reads_rx,
+        waker,
     };
     loop {
         for cmd in rx.try_iter() {
@@ -152,6 +206,9 @@ struct Shard {
     ops: Vec<Op>,
     last_slow: Instant,
     shutting_down: Option<Instant>,
+    reads_tx: Sender<ReadDone>,
+    reads_rx: Receiver<ReadDone>,
+    waker: Option<Arc<Waker>>,
 }
 
 impl Shard {
@@ -169,9 +226,19 @@ impl Shard {
                 }
             }
             Command::Connect { torrent, addr } => {
-                let Some(t) = self.torrents.get(&torrent).cloned() else { return };
-                let busy = self.conns.iter().flatten().any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
-                if busy || self.live >= MAX_CONNS_PER_SHARD || t.is_banned(addr.ip()) || t.is_stopped() {
+                let Some(t) = self.torrents.get(&torrent).cloned() else {
+                    return;
+                };
+                let busy = self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
+                if busy
+                    || self.live >= MAX_CONNS_PER_SHARD
+                    || t.is_banned(addr.ip())
+                    || t.is_stopped()
+                {
                     return;
                 }
                 let token = self.alloc();
@@ -210,6 +277,7 @@ impl Shard {
                 self.ops.push(Op::Recv { token });
                 self.conns[token as usize] = Some(Conn::incoming(token, self.next_key, peer, now));
             }
+            Completion::Wake => {}
             Completion::Closed { token } => {
                 if let Some(slot) = self.conns.get_mut(token as usize) {
                     if slot.take().is_some() {
@@ -219,7 +287,9 @@ impl Shard {
                 }
             }
             Completion::Connected { token, result } => {
-                let Some(conn) = self.conn_mut(token) else { return };
+                let Some(conn) = self.conn_mut(token) else {
+                    return;
+                };
                 if let Some(op) = conn.on_connected(result, now) {
                     self.ops.push(op);
                 }
@@ -227,12 +297,16 @@ impl Shard {
             }
             Completion::Data { token, data } => {
                 let torrents = &self.torrents;
-                let Some(Some(conn)) = self.conns.get_mut(token as usize) else { return };
+                let Some(Some(conn)) = self.conns.get_mut(token as usize) else {
+                    return;
+                };
                 conn.on_data(data, now, torrents, &self.alerts);
                 conn.submit_completed(&self.disk);
             }
             Completion::RecvEnded { token, result } => {
-                let Some(conn) = self.conn_mut(token) else { return };
+                let Some(conn) = self.conn_mut(token) else {
+                    return;
+                };
                 let reason = match result {
                     Ok(()) => "peer closed the connection".to_string(),
                     Err(e) => format!("receive failed: {e}"),
@@ -240,7 +314,9 @@ impl Shard {
                 conn.fail(reason);
             }
             Completion::Sent { token, buf, result } => {
-                let Some(conn) = self.conn_mut(token) else { return };
+                let Some(conn) = self.conn_mut(token) else {
+                    return;
+                };
                 conn.on_sent(buf, result);
             }
         }
@@ -255,9 +331,15 @@ impl Shard {
         if slow {
             self.last_slow = now;
         }
+        for done in self.reads_rx.try_iter() {
+            if let Some(Some(conn)) = self.conns.get_mut(done.token as usize) {
+                conn.on_read_done(done);
+            }
+        }
         for slot in self.conns.iter_mut() {
             let Some(conn) = slot.as_mut() else { continue };
             conn.tick(now, slow, &self.alerts);
+            conn.issue_reads(&self.disk, &self.reads_tx, self.waker.as_ref());
             conn.submit_completed(&self.disk);
             conn.finish_close(&self.alerts, &mut self.ops);
             conn.flush(&mut self.ops);

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use super::backend::{Backend, Completion, Op, Token};
 const LISTENER_KEY: usize = 1 << 40;
 /// Reads per readable socket per wait, so one fast peer cannot starve the others.
 const READS_PER_WAKE: usize = 4;
+/// Key of the shard's eventfd.
+const WAKE_KEY: usize = (1 << 40) - 1;
 
 struct Conn {
     stream: TcpStream,
@@ -35,10 +38,14 @@ pub struct PortableBackend {
     pending: Vec<Op>,
     closed: Vec<Token>,
     scratch: Vec<u8>,
+    waker: Option<std::fs::File>,
+    /// Source address for outgoing connections (on loopback the kernel would otherwise pick
+    /// the destination's own address, which peers take for themselves).
+    bind_ip: Option<IpAddr>,
 }
 
 impl PortableBackend {
-    pub fn new(recv_buffer_len: usize) -> io::Result<PortableBackend> {
+    pub fn new(recv_buffer_len: usize, bind_ip: Option<IpAddr>) -> io::Result<PortableBackend> {
         Ok(PortableBackend {
             poller: Poller::new()?,
             events: Events::new(),
@@ -47,6 +54,8 @@ impl PortableBackend {
             pending: Vec::new(),
             closed: Vec::new(),
             scratch: vec![0u8; recv_buffer_len],
+            waker: None,
+            bind_ip,
         })
     }
 
@@ -91,6 +100,9 @@ impl PortableBackend {
         match op {
             Op::Connect { token, addr } => {
                 let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                if let Some(ip) = self.bind_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+                    sock.bind(&SocketAddr::new(ip, 0).into())?;
+                }
                 sock.set_nonblocking(true)?;
                 let _ = sock.set_tcp_nodelay(true);
                 match sock.connect(&SockAddr::from(addr)) {
@@ -98,7 +110,10 @@ impl PortableBackend {
                     Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
                     Err(e) => {
                         // Report through a closed-on-arrival slot so the shard sees one path.
-                        on(Completion::Connected { token, result: Err(e) });
+                        on(Completion::Connected {
+                            token,
+                            result: Err(e),
+                        });
                         self.closed.push(token);
                         return Ok(());
                     }
@@ -131,7 +146,9 @@ impl PortableBackend {
     }
 
     fn on_ready(&mut self, token: Token, ev: Event, on: &mut dyn FnMut(Completion<'_>)) {
-        let Some(c) = self.conns.get_mut(&token) else { return };
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
         if c.connecting && (ev.writable || ev.readable) {
             c.connecting = false;
             let result = match c.stream.take_error() {
@@ -140,7 +157,9 @@ impl PortableBackend {
             };
             on(Completion::Connected { token, result });
         }
-        let Some(c) = self.conns.get_mut(&token) else { return };
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
         if ev.writable && !c.connecting {
             if let Some((buf, done)) = c.send.as_mut() {
                 match c.stream.write(&buf[*done..]) {
@@ -148,32 +167,51 @@ impl PortableBackend {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
                         let (buf, _) = c.send.take().unwrap_or_default();
-                        on(Completion::Sent { token, buf, result: Err(e) });
+                        on(Completion::Sent {
+                            token,
+                            buf,
+                            result: Err(e),
+                        });
                     }
                 }
                 if let Some(c) = self.conns.get_mut(&token) {
                     if c.send.as_ref().is_some_and(|(b, d)| *d >= b.len()) {
                         let (buf, _) = c.send.take().unwrap_or_default();
-                        on(Completion::Sent { token, buf, result: Ok(()) });
+                        on(Completion::Sent {
+                            token,
+                            buf,
+                            result: Ok(()),
+                        });
                     }
                 }
             }
         }
-        let Some(c) = self.conns.get_mut(&token) else { return };
+        let Some(c) = self.conns.get_mut(&token) else {
+            return;
+        };
         if ev.readable && c.recv {
             for _ in 0..READS_PER_WAKE {
                 match c.stream.read(&mut self.scratch) {
                     Ok(0) => {
                         c.recv = false;
-                        on(Completion::RecvEnded { token, result: Ok(()) });
+                        on(Completion::RecvEnded {
+                            token,
+                            result: Ok(()),
+                        });
                         break;
                     }
-                    Ok(n) => on(Completion::Data { token, data: &self.scratch[..n] }),
+                    Ok(n) => on(Completion::Data {
+                        token,
+                        data: &self.scratch[..n],
+                    }),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         c.recv = false;
-                        on(Completion::RecvEnded { token, result: Err(e) });
+                        on(Completion::RecvEnded {
+                            token,
+                            result: Err(e),
+                        });
                         break;
                     }
                 }
@@ -194,6 +232,14 @@ impl Backend for PortableBackend {
         Ok(())
     }
 
+    fn set_waker(&mut self, eventfd: OwnedFd) -> io::Result<()> {
+        let f = std::fs::File::from(eventfd);
+        // SAFETY: the eventfd lives in `self.waker` as long as the poller does.
+        unsafe { self.poller.add(&f, Event::readable(WAKE_KEY))? };
+        self.waker = Some(f);
+        Ok(())
+    }
+
     fn push(&mut self, op: Op) {
         self.pending.push(op);
     }
@@ -206,7 +252,11 @@ impl Backend for PortableBackend {
             on(Completion::Closed { token });
         }
         // Sends that can go out right away should not wait for a wake-up.
-        let timeout = if self.conns.values().any(|c| c.send.is_some() && !c.connecting) {
+        let timeout = if self
+            .conns
+            .values()
+            .any(|c| c.send.is_some() && !c.connecting)
+        {
             Duration::ZERO
         } else {
             timeout
@@ -219,7 +269,14 @@ impl Backend for PortableBackend {
         }
         let ready: Vec<Event> = self.events.iter().collect();
         for ev in ready {
-            if ev.key >= LISTENER_KEY {
+            if ev.key == WAKE_KEY {
+                if let Some(f) = self.waker.as_mut() {
+                    let mut b = [0u8; 8];
+                    let _ = f.read(&mut b);
+                    let _ = self.poller.modify(&*f, Event::readable(WAKE_KEY));
+                }
+                on(Completion::Wake);
+            } else if ev.key >= LISTENER_KEY {
                 self.accept_all(ev.key - LISTENER_KEY, on);
             } else {
                 self.on_ready(ev.key as Token, ev, on);
@@ -248,10 +305,15 @@ impl Backend for PortableBackend {
 
 impl PortableBackend {
     fn accept_all(&mut self, idx: usize, on: &mut dyn FnMut(Completion<'_>)) {
-        let Some(l) = self.listeners.get(idx) else { return };
+        let Some(l) = self.listeners.get(idx) else {
+            return;
+        };
         loop {
             match l.accept() {
-                Ok((s, peer)) => on(Completion::Accepted { fd: OwnedFd::from(s), peer }),
+                Ok((s, peer)) => on(Completion::Accepted {
+                    fd: OwnedFd::from(s),
+                    peer,
+                }),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             }

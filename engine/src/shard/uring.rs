@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -24,6 +25,7 @@ const KIND_CONNECT: u64 = 2;
 const KIND_RECV: u64 = 3;
 const KIND_SEND: u64 = 4;
 const KIND_CANCEL: u64 = 5;
+const KIND_WAKE: u64 = 6;
 
 /// Buffer group id of the shard's receive buffer ring.
 const BGID: u16 = 7;
@@ -66,7 +68,10 @@ struct BufRing {
 
 impl BufRing {
     fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two(), "INVARIANT: buffer ring size is a power of two");
+        assert!(
+            count.is_power_of_two(),
+            "INVARIANT: buffer ring size is a power of two"
+        );
         let layout = std::alloc::Layout::from_size_align(
             count as usize * std::mem::size_of::<types::BufRingEntry>(),
             4096,
@@ -158,11 +163,31 @@ pub struct UringBackend {
     rearm_recv: Vec<Token>,
     closed: Vec<Token>,
     cqes: Vec<(u64, i32, u32)>,
+    /// The shard's eventfd and the 8 bytes its pending read fills.
+    waker: Option<(OwnedFd, Box<[u8; 8]>)>,
+    /// Source address for outgoing connections (on loopback the kernel would otherwise pick
+    /// the destination's own address, which peers take for themselves).
+    bind_ip: Option<IpAddr>,
+}
+
+/// A non-blocking eventfd for waking a shard from other threads.
+pub fn new_eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd has no pointer arguments; a non-negative result is a new descriptor.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl UringBackend {
     /// A ring with `recv_buffers` provided buffers of `recv_buffer_len` bytes.
-    pub fn new(recv_buffers: u16, recv_buffer_len: usize) -> io::Result<UringBackend> {
+    pub fn new(
+        recv_buffers: u16,
+        recv_buffer_len: usize,
+        bind_ip: Option<IpAddr>,
+    ) -> io::Result<UringBackend> {
         let ring = new_ring(1024)?;
         let bufs = BufRing::new(&ring, recv_buffers, recv_buffer_len)?;
         Ok(UringBackend {
@@ -175,6 +200,8 @@ impl UringBackend {
             rearm_recv: Vec::new(),
             closed: Vec::new(),
             cqes: Vec::with_capacity(1024),
+            waker: None,
+            bind_ip,
         })
     }
 
@@ -196,12 +223,19 @@ impl UringBackend {
         match op {
             Op::Connect { token, addr } => {
                 let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                if let Some(ip) = self.bind_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+                    sock.bind(&SocketAddr::new(ip, 0).into())?;
+                }
                 let _ = sock.set_tcp_nodelay(true);
                 let fd: OwnedFd = sock.into();
                 let addr = Box::new(SockAddr::from(addr));
-                let sqe = opcode::Connect::new(types::Fd(fd.as_raw_fd()), addr.as_ptr().cast::<libc::sockaddr>(), addr.len())
-                    .build()
-                    .user_data(user_data(KIND_CONNECT, token));
+                let sqe = opcode::Connect::new(
+                    types::Fd(fd.as_raw_fd()),
+                    addr.as_ptr().cast::<libc::sockaddr>(),
+                    addr.len(),
+                )
+                .build()
+                .user_data(user_data(KIND_CONNECT, token));
                 self.insert(token, fd, Some(addr));
                 self.push_sqe(sqe)?;
             }
@@ -211,7 +245,9 @@ impl UringBackend {
             }
             Op::Recv { token } => self.arm_recv(token)?,
             Op::Send { token, buf } => {
-                let Some(c) = self.conn(token) else { return Ok(()) };
+                let Some(c) = self.conn(token) else {
+                    return Ok(());
+                };
                 if c.closing || c.send.is_some() {
                     return Ok(());
                 }
@@ -219,7 +255,9 @@ impl UringBackend {
                 self.send_rest(token)?;
             }
             Op::Close { token } => {
-                let Some(c) = self.conn(token) else { return Ok(()) };
+                let Some(c) = self.conn(token) else {
+                    return Ok(());
+                };
                 if c.closing {
                     return Ok(());
                 }
@@ -229,9 +267,10 @@ impl UringBackend {
                 } else {
                     let raw = c.fd.as_raw_fd();
                     c.inflight += 1;
-                    let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
-                        .build()
-                        .user_data(user_data(KIND_CANCEL, token));
+                    let sqe =
+                        opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(raw)).all())
+                            .build()
+                            .user_data(user_data(KIND_CANCEL, token));
                     self.push_sqe(sqe)?;
                 }
             }
@@ -255,7 +294,9 @@ impl UringBackend {
     }
 
     fn arm_recv(&mut self, token: Token) -> io::Result<()> {
-        let Some(c) = self.conn(token) else { return Ok(()) };
+        let Some(c) = self.conn(token) else {
+            return Ok(());
+        };
         if c.closing {
             return Ok(());
         }
@@ -267,23 +308,43 @@ impl UringBackend {
     }
 
     fn send_rest(&mut self, token: Token) -> io::Result<()> {
-        let Some(c) = self.conn(token) else { return Ok(()) };
-        let Some((buf, done)) = c.send.as_ref() else { return Ok(()) };
+        let Some(c) = self.conn(token) else {
+            return Ok(());
+        };
+        let Some((buf, done)) = c.send.as_ref() else {
+            return Ok(());
+        };
         let rest = &buf[*done..];
-        let sqe = opcode::Send::new(types::Fd(c.fd.as_raw_fd()), rest.as_ptr(), rest.len() as u32)
-            .flags(libc::MSG_NOSIGNAL)
-            .build()
-            .user_data(user_data(KIND_SEND, token));
+        let sqe = opcode::Send::new(
+            types::Fd(c.fd.as_raw_fd()),
+            rest.as_ptr(),
+            rest.len() as u32,
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()
+        .user_data(user_data(KIND_SEND, token));
         c.inflight += 1;
         self.push_sqe(sqe)
     }
 
     fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
-        let Some(l) = self.listeners.get(idx as usize) else { return Ok(()) };
+        let Some(l) = self.listeners.get(idx as usize) else {
+            return Ok(());
+        };
         let sqe = opcode::AcceptMulti::new(types::Fd(l.as_raw_fd()))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(user_data(KIND_ACCEPT, idx));
+        self.push_sqe(sqe)
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let Some((fd, buf)) = self.waker.as_mut() else {
+            return Ok(());
+        };
+        let sqe = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(user_data(KIND_WAKE, 0));
         self.push_sqe(sqe)
     }
 
@@ -297,7 +358,9 @@ impl UringBackend {
 
     /// One op on `token` finished; true if the connection is closing (suppress its events).
     fn op_done(&mut self, token: Token) -> bool {
-        let Some(c) = self.conn(token) else { return true };
+        let Some(c) = self.conn(token) else {
+            return true;
+        };
         c.inflight = c.inflight.saturating_sub(1);
         if c.closing {
             if c.inflight == 0 {
@@ -308,14 +371,24 @@ impl UringBackend {
         false
     }
 
-    fn handle(&mut self, ud: u64, res: i32, flags: u32, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
+    fn handle(
+        &mut self,
+        ud: u64,
+        res: i32,
+        flags: u32,
+        on: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
         let id = ud as u32;
         match ud >> 32 {
             KIND_ACCEPT => {
                 if res >= 0 {
                     // SAFETY: a non-negative accept result is a new descriptor we now own.
                     let fd = unsafe { OwnedFd::from_raw_fd(res) };
-                    if let Some(peer) = socket2::SockRef::from(&fd).peer_addr().ok().and_then(|a| a.as_socket()) {
+                    if let Some(peer) = socket2::SockRef::from(&fd)
+                        .peer_addr()
+                        .ok()
+                        .and_then(|a| a.as_socket())
+                    {
                         on(Completion::Accepted { fd, peer });
                     }
                 }
@@ -328,7 +401,11 @@ impl UringBackend {
                     c.addr = None;
                 }
                 if !self.op_done(id) {
-                    let result = if res < 0 { Err(io::Error::from_raw_os_error(-res)) } else { Ok(()) };
+                    let result = if res < 0 {
+                        Err(io::Error::from_raw_os_error(-res))
+                    } else {
+                        Ok(())
+                    };
                     on(Completion::Connected { token: id, result });
                 }
             }
@@ -337,11 +414,17 @@ impl UringBackend {
                 if self.op_done(id) {
                     return Ok(());
                 }
-                let Some(c) = self.conn(id) else { return Ok(()) };
+                let Some(c) = self.conn(id) else {
+                    return Ok(());
+                };
                 if res < 0 {
                     if let Some((buf, _)) = c.send.take() {
                         let err = io::Error::from_raw_os_error(-res);
-                        on(Completion::Sent { token: id, buf, result: Err(err) });
+                        on(Completion::Sent {
+                            token: id,
+                            buf,
+                            result: Err(err),
+                        });
                     }
                     return Ok(());
                 }
@@ -354,12 +437,20 @@ impl UringBackend {
                 };
                 if finished {
                     if let Some((buf, _)) = c.send.take() {
-                        on(Completion::Sent { token: id, buf, result: Ok(()) });
+                        on(Completion::Sent {
+                            token: id,
+                            buf,
+                            result: Ok(()),
+                        });
                     }
                 } else if res == 0 {
                     if let Some((buf, _)) = c.send.take() {
                         let err = io::Error::from(io::ErrorKind::WriteZero);
-                        on(Completion::Sent { token: id, buf, result: Err(err) });
+                        on(Completion::Sent {
+                            token: id,
+                            buf,
+                            result: Err(err),
+                        });
                     }
                 } else {
                     self.send_rest(id)?;
@@ -367,6 +458,10 @@ impl UringBackend {
             }
             KIND_CANCEL => {
                 self.op_done(id);
+            }
+            KIND_WAKE => {
+                on(Completion::Wake);
+                self.arm_wake()?;
             }
             _ => {}
         }
@@ -378,7 +473,10 @@ impl UringBackend {
         let closing = self.conn(id).is_none_or(|c| c.closing);
         if let Some(bid) = cqueue::buffer_select(flags) {
             if res > 0 && !closing {
-                on(Completion::Data { token: id, data: self.bufs.get(bid, res as usize) });
+                on(Completion::Data {
+                    token: id,
+                    data: self.bufs.get(bid, res as usize),
+                });
             }
             self.bufs.push(bid);
         }
@@ -393,9 +491,15 @@ impl UringBackend {
             // re-arm after this batch has returned its buffers.
             self.rearm_recv.push(id);
         } else if res == 0 {
-            on(Completion::RecvEnded { token: id, result: Ok(()) });
+            on(Completion::RecvEnded {
+                token: id,
+                result: Ok(()),
+            });
         } else {
-            on(Completion::RecvEnded { token: id, result: Err(io::Error::from_raw_os_error(-res)) });
+            on(Completion::RecvEnded {
+                token: id,
+                result: Err(io::Error::from_raw_os_error(-res)),
+            });
         }
     }
 }
@@ -404,6 +508,11 @@ impl Backend for UringBackend {
     fn listen(&mut self, listener: OwnedFd) -> io::Result<()> {
         self.listeners.push(listener);
         self.arm_accept(self.listeners.len() as u32 - 1)
+    }
+
+    fn set_waker(&mut self, eventfd: OwnedFd) -> io::Result<()> {
+        self.waker = Some((eventfd, Box::new([0u8; 8])));
+        self.arm_wake()
     }
 
     fn push(&mut self, op: Op) {
@@ -427,11 +536,19 @@ impl Backend for UringBackend {
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
             Err(e) => return Err(e),
         }
         let mut cqes = std::mem::take(&mut self.cqes);
-        cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
         for &(ud, res, flags) in &cqes {
             self.handle(ud, res, flags, on)?;
         }

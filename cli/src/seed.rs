@@ -1,0 +1,122 @@
+//! `ringtorrent seed`: check existing data with all cores and serve the pieces that verify.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentSource};
+
+/// Arguments of `seed`.
+#[derive(clap::Args, Debug)]
+pub struct SeedArgs {
+    /// The .torrent file.
+    pub torrent: PathBuf,
+    /// Where the content is: the directory holding it (as given to `download -o`), or for a
+    /// single-file torrent the file itself.
+    pub data: PathBuf,
+    /// Address to accept peers on.
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    pub listen: SocketAddr,
+    /// A peer to connect to (repeatable).
+    #[arg(long = "peer")]
+    pub peers: Vec<SocketAddr>,
+    /// Do not contact the torrent's trackers.
+    #[arg(long)]
+    pub no_trackers: bool,
+    /// Stop after this many minutes (default: until interrupted).
+    #[arg(long)]
+    pub seed_time: Option<f64>,
+    /// Shard threads (default: one per core).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Use the epoll backend instead of io_uring.
+    #[arg(long)]
+    pub no_uring: bool,
+}
+
+/// The directory a torrent's content lives below, given what the user pointed at.
+fn data_dir(data: &Path, name: &str, multi_file: bool) -> PathBuf {
+    if !multi_file && data.is_file() && data.file_name().is_some_and(|f| f == name) {
+        return data
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    }
+    data.to_path_buf()
+}
+
+pub fn run(args: SeedArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(seed(args))
+}
+
+async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    let meta = crate::info::load_torrent(&args.torrent)?;
+    let dir = data_dir(&args.data, &meta.info.name, meta.info.multi_file);
+    let content = dir.join(&meta.info.name);
+    if !content.exists() {
+        bail!("no data for {} at {}", meta.info.name, content.display());
+    }
+    let mut config = Config {
+        listen: args.listen,
+        use_trackers: !args.no_trackers,
+        force_portable: args.no_uring,
+        buffer_pool_bytes: 8 << 20,
+        ..Config::default()
+    };
+    if let Some(n) = args.shards {
+        config.shards = n.max(1);
+    }
+    let engine = Engine::start(config).context("cannot start the engine")?;
+    let mut alerts = engine.alerts().context("alert stream already taken")?;
+    let total = meta.info.lengths.total_length();
+    let pieces = meta.info.lengths.num_pieces();
+    let started = Instant::now();
+    let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &dir);
+    add.check_existing = true;
+    add.peers = args.peers.clone();
+    let id = engine.add_torrent(add)?;
+    let stats = engine.stats(id).context("torrent vanished")?;
+    println!(
+        "seeding on {}: {}/{} pieces verified in {:.2} s ({:.1} MiB/s check)",
+        engine.listen_addr(),
+        stats.pieces_have,
+        pieces,
+        started.elapsed().as_secs_f64(),
+        total as f64 / 1048576.0 / started.elapsed().as_secs_f64().max(1e-6)
+    );
+    if stats.pieces_have < pieces {
+        eprintln!(
+            "warning: {} pieces failed the check and are not served",
+            pieces - stats.pieces_have
+        );
+    }
+    let deadline = args
+        .seed_time
+        .map(|m| Instant::now() + Duration::from_secs_f64(m.max(0.0) * 60.0));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            a = alerts.recv() => match a {
+                Some(Alert::TorrentError { message, .. }) => {
+                    engine.shutdown().await?;
+                    bail!("{message}");
+                }
+                Some(_) => {}
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+    }
+    let uploaded = engine.stats(id).map_or(0, |s| s.uploaded_bytes);
+    engine.shutdown().await?;
+    println!("uploaded {:.1} MiB", uploaded as f64 / 1048576.0);
+    Ok(())
+}
