@@ -400,21 +400,23 @@ impl Bitfield {
     }
     /// Adds a piece; returns true if it was not there.
     pub fn set(&mut self, p: PieceIndex) -> bool {
-        let w = &mut self.words[p.idx() / 64];
-        let m = 1u64 << (p.idx() % 64);
-        let new = *w & m == 0;
-        *w |= m;
-        self.count += new as u32;
-        new
+        let (i, m) = (p.idx() / 64, 1u64 << (p.idx() % 64));
+        if self.words[i] & m != 0 {
+            return false;
+        }
+        self.words[i] |= m;
+        self.count += 1;
+        true
     }
     /// Removes a piece; returns true if it was there.
     pub fn clear(&mut self, p: PieceIndex) -> bool {
-        let w = &mut self.words[p.idx() / 64];
-        let m = 1u64 << (p.idx() % 64);
-        let had = *w & m != 0;
-        *w &= !m;
-        self.count -= had as u32;
-        had
+        let (i, m) = (p.idx() / 64, 1u64 << (p.idx() % 64));
+        if self.words[i] & m == 0 {
+            return false;
+        }
+        self.words[i] &= !m;
+        self.count -= 1;
+        true
     }
     /// Pieces in the set, ascending.
     pub fn iter(&self) -> impl Iterator<Item = PieceIndex> + '_ {
