@@ -246,6 +246,7 @@ fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Client>
 enum Seeder {
     Lt(LtSeeder),
     Aria2(Aria2Seeder),
+    Rt(Proc),
 }
 
 impl Seeder {
@@ -253,6 +254,7 @@ impl Seeder {
         match self {
             Seeder::Lt(s) => &mut s.proc,
             Seeder::Aria2(s) => &mut s.proc,
+            Seeder::Rt(p) => p,
         }
     }
     fn check_alive(&mut self) -> Result<()> {
@@ -280,7 +282,17 @@ fn start_seeders(
                 Seeder::Aria2(Aria2Seeder::start(torrent, save_dir, &opts)?)
             }
             SeederKind::Ringtorrent => {
-                bail!("ringtorrent cannot seed yet (no `ringtorrent seed` command)")
+                // `ringtorrent seed` announces over HTTP from 127.0.0.1, which is the address
+                // opentracker hands out, so it listens on every loopback address.
+                let port = free_port(std::net::Ipv4Addr::LOCALHOST)?;
+                let mut cmd =
+                    rt_testkit::proc::kit_command(rt_testkit::ringtorrent::ringtorrent_bin()?);
+                cmd.arg("seed")
+                    .arg("--listen")
+                    .arg(format!("0.0.0.0:{port}"))
+                    .arg(torrent)
+                    .arg(save_dir);
+                Seeder::Rt(Proc::spawn_fresh("ringtorrent-seed", cmd)?)
             }
         });
     }

@@ -1,0 +1,241 @@
+//! Loopback integration: real engines, real sockets, real files. A ringtorrent seeder and a
+//! ringtorrent leecher in one process, on both ring backends, plus misbehaving raw peers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use ringtorrent::handshake::Handshake;
+use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
+use ringtorrent::metainfo::Metainfo;
+use ringtorrent::{AddTorrent, Alert, Config, Engine, PeerId, TorrentSource};
+
+const PIECE: u32 = 32 * 1024;
+
+/// Files of 0 bytes, 1 byte, unaligned, and one larger than three pieces.
+fn make_content(dir: &Path) -> (Vec<u8>, Metainfo) {
+    // In mktorrent's order (byte order of the joined path), which the builder keeps.
+    let sizes: [(&str, usize); 5] = [
+        ("big", 3 * PIECE as usize + 777),
+        ("empty", 0),
+        ("odd", 50_001),
+        ("one", 1),
+        ("sub/x", 20_000),
+    ];
+    let root = dir.join("set");
+    let mut files = Vec::new();
+    let mut state = 0x1234_5678u32;
+    for (name, size) in sizes {
+        let path = root.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let data: Vec<u8> = (0..size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        files.push((
+            path,
+            size as u64,
+            name.split('/').map(String::from).collect::<Vec<_>>(),
+        ));
+    }
+    let list: Vec<(std::path::PathBuf, u64)> =
+        files.iter().map(|(p, s, _)| (p.clone(), *s)).collect();
+    let hashes = uring_disk::hash_pieces(&list, PIECE, 2, &|_| {}).unwrap();
+    let build: Vec<BuildFile> = files
+        .iter()
+        .map(|(_, s, c)| BuildFile {
+            path: c.clone(),
+            length: *s,
+        })
+        .collect();
+    let (bytes, meta) = TorrentBuilder::multi_file("set", build, PIECE)
+        .piece_hashes(hashes)
+        .build()
+        .unwrap();
+    (bytes, meta)
+}
+
+fn config(force_portable: bool, ip: [u8; 4]) -> Config {
+    Config {
+        shards: 2,
+        hash_threads: 2,
+        listen: SocketAddr::from((ip, 0)),
+        buffer_pool_bytes: 4 << 20,
+        recv_buffers: 16,
+        force_portable,
+        use_trackers: false,
+        ..Config::default()
+    }
+}
+
+async fn wait_complete(
+    alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
+    secs: u64,
+) -> Vec<Alert> {
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(end, alerts.recv()).await {
+            Ok(Some(Alert::TorrentComplete { .. })) => return seen,
+            Ok(Some(Alert::TorrentError { message, .. })) => panic!("torrent error: {message}"),
+            Ok(Some(a)) => seen.push(a),
+            Ok(None) => panic!("alert stream closed"),
+            Err(_) => panic!("not complete after {secs} s; alerts: {seen:?}"),
+        }
+    }
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    for name in ["empty", "one", "odd", "big", "sub/x"] {
+        let x = std::fs::read(a.join(name)).unwrap();
+        let y = std::fs::read(b.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(x == y, "{name} differs");
+    }
+}
+
+async fn swarm(force_portable: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = make_content(dir.path());
+    let seeder = Engine::start(config(force_portable, [127, 0, 0, 2])).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
+    add.check_existing = true;
+    let sid = seeder.add_torrent(add).unwrap();
+    assert!(
+        seeder.stats(sid).unwrap().complete,
+        "seeder must verify its data"
+    );
+
+    let leecher = Engine::start(config(force_portable, [127, 0, 0, 1])).unwrap();
+    let mut alerts = leecher.alerts().unwrap();
+    let out = dir.path().join("out");
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), &out);
+    add.peers = vec![seeder.listen_addr()];
+    leecher.add_torrent(add).unwrap();
+    wait_complete(&mut alerts, 30).await;
+    leecher.shutdown().await.unwrap();
+    let uploaded = seeder.stats(sid).unwrap().uploaded_bytes;
+    seeder.shutdown().await.unwrap();
+    assert_same_tree(&dir.path().join("set"), &out.join("set"));
+    assert!(
+        uploaded >= 3 * PIECE as u64,
+        "seeder counted {uploaded} bytes uploaded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ringtorrent_to_ringtorrent_over_io_uring() {
+    swarm(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ringtorrent_to_ringtorrent_over_epoll_fallback() {
+    swarm(true).await;
+}
+
+/// Connects to `addr` as a raw peer, handshakes for `meta`, sends `bytes` and reports whether
+/// the engine closed the connection within a few seconds.
+fn raw_peer_is_dropped(addr: SocketAddr, meta: &Metainfo, bytes: &[u8]) -> bool {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let hs = Handshake::ours(meta.info_hash, PeerId(*b"-XX0001-badpeerbadpe"));
+    s.write_all(&hs.to_bytes()).unwrap();
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 65536];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_peers_are_dropped_and_the_seeder_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, meta) = make_content(dir.path());
+    let seeder = Engine::start(config(false, [127, 0, 0, 4])).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
+    add.check_existing = true;
+    seeder.add_torrent(add).unwrap();
+    let addr = seeder.listen_addr();
+    let n = meta.info.lengths.num_pieces();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("4 GiB length prefix", vec![0xff, 0xff, 0xff, 0xff, 7]),
+        ("short bitfield", [&[0, 0, 0, 1, 5][..]].concat()),
+        ("unknown message id", vec![0, 0, 0, 1, 99]),
+        (
+            "have out of range",
+            [&[0, 0, 0, 5, 4][..], &n.to_be_bytes()].concat(),
+        ),
+        ("request for a piece beyond the torrent", {
+            let mut m = vec![0, 0, 0, 1, 2, 0, 0, 0, 13, 6];
+            m.extend_from_slice(&(n + 1).to_be_bytes());
+            m.extend_from_slice(&0u32.to_be_bytes());
+            m.extend_from_slice(&16384u32.to_be_bytes());
+            m
+        }),
+        ("request longer than 16 KiB", {
+            let mut m = vec![0, 0, 0, 13, 6];
+            m.extend_from_slice(&0u32.to_be_bytes());
+            m.extend_from_slice(&0u32.to_be_bytes());
+            m.extend_from_slice(&(1u32 << 20).to_be_bytes());
+            m
+        }),
+    ];
+    for (what, msg) in &cases {
+        assert!(
+            raw_peer_is_dropped(addr, &meta, msg),
+            "{what}: peer was not dropped"
+        );
+    }
+    // A wrong info-hash is refused at the handshake.
+    let mut other = meta.clone();
+    other.info_hash.0[0] ^= 1;
+    assert!(
+        raw_peer_is_dropped(addr, &other, &[]),
+        "wrong info-hash accepted"
+    );
+
+    // And the seeder still serves a well-behaved leecher.
+    let leecher = Engine::start(config(false, [127, 0, 0, 1])).unwrap();
+    let mut alerts = leecher.alerts().unwrap();
+    let out = dir.path().join("out");
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), &out);
+    add.peers = vec![addr];
+    leecher.add_torrent(add).unwrap();
+    wait_complete(&mut alerts, 30).await;
+    leecher.shutdown().await.unwrap();
+    seeder.shutdown().await.unwrap();
+    assert_same_tree(&dir.path().join("set"), &out.join("set"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_escaping_the_download_dir_are_refused() {
+    // A hand-made torrent whose file path climbs out with `..`.
+    let info = b"d5:filesld6:lengthi5e4:pathl2:..4:evileee4:name3:set12:piece lengthi32768e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    let torrent = [&b"d4:info"[..], &info[..], &b"e"[..]].concat();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(false, [127, 0, 0, 1])).unwrap();
+    let err = engine
+        .add_torrent(AddTorrent::new(
+            TorrentSource::Bytes(torrent),
+            dir.path().join("dl"),
+        ))
+        .expect_err("a path with .. must be refused");
+    assert!(
+        err.to_string().contains(".."),
+        "error does not name the path: {err}"
+    );
+    assert!(!dir.path().join("evil").exists());
+    engine.shutdown().await.unwrap();
+}
