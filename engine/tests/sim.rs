@@ -1,0 +1,349 @@
+//! In-memory simulation of the peer state machine: sans-IO leecher sessions wired to sans-IO
+//! seeder sessions through byte pipes with latency, a fake clock, a seeder that disappears
+//! mid-download and one that serves corrupt blocks. No sockets and no threads: the only real
+//! object is a disk pipeline used to obtain a torrent slot; pieces are verified in memory.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringtorrent::metainfo::build::TorrentBuilder;
+use ringtorrent::metainfo::Metainfo;
+use ringtorrent::peer::{PeerError, PeerSession};
+use ringtorrent::picker::Picker;
+use ringtorrent::torrent::TorrentShared;
+use ringtorrent::types::{Bitfield, BlockRef};
+use ringtorrent::wire::{self, Event};
+use ringtorrent::PeerId;
+use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
+
+const PIECE: u32 = 32 * 1024;
+
+struct Fixture {
+    content: Vec<u8>,
+    meta: Arc<Metainfo>,
+    disk: DiskPipeline,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(len: usize) -> Fixture {
+    let mut x = 0x2545_f491u32;
+    let content: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    let hashes = content
+        .chunks(PIECE as usize)
+        .map(uring_disk::hash::sha1)
+        .collect();
+    let (_, meta) = TorrentBuilder::single_file("sim.bin", len as u64, PIECE)
+        .piece_hashes(hashes)
+        .build()
+        .unwrap();
+    let disk = DiskPipeline::start(uring_disk::DiskConfig {
+        hash_threads: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    Fixture {
+        content,
+        meta: Arc::new(meta),
+        disk,
+        _dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn shared(f: &Fixture, id: u64, have_all: bool) -> Arc<TorrentShared> {
+    let info = &f.meta.info;
+    let n = info.lengths.num_pieces();
+    let have = if have_all {
+        Bitfield::full(n)
+    } else {
+        Bitfield::new(n)
+    };
+    let picker = Picker::new(info.lengths, &have, &Bitfield::full(n)).unwrap();
+    let dir = f._dir.path().join(id.to_string());
+    let files = vec![StorageFile {
+        rel_path: "sim.bin".into(),
+        length: info.lengths.total_length(),
+        padding: false,
+    }];
+    let storage = Storage::open(&dir, files, PIECE, StorageOptions::default()).unwrap();
+    let slot = f
+        .disk
+        .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
+        .unwrap();
+    let pool = BufferPool::new(PIECE as usize, 64);
+    Arc::new(TorrentShared::new(
+        id,
+        f.meta.clone(),
+        PeerId::generate(),
+        picker,
+        pool,
+        slot,
+        64,
+    ))
+}
+
+/// A one-way byte pipe with a fixed latency.
+#[derive(Default)]
+struct Pipe {
+    q: VecDeque<(Duration, Vec<u8>)>,
+}
+
+impl Pipe {
+    fn send(&mut self, now: Duration, latency: Duration, bytes: &mut Vec<u8>) {
+        if !bytes.is_empty() {
+            self.q.push_back((now + latency, std::mem::take(bytes)));
+        }
+    }
+    fn due(&mut self, now: Duration) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while self.q.front().is_some_and(|(t, _)| *t <= now) {
+            out.push(self.q.pop_front().unwrap().1);
+        }
+        out
+    }
+}
+
+struct Link {
+    leech: PeerSession,
+    seed: PeerSession,
+    leech_reader: wire::Reader,
+    seed_reader: wire::Reader,
+    up: Pipe,
+    down: Pipe,
+    corrupt: bool,
+    alive: bool,
+    error: Option<String>,
+}
+
+fn feed(
+    reader: &mut wire::Reader,
+    s: &mut PeerSession,
+    bytes: &[u8],
+    now: Instant,
+    t: &TorrentShared,
+) -> Result<(), String> {
+    reader
+        .feed(bytes, |ev| match ev {
+            Event::Msg(m) => s.on_message(m, now, t),
+            Event::BlockChunk {
+                piece,
+                offset,
+                len,
+                at,
+                data,
+            } => s.on_block_chunk(piece, offset, len, at, data, now, t),
+        })
+        .map_err(|e| e.to_string())
+}
+
+struct Sim {
+    f: Fixture,
+    leecher: Arc<TorrentShared>,
+    seeder: Arc<TorrentShared>,
+    links: Vec<Link>,
+    t0: Instant,
+    latency: Duration,
+    hash_failures: u32,
+}
+
+impl Sim {
+    fn new(len: usize, seeders: usize, latency_ms: u64) -> Sim {
+        let f = fixture(len);
+        let leecher = shared(&f, 1, false);
+        let seeder = shared(&f, 2, true);
+        let t0 = Instant::now();
+        let n = f.meta.info.lengths.num_pieces();
+        let links = (0..seeders)
+            .map(|i| {
+                let addr = SocketAddr::from(([127, 0, 0, 2 + i as u8], 6881));
+                Link {
+                    leech: PeerSession::new(10 + i as u64, addr, true, true, &leecher, t0),
+                    seed: PeerSession::new(
+                        100 + i as u64,
+                        SocketAddr::from(([127, 0, 0, 1], 1)),
+                        true,
+                        true,
+                        &seeder,
+                        t0,
+                    ),
+                    leech_reader: wire::Reader::new(n),
+                    seed_reader: wire::Reader::new(n),
+                    up: Pipe::default(),
+                    down: Pipe::default(),
+                    corrupt: false,
+                    alive: true,
+                    error: None,
+                }
+            })
+            .collect();
+        Sim {
+            f,
+            leecher,
+            seeder,
+            links,
+            t0,
+            latency: Duration::from_millis(latency_ms),
+            hash_failures: 0,
+        }
+    }
+
+    /// One virtual millisecond.
+    fn step(&mut self, ms: u64) {
+        let v = Duration::from_millis(ms);
+        let now = self.t0 + v;
+        let slow = ms % 50 == 0;
+        for link in self.links.iter_mut().filter(|l| l.alive) {
+            for bytes in link.up.due(v) {
+                if let Err(e) = feed(
+                    &mut link.seed_reader,
+                    &mut link.seed,
+                    &bytes,
+                    now,
+                    &self.seeder,
+                ) {
+                    panic!("seeder rejected our leecher's bytes: {e}");
+                }
+            }
+            // The seeder's disk: reads are answered from memory (corrupted for a bad seeder).
+            let mut reads: Vec<BlockRef> = Vec::new();
+            link.seed.next_reads(&mut reads);
+            for b in reads {
+                let start =
+                    self.f.meta.info.lengths.piece_offset(b.piece) as usize + b.offset as usize;
+                let mut data = self.f.content[start..start + b.len as usize].to_vec();
+                if link.corrupt {
+                    data[0] ^= 0xff;
+                }
+                link.seed.on_read(b, Some(&data), &self.seeder);
+            }
+            for bytes in link.down.due(v) {
+                if let Err(e) = feed(
+                    &mut link.leech_reader,
+                    &mut link.leech,
+                    &bytes,
+                    now,
+                    &self.leecher,
+                ) {
+                    link.error = Some(e);
+                }
+            }
+            let polled = if slow {
+                link.leech.poll(now, &self.leecher)
+            } else {
+                link.leech.top_up(now, &self.leecher);
+                Ok(())
+            };
+            if slow {
+                let _ = link.seed.poll(now, &self.seeder);
+            }
+            if let Err(e) = polled {
+                link.error = Some(e.to_string());
+            }
+            if link.error.is_some() {
+                link.alive = false;
+                link.leech.on_disconnect(&self.leecher);
+                link.seed.on_disconnect(&self.seeder);
+                continue;
+            }
+            link.up.send(v, self.latency, &mut link.leech.out);
+            link.down.send(v, self.latency, &mut link.seed.out);
+            for (p, buf) in link.leech.completed.drain(..) {
+                let data = buf
+                    .as_slice()
+                    .expect("INVARIANT: completed pieces are whole");
+                match uring_disk::hash::verify(p.get(), data, self.f.meta.info.piece_hash(p)) {
+                    Some(v) => {
+                        self.leecher.on_verified(&v);
+                    }
+                    None => {
+                        self.hash_failures += 1;
+                        self.leecher.on_failed(p, true);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, max_ms: u64, mut at: impl FnMut(&mut Sim, u64)) -> u64 {
+        for ms in 1..=max_ms {
+            at(self, ms);
+            self.step(ms);
+            if self.leecher.picker.is_complete() {
+                return ms;
+            }
+        }
+        panic!(
+            "not complete after {max_ms} virtual ms; links: {:?}",
+            self.links.iter().map(|l| &l.error).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn two_seeders_with_latency_deliver_every_piece() {
+    let mut sim = Sim::new(40 * PIECE as usize + 1234, 2, 20);
+    let ms = sim.run(20_000, |_, _| {});
+    assert_eq!(
+        sim.leecher.picker.num_have(),
+        sim.f.meta.info.lengths.num_pieces()
+    );
+    assert_eq!(sim.hash_failures, 0);
+    assert!(
+        sim.links.iter().all(|l| l.alive),
+        "{:?}",
+        sim.links.iter().map(|l| &l.error).collect::<Vec<_>>()
+    );
+    // Both seeders were used: requests spread over peers.
+    assert!(sim.links.iter().all(|l| l.leech.downloaded_bytes > 0));
+    assert!(ms < 20_000);
+}
+
+#[test]
+fn a_seeder_that_vanishes_mid_download_loses_no_block() {
+    let mut sim = Sim::new(60 * PIECE as usize, 2, 5);
+    sim.run(30_000, |sim, ms| {
+        if ms == 40 {
+            let l = &mut sim.links[0];
+            l.alive = false;
+            l.leech.on_disconnect(&sim.leecher);
+            l.seed.on_disconnect(&sim.seeder);
+        }
+    });
+    assert!(!sim.links[0].alive);
+    assert_eq!(sim.leecher.picker.num_have(), 60);
+}
+
+#[test]
+fn a_corrupting_seeder_is_banned_and_the_good_one_finishes() {
+    let mut sim = Sim::new(30 * PIECE as usize, 2, 5);
+    sim.links[0].corrupt = true;
+    let done = sim.run(30_000, |_, _| {});
+    // Blame is applied on the sessions' next slow tick.
+    for ms in done + 1..=done + 100 {
+        sim.step(ms);
+    }
+    assert!(sim.hash_failures > 0, "corruption must be detected");
+    assert!(!sim.links[0].alive, "the corrupting peer must be dropped");
+    let why = sim.links[0].error.clone().unwrap_or_default();
+    assert!(
+        why.contains(&PeerError::HashFailures.to_string()),
+        "dropped for: {why}"
+    );
+    assert!(sim.leecher.is_banned(sim.links[0].leech.addr.ip()));
+    assert!(
+        sim.links[1]
+            .error
+            .as_deref()
+            .is_none_or(|e| e.contains("both sides are seeders")),
+        "good seeder dropped: {:?}",
+        sim.links[1].error
+    );
+}
