@@ -1,0 +1,133 @@
+//! Seeding: a real libtorrent leecher downloads from `ringtorrent seed`, and a swarm of our own
+//! (one ringtorrent seeder, four ringtorrent leechers) trades pieces through a real opentracker.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rt_testkit::libtorrent::LtLeecher;
+use rt_testkit::net::free_port;
+use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce};
+use rt_testkit::tracker::Opentracker;
+use rt_testkit::{ringtorrent_bin, Download, PayloadSpec};
+
+const PIECE: u32 = 64 * 1024;
+
+/// `ringtorrent seed`, killed (SIGTERM, then SIGKILL) when dropped.
+struct Seeder {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Seeder {
+    fn start(torrent: &Path, data: &Path, listen: &str, trackers: bool) -> Seeder {
+        let mut cmd = Command::new(ringtorrent_bin().unwrap());
+        cmd.arg("seed").arg("--listen").arg(listen);
+        if !trackers {
+            cmd.arg("--no-trackers");
+        }
+        let mut child = cmd
+            .arg(torrent)
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        let line = String::from_utf8_lossy(&line).to_string();
+        let addr = line
+            .strip_prefix("seeding on ")
+            .and_then(|r| r.split(": ").next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("seeder did not start: {line:?}"));
+        assert!(line.contains(" pieces verified"), "{line}");
+        child.stdout = Some(out);
+        Seeder { child, addr }
+    }
+
+    /// Stops the seeder gracefully and returns what it says it uploaded, in MiB.
+    fn stop(mut self) -> f64 {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let mut rest = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut rest);
+        }
+        let _ = self.child.wait();
+        rest.lines()
+            .find_map(|l| l.strip_prefix("uploaded "))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no upload figure in {rest:?}"))
+    }
+}
+
+impl Drop for Seeder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn libtorrent_leecher_downloads_a_multi_file_torrent_from_ringtorrent() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PayloadSpec::interop_multi(PIECE, 11);
+    let seed_dir = dir.path().join("seed");
+    spec.generate(&seed_dir).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.6:0", false);
+    let out = dir.path().join("lt");
+    let mut leecher = LtLeecher::start(&torrent, &out, None, &[seeder.addr], Duration::from_secs(60)).unwrap();
+    let status = leecher.wait(Duration::from_secs(70)).unwrap();
+    assert!(status.success(), "libtorrent leecher failed: {status}");
+    spec.verify(&out).unwrap();
+    let uploaded = seeder.stop();
+    // The seeder prints MiB with one decimal.
+    let size_mib = spec.total_len() as f64 / 1048576.0;
+    assert!(uploaded >= size_mib - 0.06, "seeder reported {uploaded} MiB of {size_mib:.2}");
+}
+
+#[test]
+fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PayloadSpec::single("swarm.bin", 48 << 20, 12);
+    let seed_dir = dir.path().join("seed");
+    spec.generate(&seed_dir).unwrap();
+    let bare = dir.path().join("bare.torrent");
+    let meta = make_torrent_libtorrent(&spec.content_path(&seed_dir), &bare, PIECE, None).unwrap();
+    let tracker = Opentracker::start(&[meta.info_hash]).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    write_with_announce(&bare, &torrent, Some(&tracker.announce_url())).unwrap();
+
+    // The tracker sees announces from 127.0.0.1, so everyone listens there, on its own port.
+    let port = free_port(std::net::Ipv4Addr::LOCALHOST).unwrap();
+    let seeder = Seeder::start(&torrent, &seed_dir, &format!("127.0.0.1:{port}"), true);
+    tracker.wait_for_seeders(&meta.info_hash, 1, Duration::from_secs(20)).unwrap();
+    let started = Instant::now();
+    let leechers: Vec<_> = (0..4)
+        .map(|i| {
+            let out = dir.path().join(format!("l{i}"));
+            Download::new(&torrent, &out)
+                .timeout(Duration::from_secs(90))
+                .start()
+                .unwrap()
+        })
+        .collect();
+    for (i, l) in leechers.into_iter().enumerate() {
+        let outcome = l.wait().unwrap();
+        outcome.ensure_success().unwrap_or_else(|e| panic!("leecher {i}: {e:#}"));
+        spec.verify(&dir.path().join(format!("l{i}"))).unwrap();
+    }
+    let uploaded = seeder.stop();
+    let size_mib = spec.total_len() as f64 / 1048576.0;
+    eprintln!("seeder uploaded {uploaded:.1} MiB for 4 x {size_mib:.1} MiB in {:?}", started.elapsed());
+    assert!(uploaded < 3.5 * size_mib, "leechers did not trade: seeder uploaded {uploaded} MiB");
+}
