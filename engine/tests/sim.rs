@@ -14,7 +14,7 @@ use ringtorrent::peer::{PeerError, PeerSession};
 use ringtorrent::picker::Picker;
 use ringtorrent::torrent::TorrentShared;
 use ringtorrent::types::{Bitfield, BlockRef};
-use ringtorrent::wire::{self, Event};
+use ringtorrent::wire;
 use ringtorrent::PeerId;
 use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
 
@@ -131,16 +131,7 @@ fn feed(
     t: &TorrentShared,
 ) -> Result<(), String> {
     reader
-        .feed(bytes, |ev| match ev {
-            Event::Msg(m) => s.on_message(m, now, t),
-            Event::BlockChunk {
-                piece,
-                offset,
-                len,
-                at,
-                data,
-            } => s.on_block_chunk(piece, offset, len, at, data, now, t),
-        })
+        .feed(bytes, |ev| s.on_event(ev, now, t))
         .map_err(|e| e.to_string())
 }
 

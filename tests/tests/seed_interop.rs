@@ -54,7 +54,10 @@ impl Seeder {
 
     /// Stops the seeder gracefully and returns what it says it uploaded, in MiB.
     fn stop(mut self) -> f64 {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let mut rest = String::new();
         if let Some(mut out) = self.child.stdout.take() {
             let _ = out.read_to_string(&mut rest);
@@ -85,14 +88,24 @@ fn libtorrent_leecher_downloads_a_multi_file_torrent_from_ringtorrent() {
     make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.6:0", false);
     let out = dir.path().join("lt");
-    let mut leecher = LtLeecher::start(&torrent, &out, None, &[seeder.addr], Duration::from_secs(60)).unwrap();
+    let mut leecher = LtLeecher::start(
+        &torrent,
+        &out,
+        None,
+        &[seeder.addr],
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let status = leecher.wait(Duration::from_secs(70)).unwrap();
     assert!(status.success(), "libtorrent leecher failed: {status}");
     spec.verify(&out).unwrap();
     let uploaded = seeder.stop();
     // The seeder prints MiB with one decimal.
     let size_mib = spec.total_len() as f64 / 1048576.0;
-    assert!(uploaded >= size_mib - 0.06, "seeder reported {uploaded} MiB of {size_mib:.2}");
+    assert!(
+        uploaded >= size_mib - 0.06,
+        "seeder reported {uploaded} MiB of {size_mib:.2}"
+    );
 }
 
 #[test]
@@ -110,7 +123,9 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
     // The tracker sees announces from 127.0.0.1, so everyone listens there, on its own port.
     let port = free_port(std::net::Ipv4Addr::LOCALHOST).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, &format!("127.0.0.1:{port}"), true);
-    tracker.wait_for_seeders(&meta.info_hash, 1, Duration::from_secs(20)).unwrap();
+    tracker
+        .wait_for_seeders(&meta.info_hash, 1, Duration::from_secs(20))
+        .unwrap();
     let started = Instant::now();
     let leechers: Vec<_> = (0..4)
         .map(|i| {
@@ -123,11 +138,19 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
         .collect();
     for (i, l) in leechers.into_iter().enumerate() {
         let outcome = l.wait().unwrap();
-        outcome.ensure_success().unwrap_or_else(|e| panic!("leecher {i}: {e:#}"));
+        outcome
+            .ensure_success()
+            .unwrap_or_else(|e| panic!("leecher {i}: {e:#}"));
         spec.verify(&dir.path().join(format!("l{i}"))).unwrap();
     }
     let uploaded = seeder.stop();
     let size_mib = spec.total_len() as f64 / 1048576.0;
-    eprintln!("seeder uploaded {uploaded:.1} MiB for 4 x {size_mib:.1} MiB in {:?}", started.elapsed());
-    assert!(uploaded < 3.5 * size_mib, "leechers did not trade: seeder uploaded {uploaded} MiB");
+    eprintln!(
+        "seeder uploaded {uploaded:.1} MiB for 4 x {size_mib:.1} MiB in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        uploaded < 3.5 * size_mib,
+        "leechers did not trade: seeder uploaded {uploaded} MiB"
+    );
 }

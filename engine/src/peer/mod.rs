@@ -330,14 +330,7 @@ impl PeerSession {
     pub fn on_read(&mut self, b: BlockRef, data: Option<&[u8]>, t: &TorrentShared) {
         self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
         let Some(data) = data.filter(|d| d.len() == b.len as usize) else {
-            if self.fast {
-                let m = Message::RejectRequest {
-                    piece: b.piece.get(),
-                    offset: b.offset,
-                    len: b.len,
-                };
-                wire::encode(&m, &mut self.out);
-            }
+            self.reject(b);
             return;
         };
         if self.am_choking {
@@ -369,15 +362,39 @@ impl PeerSession {
         self.am_choking = true;
         t.return_upload_slot();
         wire::encode(&Message::Choke, &mut self.out);
-        for b in self.upload_queue.drain(..) {
-            if self.fast {
-                let m = Message::RejectRequest {
-                    piece: b.piece.get(),
-                    offset: b.offset,
-                    len: b.len,
-                };
-                wire::encode(&m, &mut self.out);
-            }
+        for b in std::mem::take(&mut self.upload_queue) {
+            self.reject(b);
+        }
+    }
+
+    /// BEP 6 REJECT REQUEST for a request we will not serve (nothing for BEP 3 peers).
+    fn reject(&mut self, b: BlockRef) {
+        if self.fast {
+            let m = Message::RejectRequest {
+                piece: b.piece.get(),
+                offset: b.offset,
+                len: b.len,
+            };
+            wire::encode(&m, &mut self.out);
+        }
+    }
+
+    /// Dispatches one event from the wire reader.
+    pub fn on_event(
+        &mut self,
+        ev: wire::Event<'_>,
+        now: Instant,
+        t: &TorrentShared,
+    ) -> Result<(), PeerError> {
+        match ev {
+            wire::Event::Msg(m) => self.on_message(m, now, t),
+            wire::Event::BlockChunk {
+                piece,
+                offset,
+                len,
+                at,
+                data,
+            } => self.on_block_chunk(piece, offset, len, at, data, now, t),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::peer::PeerSession;
 use crate::torrent::TorrentShared;
 use crate::types::PeerId;
-use crate::wire::{self, Event};
+use crate::wire;
 
 use super::backend::{Op, Token};
 
@@ -214,16 +214,7 @@ impl Conn {
         if data.is_empty() {
             return;
         }
-        let res = reader.feed(data, |ev| match ev {
-            Event::Msg(m) => session.on_message(m, now, t),
-            Event::BlockChunk {
-                piece,
-                offset,
-                len,
-                at,
-                data,
-            } => session.on_block_chunk(piece, offset, len, at, data, now, t),
-        });
+        let res = reader.feed(data, |ev| session.on_event(ev, now, t));
         self.out.append(&mut session.out);
         if let Err(e) = res {
             self.fail(e.to_string());
