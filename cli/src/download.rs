@@ -85,7 +85,14 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
     for path in &args.torrents {
         let meta = crate::info::load_torrent(path)?;
+        // Data from an earlier, interrupted run is hash-checked and kept: only verified pieces
+        // were ever written, so the check finds exactly what is left to fetch.
+        let resume = args.output.join(&meta.info.name).exists();
+        if resume && !args.quiet {
+            eprintln!("{}: checking existing data", meta.info.name);
+        }
         let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &args.output);
+        add.check_existing = resume;
         add.peers = args.peers.clone();
         let id = engine
             .add_torrent(add)

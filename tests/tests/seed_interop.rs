@@ -154,3 +154,52 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
         "leechers did not trade: seeder uploaded {uploaded} MiB"
     );
 }
+
+#[test]
+fn a_killed_download_continues_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PayloadSpec::single("resume.bin", 96 << 20, 13);
+    let seed_dir = dir.path().join("seed");
+    spec.generate(&seed_dir).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.7:0", false);
+    let out = dir.path().join("dl");
+    // Kill -9 the first run as soon as it has written something.
+    let mut first = Command::new(ringtorrent_bin().unwrap())
+        .args([
+            "download",
+            "--quiet",
+            "--no-trackers",
+            "--peer",
+            &seeder.addr.to_string(),
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&torrent)
+        .spawn()
+        .unwrap();
+    let target = out.join("resume.bin");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let used = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        if used > 0 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = first.kill();
+    let status = first.wait().unwrap();
+    // The second run checks what is there and fetches the rest.
+    let second = Download::new(&torrent, &out)
+        .peer(seeder.addr)
+        .timeout(Duration::from_secs(60))
+        .run()
+        .unwrap();
+    second.ensure_success().unwrap();
+    spec.verify(&out).unwrap();
+    let uploaded = seeder.stop();
+    let size_mib = spec.total_len() as f64 / 1048576.0;
+    eprintln!("first run ended with {status}; seeder uploaded {uploaded} MiB for {size_mib} MiB");
+}
