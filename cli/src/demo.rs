@@ -114,6 +114,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         quiet: false,
         verbose: false,
         timeout: 600,
+        seed_ratio: 0.0,
+        seed_time: 0.0,
     })?;
     let wall = started.elapsed();
     let after = ProcStats::read();

@@ -40,6 +40,13 @@ pub struct DownloadArgs {
     /// Print peer and piece events.
     #[arg(short, long)]
     pub verbose: bool,
+    /// After completing, keep seeding until uploaded / size reaches this ratio (aria2's
+    /// semantics; 0 = do not seed). With --seed-time, whichever comes first ends seeding.
+    #[arg(long, default_value_t = 0.0)]
+    pub seed_ratio: f64,
+    /// After completing, keep seeding for this many minutes (0 = do not seed).
+    #[arg(long, default_value_t = 0.0)]
+    pub seed_time: f64,
     /// Give up after this many seconds without completing (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
@@ -157,6 +164,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         }
     }
     let elapsed = started.elapsed();
+    if !interrupted && failure.is_none() {
+        interrupted = seed_after_download(&engine, &mut alerts, &progress, &args).await;
+    }
     engine.shutdown().await.context("shutdown")?;
     for p in progress.values() {
         if let Some(b) = &p.bar {
@@ -181,6 +191,47 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         total as f64 / 1048576.0 / secs
     );
     Ok(0)
+}
+
+/// Keeps seeding after the download until `--seed-ratio` or `--seed-time` is reached; true if
+/// interrupted meanwhile.
+async fn seed_after_download(
+    engine: &Engine,
+    alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
+    progress: &HashMap<TorrentId, Progress>,
+    args: &DownloadArgs,
+) -> bool {
+    if !(args.seed_ratio > 0.0 || args.seed_time > 0.0) {
+        return false;
+    }
+    let ratio = if args.seed_ratio > 0.0 {
+        args.seed_ratio
+    } else {
+        f64::INFINITY
+    };
+    let until = (args.seed_time > 0.0)
+        .then(|| Instant::now() + Duration::from_secs_f64(args.seed_time * 60.0));
+    if !args.quiet {
+        eprintln!(
+            "seeding (ratio {}, time {} min)",
+            args.seed_ratio, args.seed_time
+        );
+    }
+    loop {
+        let reached = progress.keys().all(|id| {
+            engine
+                .stats(*id)
+                .is_none_or(|s| s.uploaded_bytes as f64 >= ratio * s.total_bytes as f64)
+        });
+        if reached || until.is_some_and(|u| Instant::now() >= u) {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return true,
+            _ = alerts.recv() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
 }
 
 fn handle_alert(

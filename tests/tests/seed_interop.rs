@@ -203,3 +203,36 @@ fn a_killed_download_continues_where_it_stopped() {
     let size_mib = spec.total_len() as f64 / 1048576.0;
     eprintln!("first run ended with {status}; seeder uploaded {uploaded} MiB for {size_mib} MiB");
 }
+
+#[test]
+fn a_finished_download_seeds_until_its_ratio_is_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = PayloadSpec::single("ratio.bin", 16 << 20, 14);
+    let seed_dir = dir.path().join("seed");
+    spec.generate(&seed_dir).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.8:0", false);
+    // A downloads from the seeder and must then upload a full copy before it exits by itself.
+    let a_addr = SocketAddr::from((
+        [127, 0, 0, 9],
+        free_port(std::net::Ipv4Addr::new(127, 0, 0, 9)).unwrap(),
+    ));
+    let mut a = Download::new(&torrent, &dir.path().join("a"))
+        .peer(seeder.addr)
+        .timeout(Duration::from_secs(80));
+    a.listen = Some(a_addr);
+    a.extra_args = vec!["--no-trackers".into(), "--seed-ratio".into(), "1".into()];
+    let a = a.start().unwrap();
+    // B knows only A: every byte it gets, A uploaded.
+    let mut b = Download::new(&torrent, &dir.path().join("b"))
+        .peer(a_addr)
+        .timeout(Duration::from_secs(60));
+    b.extra_args = vec!["--no-trackers".into()];
+    b.run().unwrap().ensure_success().unwrap();
+    spec.verify(&dir.path().join("b")).unwrap();
+    let a = a.wait().unwrap();
+    a.ensure_success().unwrap();
+    spec.verify(&dir.path().join("a")).unwrap();
+    drop(seeder);
+}
