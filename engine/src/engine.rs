@@ -44,6 +44,9 @@ pub struct Config {
     pub peer_id: Option<PeerId>,
     /// Announce to the torrent's trackers.
     pub use_trackers: bool,
+    /// Global rate limits in bytes per second over all torrents (0 = none).
+    pub upload_rate_limit: u64,
+    pub download_rate_limit: u64,
 }
 
 impl Default for Config {
@@ -60,6 +63,8 @@ impl Default for Config {
             force_portable: false,
             peer_id: None,
             use_trackers: true,
+            upload_rate_limit: 0,
+            download_rate_limit: 0,
         }
     }
 }

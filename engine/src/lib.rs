@@ -15,6 +15,7 @@ pub mod bencode;
 pub mod choker;
 pub mod engine;
 pub mod ext;
+pub mod files;
 pub mod handshake;
 pub mod magnet;
 pub mod metainfo;
@@ -29,4 +30,5 @@ pub mod wire;
 pub use engine::{
     AddTorrent, Alert, Config, Engine, EngineError, TorrentId, TorrentSource, TorrentStats,
 };
+pub use files::FilePriority;
 pub use types::{BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};

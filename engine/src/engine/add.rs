@@ -41,6 +41,13 @@ pub struct AddTorrent {
     /// Hash-check data already in `download_dir` first (all cores, batched SHA-1) and keep the
     /// pieces that verify: how a seeder starts. Pieces that fail are downloaded, never served.
     pub check_existing: bool,
+    /// Per-file priorities in torrent order; empty (or short) means `Normal` for the rest.
+    pub file_priorities: Vec<crate::files::FilePriority>,
+    /// Pick pieces in index order (for streaming) instead of rarest first.
+    pub sequential: bool,
+    /// This torrent's own rate limits in bytes per second (0 = none), under the global ones.
+    pub upload_rate_limit: u64,
+    pub download_rate_limit: u64,
 }
 
 impl AddTorrent {
@@ -50,6 +57,10 @@ impl AddTorrent {
             download_dir: download_dir.into(),
             peers: Vec::new(),
             check_existing: false,
+            file_priorities: Vec::new(),
+            sequential: false,
+            upload_rate_limit: 0,
+            download_rate_limit: 0,
         }
     }
 }
@@ -130,7 +141,8 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     }
     let verified_bytes: u64 = have.iter().map(|p| info.lengths.piece_len(p) as u64).sum();
     let all = have.is_full();
-    let picker = Picker::new(info.lengths, &have, &Bitfield::full(n))
+    let wanted = crate::files::wanted_pieces(&meta, &add.file_priorities);
+    let picker = Picker::new(info.lengths, &have, &wanted)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let cell: Arc<OnceLock<Weak<TorrentShared>>> = Arc::new(OnceLock::new());
