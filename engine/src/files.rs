@@ -5,6 +5,8 @@
 //! other than [`FilePriority::Skip`]. An empty priority list means every file is `Normal`.
 
 use crate::metainfo::Metainfo;
+use uring_disk::StorageFile;
+
 use crate::types::Bitfield;
 
 /// How much a file is wanted.
@@ -27,4 +29,16 @@ pub fn wanted_pieces(meta: &Metainfo, priorities: &[FilePriority]) -> Bitfield {
     }
     // Filled in by the file-selection work; until then every piece is wanted.
     Bitfield::full(n)
+}
+
+/// The files as storage sees them, in torrent order.
+pub fn storage_files(meta: &Metainfo, _priorities: &[FilePriority]) -> Vec<StorageFile> {
+    let info = &meta.info;
+    (0..info.files.len())
+        .map(|i| StorageFile {
+            rel_path: info.file_path(i),
+            length: info.files[i].length,
+            padding: info.files[i].padding,
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 
 use socket2::{Domain, Socket, Type};
-use uring_disk::{BufferPool, DiskEvent, Storage, StorageFile, StorageOptions};
+use uring_disk::{BufferPool, DiskEvent, Storage, StorageOptions};
 
 use super::{
     connect_peers, control, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId,
@@ -116,13 +116,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         }
     }
     let info = &meta.info;
-    let files: Vec<StorageFile> = (0..info.files.len())
-        .map(|i| StorageFile {
-            rel_path: info.file_path(i),
-            length: info.files[i].length,
-            padding: info.files[i].padding,
-        })
-        .collect();
+    let files = crate::files::storage_files(&meta, &add.file_priorities);
     let storage = Storage::open(
         &add.download_dir,
         files,
