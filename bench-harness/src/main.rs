@@ -1,17 +1,25 @@
 //! bench-harness: benchmarks of ringtorrent against real clients in a local swarm on loopback.
 //!
-//! `cargo run --release -p bench-harness -- swarm [--size 4GiB] [--piece-length 256KiB]
-//! [--files 1] [--seeders 4] [--seeder libtorrent|aria2|ringtorrent]
-//! [--clients ringtorrent,rqbit,aria2,libtorrent] [--runs 3] [--json out.json]`
+//! - `swarm [--size 4GiB] [--piece-length 256KiB] [--files 1] [--seeders 4]
+//!   [--seeder ringtorrent|libtorrent|aria2] [--clients ringtorrent,rqbit,aria2,libtorrent]
+//!   [--runs 3] [--rtt-ms 0] [--json out.json]`: download speed and cost per client.
+//! - `seed [--seeders ringtorrent,libtorrent] [--leechers rqbit,aria2] ...`: upload speed and
+//!   seeder CPU per GiB uploaded.
+//! - `recheck [--tools ringtorrent,libtorrent,aria2]`, `create [--tools
+//!   ringtorrent,mktorrent,libtorrent]`: hash-check and torrent-creation speed.
 //!
-//! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is the `wait4` call
-//! in [`measure`], which the kernel's per-process accounting needs.
+//! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is in [`measure`]
+//! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
 #![deny(unsafe_code)]
 
 mod measure;
+mod netns;
 mod report;
+mod seed;
+mod seeders;
 mod size;
 mod swarm;
+mod tools;
 
 use clap::{Parser, Subcommand};
 
@@ -26,10 +34,31 @@ struct Cli {
 enum Cmd {
     /// Download one payload from a local swarm with each client and compare them.
     Swarm(swarm::SwarmArgs),
+    /// Upload: a ringtorrent and a libtorrent seeder each feed the same real leechers.
+    Seed(seed::SeedArgs),
+    /// Full hash check of complete data: ringtorrent against libtorrent and aria2.
+    Recheck(tools::ToolArgs),
+    /// Making a .torrent: ringtorrent create against mktorrent and libtorrent.
+    Create(tools::ToolArgs),
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+    let cmd = Cli::parse().cmd;
+    let rtt_ms = match &cmd {
+        Cmd::Swarm(a) => a.rtt_ms,
+        Cmd::Seed(a) => a.rtt_ms,
+        _ => 0,
+    };
+    if rtt_ms > 0 && !netns::inside() {
+        if let Some(code) = netns::rerun_inside(rtt_ms)? {
+            std::process::exit(code);
+        }
+        return Ok(());
+    }
+    match cmd {
         Cmd::Swarm(args) => swarm::run(&args),
+        Cmd::Seed(args) => seed::run(&args),
+        Cmd::Recheck(args) => tools::run(tools::Job::Recheck, &args),
+        Cmd::Create(args) => tools::run(tools::Job::Create, &args),
     }
 }

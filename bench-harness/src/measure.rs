@@ -101,8 +101,50 @@ fn wait4_blocking(pid: libc::pid_t) -> std::io::Result<Reaped> {
     }
 }
 
+/// CPU seconds (user + system, all threads) process `pid` has used so far, from
+/// `/proc/<pid>/stat`: for a long-running seeder that `wait4` cannot measure per leecher.
+pub fn proc_cpu_s(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    parse_stat_cpu_ticks(&stat)
+        .map(|ticks| ticks as f64 / clock_ticks_per_s())
+        .with_context(|| format!("unexpected /proc/{pid}/stat: {stat:?}"))
+}
+
+/// utime + stime (fields 14 and 15) in clock ticks. The command name (field 2) may hold spaces
+/// and parentheses, so fields are counted after its last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, at index 11.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[allow(unsafe_code)]
+fn clock_ticks_per_s() -> f64 {
+    // SAFETY: sysconf only reads a configuration value; no pointers are involved.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_proc_stat_cpu() {
+        let stat = "123 (a b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0 99";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(300));
+        assert_eq!(parse_stat_cpu_ticks("123 (x) S 1 2"), None);
+        assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        let me = proc_cpu_s(std::process::id()).unwrap();
+        assert!((0.0..1e6).contains(&me), "{me}");
+    }
+
     use super::*;
 
     #[test]

@@ -106,6 +106,32 @@ fn cell(s: Option<Spread>, decimals: usize) -> String {
     }
 }
 
+/// One row of [`spread_table`]: leading text cells, spread cells, trailing text cells.
+pub struct Row {
+    pub lead: Vec<String>,
+    pub spreads: Vec<Option<Spread>>,
+    pub tail: Vec<String>,
+}
+
+/// A Markdown table with `headers`; spread column `i` is shown with `decimals[i]` decimals.
+pub fn spread_table(headers: &[&str], rows: &[Row], decimals: &[usize]) -> String {
+    let mut t = format!(
+        "| {} |\n|{}\n",
+        headers.join(" | "),
+        "---|".repeat(headers.len())
+    );
+    for r in rows {
+        let mut cells = r.lead.clone();
+        for (i, s) in r.spreads.iter().enumerate() {
+            cells.push(cell(*s, decimals.get(i).copied().unwrap_or(2)));
+        }
+        cells.extend(r.tail.iter().cloned());
+        t.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    t.push('\n');
+    t
+}
+
 /// The Markdown table, followed by notes (skipped clients, failures).
 pub fn markdown(summaries: &[Summary], notes: &[String]) -> String {
     let mut t = String::from(
@@ -190,6 +216,21 @@ mod tests {
             md.contains("2.00x") && md.contains("- rqbit skipped"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn spread_table_lays_out_cells() {
+        let rows = vec![Row {
+            lead: vec!["a".into()],
+            spreads: vec![Spread::of(&[1.0, 3.0]), None],
+            tail: vec!["x".into()],
+        }];
+        let t = spread_table(&["name", "v", "w", "r"], &rows, &[1, 0]);
+        assert!(
+            t.starts_with("| name | v | w | r |\n|---|---|---|---|\n"),
+            "{t}"
+        );
+        assert!(t.contains("| a | 2.0 (1.0–3.0) | - | x |"), "{t}");
     }
 
     #[test]

@@ -11,38 +11,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use clap::{Args, ValueEnum};
-use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
+use clap::Args;
 use rt_testkit::clients::{Client, LeechJob};
-use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
 use rt_testkit::net::{free_port, LEECHER_IP};
 use rt_testkit::payload::{self, PayloadSpec};
 use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce, TorrentMeta};
 use rt_testkit::tracker::Opentracker;
-use rt_testkit::Proc;
 use serde::Serialize;
 
 use crate::measure::run_measured;
 use crate::report::{self, ClientRuns};
+use crate::seeders::{Discovery, Seeder, SeederKind};
 use crate::size::{format_size, parse_size};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SeederKind {
-    Libtorrent,
-    Aria2,
-    Ringtorrent,
-}
-
-impl SeederKind {
-    fn name(self) -> &'static str {
-        match self {
-            SeederKind::Libtorrent => "libtorrent",
-            SeederKind::Aria2 => "aria2",
-            SeederKind::Ringtorrent => "ringtorrent",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct SwarmArgs {
@@ -56,7 +36,8 @@ pub struct SwarmArgs {
     pub files: u32,
     #[arg(long, default_value_t = 4)]
     pub seeders: u32,
-    #[arg(long, value_enum, default_value = "libtorrent")]
+    /// What the seeders are; real clients by flag.
+    #[arg(long, value_enum, default_value = "ringtorrent")]
     pub seeder: SeederKind,
     /// Downloaders to compare, in run order.
     #[arg(
@@ -79,6 +60,10 @@ pub struct SwarmArgs {
     /// Seed of the payload generator.
     #[arg(long, default_value_t = 1)]
     pub payload_seed: u64,
+    /// Round-trip time added between all peers (netem on the loopback of a network namespace
+    /// the harness creates; needs root). 0 = plain loopback.
+    #[arg(long, default_value_t = 0)]
+    pub rtt_ms: u32,
 }
 
 /// Everything the JSON file holds.
@@ -95,17 +80,13 @@ struct JsonReport<'a> {
 pub fn run(args: &SwarmArgs) -> Result<()> {
     check_args(args)?;
     let cache = std::path::absolute(&args.cache)?;
-    let spec = PayloadSpec::split("swarm-payload", args.size, args.files, args.payload_seed);
-    let t0 = Instant::now();
-    let save_dir = payload::cached(&cache.join("payloads"), &spec)?;
-    let bare = cached_torrent(&cache, &spec, &save_dir, args.piece_length as u32)?;
-    eprintln!(
-        "payload {} in {} file(s), piece {} ready in {:.1}s",
-        format_size(args.size),
-        args.files.max(1),
-        format_size(args.piece_length),
-        t0.elapsed().as_secs_f64()
-    );
+    let (spec, save_dir, bare) = prepare_payload(
+        &cache,
+        args.size,
+        args.files,
+        args.piece_length,
+        args.payload_seed,
+    )?;
 
     let mut notes = Vec::new();
     let clients = pick_clients(&args.clients, &mut notes)?;
@@ -116,7 +97,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
     std::fs::create_dir_all(&run_dir)?;
     let torrent = run_dir.join("swarm.torrent");
     write_with_announce(&bare, &torrent, Some(&tracker.announce_url()))?;
-    let mut seeders = start_seeders(args, &torrent, &save_dir, &tracker)?;
+    let mut seeders = start_seeders(args, &torrent, &save_dir, &tracker.announce_url())?;
     tracker.wait_for_seeders(
         &meta.info_hash,
         args.seeders as u64,
@@ -159,13 +140,14 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
 
     let summary = report::summarize(&results, spec.total_len());
     println!(
-        "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s)\n",
+        "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s){}\n",
         format_size(args.size),
         args.files.max(1),
         format_size(args.piece_length),
         args.seeders,
         args.seeder.name(),
-        args.runs
+        args.runs,
+        crate::seed::rtt_note(args.rtt_ms)
     );
     print!("{}", report::markdown(&summary, &notes));
     if let Some(path) = &args.json {
@@ -198,6 +180,29 @@ fn check_args(args: &SwarmArgs) -> Result<()> {
     Ok(())
 }
 
+/// The cached payload (generated once) and its bare torrent (no tracker): (spec, save dir,
+/// torrent).
+pub fn prepare_payload(
+    cache: &Path,
+    size: u64,
+    files: u32,
+    piece_length: u64,
+    payload_seed: u64,
+) -> Result<(PayloadSpec, PathBuf, PathBuf)> {
+    let spec = PayloadSpec::split("swarm-payload", size, files, payload_seed);
+    let t0 = Instant::now();
+    let save_dir = payload::cached(&cache.join("payloads"), &spec)?;
+    let bare = cached_torrent(cache, &spec, &save_dir, piece_length as u32)?;
+    eprintln!(
+        "payload {} in {} file(s), piece {} ready in {:.1}s",
+        format_size(size),
+        files.max(1),
+        format_size(piece_length),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok((spec, save_dir, bare))
+}
+
 /// The torrent for this payload and piece length, made once (hashing GiBs takes seconds).
 fn cached_torrent(
     cache: &Path,
@@ -217,7 +222,7 @@ fn cached_torrent(
 }
 
 /// Parses `--clients`; clients that cannot run here are skipped with a note.
-fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Client>> {
+pub fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Client>> {
     let mut out = Vec::new();
     for name in names.iter().filter(|n| !n.trim().is_empty()) {
         let Some(c) = Client::parse(name) else {
@@ -242,61 +247,15 @@ fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Client>
     Ok(out)
 }
 
-/// A running seeder of any kind.
-enum Seeder {
-    Lt(LtSeeder),
-    Aria2(Aria2Seeder),
-    Rt(Proc),
-}
-
-impl Seeder {
-    fn proc(&mut self) -> &mut Proc {
-        match self {
-            Seeder::Lt(s) => &mut s.proc,
-            Seeder::Aria2(s) => &mut s.proc,
-            Seeder::Rt(p) => p,
-        }
-    }
-    fn check_alive(&mut self) -> Result<()> {
-        self.proc().check_alive()
-    }
-}
-
 fn start_seeders(
     args: &SwarmArgs,
     torrent: &Path,
     save_dir: &Path,
-    tracker: &Opentracker,
+    tracker: &str,
 ) -> Result<Vec<Seeder>> {
-    let mut out = Vec::new();
-    for _ in 0..args.seeders {
-        out.push(match args.seeder {
-            SeederKind::Libtorrent => {
-                Seeder::Lt(LtSeeder::start(torrent, save_dir, &LtSeedOpts::default())?)
-            }
-            SeederKind::Aria2 => {
-                let opts = Aria2SeedOpts {
-                    tracker: Some(tracker.announce_url()),
-                    ..Default::default()
-                };
-                Seeder::Aria2(Aria2Seeder::start(torrent, save_dir, &opts)?)
-            }
-            SeederKind::Ringtorrent => {
-                // `ringtorrent seed` announces over HTTP from 127.0.0.1, which is the address
-                // opentracker hands out, so it listens on every loopback address.
-                let port = free_port(std::net::Ipv4Addr::LOCALHOST)?;
-                let mut cmd =
-                    rt_testkit::proc::kit_command(rt_testkit::ringtorrent::ringtorrent_bin()?);
-                cmd.arg("seed")
-                    .arg("--listen")
-                    .arg(format!("0.0.0.0:{port}"))
-                    .arg(torrent)
-                    .arg(save_dir);
-                Seeder::Rt(Proc::spawn_fresh("ringtorrent-seed", cmd)?)
-            }
-        });
-    }
-    Ok(out)
+    (0..args.seeders)
+        .map(|_| Seeder::start(args.seeder, torrent, save_dir, Discovery::Tracker(tracker)))
+        .collect()
 }
 
 /// One measured download into a fresh directory, verified, then removed.

@@ -114,8 +114,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         quiet: false,
         verbose: false,
         timeout: 600,
+        recheck: false,
         seed_ratio: 0.0,
         seed_time: 0.0,
+        max_upload_rate: 0,
+        max_download_rate: 0,
+        select: Default::default(),
     })?;
     let wall = started.elapsed();
     let after = ProcStats::read();

@@ -47,9 +47,21 @@ pub struct DownloadArgs {
     /// After completing, keep seeding for this many minutes (0 = do not seed).
     #[arg(long, default_value_t = 0.0)]
     pub seed_time: f64,
+    /// Upload rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
+    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
+    pub max_upload_rate: u64,
+    /// Download rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
+    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
+    pub max_download_rate: u64,
+    /// Hash-check existing data even if the resume file
+    /// (`<output>/.ringtorrent/<infohash>.resume`) matches it.
+    #[arg(long)]
+    pub recheck: bool,
     /// Give up after this many seconds without completing (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    #[command(flatten)]
+    pub select: crate::select::SelectArgs,
 }
 
 struct Progress {
@@ -60,6 +72,33 @@ struct Progress {
     verified: u64,
     rate: u64,
     peers: u32,
+    downloaded: u64,
+    /// How long adding took (a recheck happens there).
+    add_secs: f64,
+}
+
+/// SIGINT and SIGTERM, as the exit code a shell gives a process they kill (128 + signal).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// Waits for either; 130 for SIGINT, 143 for SIGTERM.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => 130,
+            _ = self.term.recv() => 143,
+        }
+    }
 }
 
 /// Runs the download; `Ok(true)` when every torrent completed.
@@ -71,10 +110,15 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
 }
 
 async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
+    if let Some(code) = crate::select::preflight(&args.torrents, &args.select)? {
+        return Ok(code);
+    }
     let mut config = Config {
         listen: args.listen,
         use_trackers: !args.no_trackers,
         force_portable: args.no_uring,
+        upload_rate_limit: args.max_upload_rate,
+        download_rate_limit: args.max_download_rate,
         ..Config::default()
     };
     if let Some(n) = args.shards {
@@ -92,15 +136,21 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
     for path in &args.torrents {
         let meta = crate::info::load_torrent(path)?;
-        // Data from an earlier, interrupted run is hash-checked and kept: only verified pieces
-        // were ever written, so the check finds exactly what is left to fetch.
-        let resume = args.output.join(&meta.info.name).exists();
-        if resume && !args.quiet {
-            eprintln!("{}: checking existing data", meta.info.name);
+        let priorities = args.select.priorities(&meta.info)?;
+        // Data from an earlier run: the engine trusts its resume file if the files match it,
+        // else hash-checks what exists and keeps the pieces that verify (only verified pieces
+        // are ever written, so the check finds exactly what is left to fetch).
+        let existing = args.output.join(&meta.info.name).exists();
+        if (existing || args.recheck) && !args.quiet {
+            eprintln!("{}: looking at existing data", meta.info.name);
         }
         let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &args.output);
-        add.check_existing = resume;
+        add.check_existing = existing;
+        add.recheck = args.recheck;
         add.peers = args.peers.clone();
+        add.file_priorities = priorities;
+        add.sequential = args.select.sequential;
+        let add_started = Instant::now();
         let id = engine
             .add_torrent(add)
             .with_context(|| format!("{}", path.display()))?;
@@ -128,6 +178,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 verified: 0,
                 rate: 0,
                 peers: 0,
+                downloaded: 0,
+                add_secs: add_started.elapsed().as_secs_f64(),
             },
         );
     }
@@ -135,17 +187,16 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let mut last_line = Instant::now();
     let mut failure: Option<String> = None;
     let deadline = (args.timeout > 0).then(|| started + Duration::from_secs(args.timeout));
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    let mut interrupted = false;
+    let mut signals = Signals::new()?;
+    let mut interrupted: Option<i32> = None;
     while progress.values().any(|p| !p.done) && failure.is_none() {
         let alert = tokio::select! {
             a = alerts.recv() => a,
-            _ = &mut ctrl_c => { interrupted = true; break; }
+            code = signals.recv() => { interrupted = Some(code); break; }
             _ = tokio::time::sleep(Duration::from_millis(500)) => None,
         };
         if let Some(alert) = alert {
-            handle_alert(alert, &mut progress, &mut failure, args.verbose);
+            handle_alert(alert, &mut progress, &mut failure, &args);
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
             failure = Some(format!("timed out after {} s", args.timeout));
@@ -164,18 +215,29 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         }
     }
     let elapsed = started.elapsed();
-    if !interrupted && failure.is_none() {
-        interrupted = seed_after_download(&engine, &mut alerts, &progress, &args).await;
+    for (id, p) in progress.iter_mut() {
+        if let Some(s) = engine.stats(*id) {
+            p.downloaded = s.downloaded_bytes;
+        }
     }
+    if interrupted.is_none() && failure.is_none() {
+        interrupted =
+            seed_after_download(&engine, &mut alerts, &progress, &args, &mut signals).await;
+    }
+    if interrupted.is_some() && !args.quiet {
+        eprintln!("stopping: saving resume data");
+    }
+    // Graceful stop: queued pieces are written and synced, and the resume file saved, so the
+    // same command continues without a recheck.
     engine.shutdown().await.context("shutdown")?;
     for p in progress.values() {
         if let Some(b) = &p.bar {
             b.finish();
         }
     }
-    if interrupted {
-        eprintln!("interrupted");
-        return Ok(130);
+    if let Some(code) = interrupted {
+        eprintln!("interrupted; run the same command again to continue");
+        return Ok(code);
     }
     if let Some(f) = failure {
         eprintln!("error: {f}");
@@ -190,6 +252,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         secs,
         total as f64 / 1048576.0 / secs
     );
+    let downloaded: u64 = progress.values().map(|p| p.downloaded).sum();
+    println!("downloaded {downloaded} payload bytes this session");
     Ok(0)
 }
 
@@ -200,9 +264,10 @@ async fn seed_after_download(
     alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
     progress: &HashMap<TorrentId, Progress>,
     args: &DownloadArgs,
-) -> bool {
+    signals: &mut Signals,
+) -> Option<i32> {
     if !(args.seed_ratio > 0.0 || args.seed_time > 0.0) {
-        return false;
+        return None;
     }
     let ratio = if args.seed_ratio > 0.0 {
         args.seed_ratio
@@ -224,10 +289,10 @@ async fn seed_after_download(
                 .is_none_or(|s| s.uploaded_bytes as f64 >= ratio * s.total_bytes as f64)
         });
         if reached || until.is_some_and(|u| Instant::now() >= u) {
-            return false;
+            return None;
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return true,
+            code = signals.recv() => return Some(code),
             _ = alerts.recv() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
@@ -238,14 +303,40 @@ fn handle_alert(
     alert: Alert,
     progress: &mut HashMap<TorrentId, Progress>,
     failure: &mut Option<String>,
-    verbose: bool,
+    args: &DownloadArgs,
 ) {
+    let verbose = args.verbose;
+    let name = |id: &TorrentId| {
+        progress
+            .get(id)
+            .map_or("torrent".to_string(), |p| p.name.clone())
+    };
     match alert {
+        Alert::ResumeAccepted { id, pieces } if !args.quiet => {
+            eprintln!(
+                "{}: resume data matches the files: {pieces} pieces, no recheck",
+                name(&id)
+            )
+        }
+        Alert::Rechecked { id, reason, pieces } if !args.quiet => {
+            let (secs, total) = progress
+                .get(&id)
+                .map_or((0.0, 0), |p| (p.add_secs, p.total));
+            eprintln!(
+                "{}: rechecked ({reason}): {pieces} pieces verified in {secs:.2} s ({:.2} GB/s)",
+                name(&id),
+                total as f64 / secs.max(1e-6) / 1e9
+            )
+        }
+        Alert::PieceVerified { id, piece } if verbose => {
+            eprintln!("{id}: piece {piece} verified")
+        }
         Alert::Stats { id, stats } => {
             if let Some(p) = progress.get_mut(&id) {
                 p.verified = stats.verified_bytes;
                 p.rate = stats.download_rate_bytes_per_s;
                 p.peers = stats.peers;
+                p.downloaded = stats.downloaded_bytes;
                 if let Some(b) = &p.bar {
                     b.set_position(stats.verified_bytes);
                     b.set_prefix(format!("{} peers", stats.peers));
@@ -262,10 +353,10 @@ fn handle_alert(
             }
         }
         Alert::TorrentError { id, message } => {
-            let name = progress
-                .get(&id)
-                .map_or("torrent".to_string(), |p| p.name.clone());
-            *failure = Some(format!("{name}: {message}"));
+            *failure = Some(format!(
+                "{}: {message} (verified data is kept; free space and run again)",
+                name(&id)
+            ));
         }
         Alert::HashFailed { id, piece } if verbose => {
             eprintln!("{id}: hash failed for piece {piece}")

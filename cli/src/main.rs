@@ -1,7 +1,8 @@
 //! `ringtorrent`, the command-line client. One module per subcommand; `main` only dispatches.
 //!
 //! Exit codes: 0 on success, 2 for usage errors (clap's), 1 for anything else (a bad torrent
-//! or magnet, a missing file, an IO error), with one `error: ...` line on stderr.
+//! or magnet, a missing file, an IO error, a full disk), with one `error: ...` line on stderr;
+//! `download` stopped by SIGINT / SIGTERM exits 130 / 143 after saving its resume data.
 #![forbid(unsafe_code)]
 
 mod create;
@@ -9,6 +10,7 @@ mod demo;
 mod download;
 mod info;
 mod seed;
+mod select;
 mod util;
 
 use std::process::ExitCode;

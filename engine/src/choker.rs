@@ -22,7 +22,7 @@
 //!
 //! The file runs past 500 lines only because of its tests (about half of it).
 //!
-//! OWNER: helper B.
+//! Wired in through [`crate::torrent::ChokeBoard`] (one choker per torrent, shared by shards).
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -109,6 +109,11 @@ impl Choker {
             next_optimistic: None,
             seeding: false,
         }
+    }
+
+    /// Changes the number of regular slots; takes effect at the next recompute.
+    pub fn set_upload_slots(&mut self, slots: usize) {
+        self.cfg.upload_slots = slots;
     }
 
     /// Whether we currently unchoke `peer` (as of the last tick).

@@ -7,6 +7,9 @@
 
 mod add;
 mod control;
+mod files;
+mod lifecycle;
+mod persist;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +50,8 @@ pub struct Config {
     /// Global rate limits in bytes per second over all torrents (0 = none).
     pub upload_rate_limit: u64,
     pub download_rate_limit: u64,
+    /// Regular upload slots per torrent (BEP 3 choking; one optimistic slot comes on top).
+    pub upload_slots: usize,
 }
 
 impl Default for Config {
@@ -65,6 +70,7 @@ impl Default for Config {
             use_trackers: true,
             upload_rate_limit: 0,
             download_rate_limit: 0,
+            upload_slots: 4,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct TorrentStats {
     pub pieces_total: u32,
     pub hash_failures: u32,
     pub complete: bool,
+    /// Paused by [`Engine::pause`] or by a storage error: no connections, no announces.
+    pub paused: bool,
 }
 
 /// Everything the engine reports.
@@ -142,10 +150,32 @@ pub enum Alert {
     TorrentComplete {
         id: TorrentId,
     },
-    /// The torrent stopped (disk full, I/O error); verified data stays on disk.
+    /// The torrent stopped (disk full, I/O error); verified data stays on disk. A
+    /// `TorrentPaused` with the same message follows once its resume file is saved.
     TorrentError {
         id: TorrentId,
         message: String,
+    },
+    /// The torrent is paused and its resume file saved; `error` if a storage error paused it.
+    TorrentPaused {
+        id: TorrentId,
+        error: Option<String>,
+    },
+    TorrentResumed {
+        id: TorrentId,
+    },
+    /// At add: the resume file matched the files on disk; `pieces` were taken from it without
+    /// a recheck.
+    ResumeAccepted {
+        id: TorrentId,
+        pieces: u32,
+    },
+    /// At add: existing data was hash-checked (why: no or a mismatched resume file, or asked);
+    /// `pieces` verified.
+    Rechecked {
+        id: TorrentId,
+        reason: String,
+        pieces: u32,
     },
 }
 
@@ -183,6 +213,8 @@ pub enum EngineError {
     Duplicate(crate::InfoHash),
     #[error("no such torrent {0}")]
     NoSuchTorrent(TorrentId),
+    #[error("no file {file}: the torrent has {files} files")]
+    NoSuchFile { file: usize, files: usize },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("engine is shut down")]
@@ -192,6 +224,9 @@ pub enum EngineError {
 pub(crate) struct TorrentEntry {
     pub shared: Arc<TorrentShared>,
     pub control: control::TorrentControl,
+    pub files: files::TorrentFiles,
+    pub resume: Arc<persist::ResumeState>,
+    pub paused: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct Inner {
@@ -206,6 +241,8 @@ pub(crate) struct Inner {
     pub alerts: AlertSink,
     pub alert_rx: Mutex<Option<mpsc::UnboundedReceiver<Alert>>>,
     pub control: control::ControlHandle,
+    /// The resume saver thread and its stop channel.
+    pub saver: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
 
 /// A running engine. Cloning shares it.
@@ -227,6 +264,10 @@ impl Engine {
         let listeners = add::listeners(config.listen, config.shards.max(1))?;
         let listen_addr = listeners.1;
         let mut shards = Vec::new();
+        let global_limits = Arc::new(crate::ratelimit::RateLimits::new(
+            config.upload_rate_limit,
+            config.download_rate_limit,
+        ));
         for (index, listener) in listeners.0.into_iter().enumerate() {
             let cfg = shard::ShardConfig {
                 index,
@@ -237,6 +278,8 @@ impl Engine {
                 bind_ip: Some(listen_addr.ip()).filter(|ip| !ip.is_unspecified()),
                 alerts: alerts.clone(),
                 disk: disk.clone(),
+                global_limits: global_limits.clone(),
+                upload_slots: config.upload_slots.max(1),
             };
             shards.push(shard::spawn(cfg).map_err(EngineError::Thread)?);
         }
@@ -253,8 +296,13 @@ impl Engine {
             alerts,
             alert_rx: Mutex::new(Some(rx)),
             control,
+            saver: Mutex::new(None),
         });
         control::start_ticker(&inner);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        let saver = persist::spawn_saver(Arc::downgrade(&inner), RESUME_SAVE_PERIOD, stop_rx)
+            .map_err(EngineError::Thread)?;
+        *inner.saver.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop_tx, saver));
         Ok(Engine { inner })
     }
 
@@ -293,8 +341,34 @@ impl Engine {
             .iter()
             .find(|e| e.shared.id == id.0)
             .ok_or(EngineError::NoSuchTorrent(id))?;
-        connect_peers(&self.inner, &entry.shared, peers);
+        entry.control.add_known_peers(peers);
+        if !entry.paused.load(Ordering::Acquire) {
+            connect_peers(&self.inner, &entry.shared, peers);
+        }
         Ok(())
+    }
+
+    /// Pauses a torrent: its connections close (their piece claims return to the picker),
+    /// the trackers are told `stopped`, and its resume file is saved. Blocks until saved (call
+    /// it from `spawn_blocking` in async code if that matters). Pausing twice is harmless.
+    pub fn pause(&self, id: TorrentId) -> Result<(), EngineError> {
+        lifecycle::pause(&self.inner, id, None)
+    }
+
+    /// Resumes a paused torrent (also one paused by a storage error, once space is freed):
+    /// it announces again and redials the peers it knew.
+    pub fn resume(&self, id: TorrentId) -> Result<(), EngineError> {
+        lifecycle::resume(&self.inner, id)
+    }
+
+    /// Saves a torrent's resume file now (durably; see `persist.rs`). Blocks until done.
+    pub fn save_resume(&self, id: TorrentId) -> Result<(), EngineError> {
+        let (t, st) = torrent_states(&self.inner)
+            .into_iter()
+            .find(|(t, _)| t.id == id.0)
+            .ok_or(EngineError::NoSuchTorrent(id))?;
+        st.save(&self.inner, &t)
+            .map_err(|e| EngineError::Internal(format!("saving resume data: {e}")))
     }
 
     /// Progress of one torrent.
@@ -305,7 +379,9 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let e = torrents.iter().find(|e| e.shared.id == id.0)?;
-        Some(control::stats_of(&e.shared, e.control.rate_bytes_per_s()))
+        let mut stats = control::stats_of(&e.shared, e.control.rate_bytes_per_s());
+        stats.paused = e.paused.load(Ordering::Acquire);
+        Some(stats)
     }
 
     /// The torrent's metainfo.
@@ -336,7 +412,25 @@ impl Engine {
     }
 }
 
+/// How often torrents that verified pieces save their resume file.
+const RESUME_SAVE_PERIOD: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Every torrent with its resume state, cloned out of the lock.
+pub(crate) fn torrent_states(
+    inner: &Inner,
+) -> Vec<(Arc<TorrentShared>, Arc<persist::ResumeState>)> {
+    let t = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+    t.iter()
+        .map(|e| (e.shared.clone(), e.resume.clone()))
+        .collect()
+}
+
 fn shutdown_blocking(inner: &Inner) {
+    let saver = inner.saver.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some((stop, thread)) = saver {
+        drop(stop);
+        let _ = thread.join();
+    }
     let torrents: Vec<Arc<TorrentShared>> = {
         let t = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
         t.iter().map(|e| e.shared.clone()).collect()
@@ -353,10 +447,23 @@ fn shutdown_blocking(inner: &Inner) {
             let _ = h.join();
         }
     }
-    {
+    let announcers: Vec<_> = {
         let entries = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
-        for e in entries.iter() {
-            e.control.stop(&inner.control.runtime);
+        entries.iter().map(|e| e.control.take_announcer()).collect()
+    };
+    for a in announcers {
+        control::stop_announcer(a, &inner.control.runtime);
+    }
+    // Shards are gone, so nothing new is submitted: wait (bounded) for the pieces already
+    // queued to be hashed and written, so that the last save records all of them (see
+    // persist.rs for why it is durable).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while inner.disk.queued_bytes() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for (t, st) in torrent_states(inner) {
+        if let Err(e) = st.save(inner, &t) {
+            tracing::warn!("torrent {}: saving resume data failed: {e}", t.id);
         }
     }
     for t in &torrents {

@@ -21,6 +21,8 @@ pub mod magnet;
 pub mod metainfo;
 pub mod peer;
 pub mod picker;
+pub mod ratelimit;
+pub mod resume;
 pub mod shard;
 pub mod torrent;
 pub mod tracker;

@@ -8,16 +8,24 @@
 //!   it to the disk pipeline.
 //! - `verified_log` only ever receives indices taken from a `VerifiedPiece` witness, after the
 //!   piece's bytes were written: a HAVE is never sent for unverified or unwritten data.
+//! - Upload slots are the [`ChokeBoard`]'s alone (see `torrent/choke.rs`); rate limits are
+//!   the torrent's [`RateLimits`] and the engine's global ones, both charged by every grant.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use uring_disk::{BufferPool, SharedPiece, VerifiedPiece};
 
+mod choke;
+pub use choke::ChokeBoard;
+
+use crate::choker::ChokerConfig;
 use crate::metainfo::Metainfo;
 use crate::picker::Picker;
+use crate::ratelimit::{self, RateLimits};
 use crate::types::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};
 
 /// A piece being filled: its buffer and the peers whose blocks went into it.
@@ -67,8 +75,12 @@ pub struct TorrentShared {
     pub stopped: AtomicBool,
     pub complete: AtomicBool,
     pub max_peers: u32,
-    unchoked: AtomicU32,
-    pub upload_slots: u32,
+    /// The torrent's choker, shared by the shards (see `torrent/choke.rs`).
+    pub choke: ChokeBoard,
+    /// This torrent's rate limits (`AddTorrent`), 0 = none.
+    pub limits: RateLimits,
+    /// The engine's global limits, attached by the shards when the torrent arrives.
+    global_limits: OnceLock<Arc<RateLimits>>,
 }
 
 /// Why a buffer for a new piece could not be had.
@@ -114,8 +126,9 @@ impl TorrentShared {
             stopped: AtomicBool::new(false),
             complete: AtomicBool::new(false),
             max_peers,
-            unchoked: AtomicU32::new(0),
-            upload_slots: 8,
+            choke: ChokeBoard::new(ChokerConfig::default(), id ^ 0x9e37_79b9_7f4a_7c15),
+            limits: RateLimits::default(),
+            global_limits: OnceLock::new(),
         }
     }
 
@@ -284,19 +297,52 @@ impl TorrentShared {
             .remove(id);
     }
 
-    /// Takes one of the torrent's upload slots if one is free.
-    pub fn take_upload_slot(&self) -> bool {
-        self.unchoked
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.upload_slots).then_some(n + 1)
-            })
-            .is_ok()
+    /// Attaches the engine's global rate limits (the first caller wins; every shard passes
+    /// the same ones) and its number of upload slots.
+    pub fn attach_engine(&self, global: &Arc<RateLimits>, upload_slots: usize) {
+        let _ = self.global_limits.set(global.clone());
+        self.choke.set_upload_slots(upload_slots);
     }
 
-    pub fn return_upload_slot(&self) {
-        let _ = self
-            .unchoked
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// How many of `want` blocks may be sent now under the upload limits (charged here).
+    pub fn grant_upload(&self, now: Instant, want: u64) -> u64 {
+        match self.global_limits.get() {
+            Some(g) => ratelimit::grant(
+                &[&g.upload, &self.limits.upload],
+                now,
+                want,
+                BLOCK_LEN as u64,
+            ),
+            None => ratelimit::grant(&[&self.limits.upload], now, want, BLOCK_LEN as u64),
+        }
+    }
+
+    /// Gives back download grants that were not used.
+    pub fn refund_download(&self, unused: u64) {
+        if unused == 0 {
+            return;
+        }
+        match self.global_limits.get() {
+            Some(g) => ratelimit::refund(
+                &[&g.download, &self.limits.download],
+                unused,
+                BLOCK_LEN as u64,
+            ),
+            None => ratelimit::refund(&[&self.limits.download], unused, BLOCK_LEN as u64),
+        }
+    }
+
+    /// How many of `want` blocks may be requested now under the download limits (charged).
+    pub fn grant_download(&self, now: Instant, want: u64) -> u64 {
+        match self.global_limits.get() {
+            Some(g) => ratelimit::grant(
+                &[&g.download, &self.limits.download],
+                now,
+                want,
+                BLOCK_LEN as u64,
+            ),
+            None => ratelimit::grant(&[&self.limits.download], now, want, BLOCK_LEN as u64),
+        }
     }
 
     pub fn is_stopped(&self) -> bool {

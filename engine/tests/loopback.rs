@@ -239,3 +239,35 @@ async fn paths_escaping_the_download_dir_are_refused() {
     assert!(!dir.path().join("evil").exists());
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_not_up_yet_is_dialed_again() {
+    // The leecher is told of a seeder before it listens (connection refused), and the seeder
+    // then listens before it has the torrent (handshake dropped): both are retried with backoff.
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = make_content(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let seed_addr = SocketAddr::from(([127, 0, 0, 2], port));
+    let leecher = Engine::start(config(false, [127, 0, 0, 1])).unwrap();
+    let mut alerts = leecher.alerts().unwrap();
+    let out = dir.path().join("out");
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), &out);
+    add.peers = vec![seed_addr];
+    leecher.add_torrent(add).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let mut cfg = config(false, [127, 0, 0, 2]);
+    cfg.listen = seed_addr;
+    let seeder = Engine::start(cfg).unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), dir.path());
+    add.check_existing = true;
+    seeder.add_torrent(add).unwrap();
+    wait_complete(&mut alerts, 30).await;
+    leecher.shutdown().await.unwrap();
+    seeder.shutdown().await.unwrap();
+    assert_same_tree(&dir.path().join("set"), &out.join("set"));
+}

@@ -19,6 +19,8 @@ const PROTOCOL: &[&str] = &[
     "tracker/udp.rs",
     "tracker/tiers.rs",
     "types.rs",
+    "resume.rs",
+    "files.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[

@@ -338,3 +338,30 @@ fn a_corrupting_seeder_is_banned_and_the_good_one_finishes() {
         sim.links[1].error
     );
 }
+
+#[test]
+fn a_bitfield_after_haves_is_merged_not_fatal() {
+    // aria2 announces pieces with HAVE before its BITFIELD; the session must keep the peer and
+    // learn every piece from both.
+    let f = fixture(20 * PIECE as usize);
+    let t = shared(&f, 1, false);
+    let t0 = Instant::now();
+    let addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+    let mut s = PeerSession::new(7, addr, false, false, &t, t0);
+    s.on_message(wire::Message::Have { piece: 3 }, t0, &t)
+        .expect("have");
+    let n = t.lengths.num_pieces();
+    let full = Bitfield::full(n).to_wire();
+    s.on_message(wire::Message::Bitfield(&full), t0, &t)
+        .expect("a late bitfield is merged");
+    s.on_message(wire::Message::Unchoke, t0, &t)
+        .expect("unchoke");
+    s.poll(t0, &t).expect("poll");
+    // One piece is two blocks here: more outstanding requests than piece 3 alone can explain
+    // means the bitfield's pieces reached the picker.
+    assert!(s.outstanding() > 2, "outstanding {}", s.outstanding());
+    // A malformed late bitfield is still an error.
+    assert!(s
+        .on_message(wire::Message::Bitfield(&full[..1]), t0, &t)
+        .is_err());
+}

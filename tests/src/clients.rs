@@ -102,7 +102,8 @@ impl Client {
     }
 }
 
-/// rqbit (checked against the 8.x/9.x command line): `download -e` exits when done; its HTTP
+/// rqbit (checked against 9.1.0's command line): `download -e` exits when done; DHT, LSD and
+/// UPnP off, IPv4 only; peers come from the torrent's tracker (and `--initial-peers`); its HTTP
 /// API gets a port of its own so two runs never talk to each other.
 fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
     let api = SocketAddr::from((LEECHER_IP, free_port(LEECHER_IP)?));
@@ -111,6 +112,8 @@ fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
         "--disable-dht",
         "--disable-dht-persistence",
         "--disable-upnp-port-forward",
+        "--disable-lsd",
+        "--ipv4-only",
     ])
     .arg("--listen-ip")
     .arg(LEECHER_IP.to_string())
@@ -121,8 +124,12 @@ fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
     .arg("download")
     .arg("-e")
     .arg("-o")
-    .arg(job.out_dir)
-    .arg(job.torrent);
+    .arg(job.out_dir);
+    if !job.peers.is_empty() {
+        let list: Vec<String> = job.peers.iter().map(|p| p.to_string()).collect();
+        cmd.arg("--initial-peers").arg(list.join(","));
+    }
+    cmd.arg(job.torrent);
     Ok(cmd)
 }
 

@@ -7,7 +7,8 @@
 //!   [`bencode`] reader (independent of the engine's), announce URLs rewritten in place.
 //! - Real peers, each a [`proc::Proc`] guard that kills its process group on drop and prints its
 //!   log if the test panics: [`libtorrent`] seeder/leecher, [`aria2`] seeder/leecher,
-//!   [`transmission`] seeder, [`tracker::Opentracker`].
+//!   [`transmission`] seeder and leecher, [`tracker::Opentracker`], [`fixed_tracker`] (fixed
+//!   peer list), [`rt_seeder`] (`ringtorrent seed`).
 //! - [`ringtorrent`]: builds and runs the `ringtorrent` binary under test.
 //! - [`clients`]: the downloaders the benchmark compares, as commands.
 //!
@@ -18,11 +19,13 @@
 pub mod aria2;
 pub mod bencode;
 pub mod clients;
+pub mod fixed_tracker;
 pub mod libtorrent;
 pub mod net;
 pub mod payload;
 pub mod proc;
 pub mod ringtorrent;
+pub mod rt_seeder;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;

@@ -71,6 +71,56 @@ impl TransmissionSeeder {
     }
 }
 
+/// A transmission-cli leecher on a fresh 127.0.0.x address; killed on drop. Transmission drops
+/// loopback peers learned from trackers, so the seeder must dial [`TransmissionLeecher::addr`].
+/// It never exits by itself: the caller decides it is done by checking the files.
+pub struct TransmissionLeecher {
+    pub proc: Proc,
+    addr: SocketAddr,
+}
+
+impl TransmissionLeecher {
+    /// Starts downloading `torrent` into `save_dir`; returns once it accepts connections.
+    pub fn start(torrent: &Path, save_dir: &Path) -> Result<Self> {
+        let ip = seeder_ip();
+        let port = free_port(ip)?;
+        std::fs::create_dir_all(save_dir)?;
+        let work = tempfile::Builder::new()
+            .prefix("rt-transmission-leech-")
+            .tempdir()?;
+        let config = work.path().join("config");
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(config.join("settings.json"), settings_json(ip, port))?;
+        let mut cmd = kit_command("stdbuf");
+        cmd.arg("-o0")
+            .arg("transmission-cli")
+            .arg("-g")
+            .arg(&config)
+            .arg("-w")
+            .arg(save_dir)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-M")
+            .arg(torrent);
+        let mut proc = Proc::spawn("transmission-leecher", cmd, work)?;
+        let addr = SocketAddr::from((ip, port));
+        wait_for(READY_TIMEOUT, "transmission to listen", || {
+            proc.check_alive()?;
+            Ok(
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .is_ok()
+                    .then_some(()),
+            )
+        })?;
+        std::thread::sleep(SETTLE);
+        Ok(TransmissionLeecher { proc, addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 /// Settings for a loopback-only session: no DHT, LPD, PEX, uTP or port mapping; bound to `ip`.
 fn settings_json(ip: Ipv4Addr, port: u16) -> String {
     serde_json::json!({

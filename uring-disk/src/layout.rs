@@ -6,6 +6,7 @@
 //! `ceil(total / piece_length)`. A [`Span`] never crosses a file boundary and never has length 0.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::StorageError;
 
@@ -21,9 +22,14 @@ pub struct StorageFile {
 }
 
 /// A contiguous part of a read or write that falls in one file.
+///
+/// From [`crate::Storage::spans`], a part that falls in a file that is not selected (not
+/// created) is redirected to the torrent's part file: `file` is then the number of files (one
+/// past the last index) and `file_offset` the offset in the part file, which is the part's
+/// offset in the whole torrent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
-    /// Index of the file in the torrent's file list.
+    /// Index of the file in the torrent's file list (or the part file, see above).
     pub file: usize,
     /// Offset in that file.
     pub file_offset: u64,
@@ -93,6 +99,24 @@ impl Layout {
         self.lens[file]
     }
 
+    /// Offset of file `file` in the torrent's concatenated content.
+    pub(crate) fn file_start(&self, file: usize) -> u64 {
+        self.starts[file]
+    }
+
+    /// The pieces that file `file` overlaps (empty for an empty file).
+    pub(crate) fn file_pieces(&self, file: usize) -> std::ops::Range<u32> {
+        let len = self.lens[file];
+        if len == 0 {
+            return 0..0;
+        }
+        let plen = u64::from(self.piece_length);
+        let first = self.starts[file] / plen;
+        let end = (self.starts[file] + len - 1) / plen + 1;
+        // INVARIANT: both are at most the piece count, a u32.
+        u32::try_from(first).unwrap()..u32::try_from(end).unwrap()
+    }
+
     /// Length of `piece` (the last one may be short), `None` past the end.
     pub(crate) fn piece_len(&self, piece: u32) -> Option<u32> {
         if piece >= self.piece_count {
@@ -132,8 +156,17 @@ impl Layout {
             pos: start,
             end: start + u64::from(len),
             origin: start,
+            parked: None,
         }
     }
+}
+
+/// Which files are parked (not created; their bytes go to the part file).
+#[derive(Clone, Copy)]
+pub(crate) struct Parked<'a> {
+    pub(crate) flags: &'a [AtomicBool],
+    /// The index standing for the part file (the number of files).
+    pub(crate) part_file: usize,
 }
 
 /// Iterator over the [`Span`]s of a range; see [`crate::Storage::spans`].
@@ -143,6 +176,15 @@ pub struct Spans<'a> {
     pos: u64,
     end: u64,
     origin: u64,
+    parked: Option<Parked<'a>>,
+}
+
+impl<'a> Spans<'a> {
+    /// Redirects parts in parked files to the part file.
+    pub(crate) fn redirect(mut self, parked: Parked<'a>) -> Spans<'a> {
+        self.parked = Some(parked);
+        self
+    }
 }
 
 impl Iterator for Spans<'_> {
@@ -157,7 +199,7 @@ impl Iterator for Spans<'_> {
                 continue;
             }
             let part_end = file_end.min(self.end);
-            let span = Span {
+            let mut span = Span {
                 file: f,
                 file_offset: self.pos - self.layout.starts[f],
                 // INVARIANT: spans are built from ranges whose length is a u32.
@@ -165,6 +207,12 @@ impl Iterator for Spans<'_> {
                 buf_offset: u32::try_from(self.pos - self.origin).unwrap(),
                 padding: self.layout.padding[f],
             };
+            if let Some(p) = &self.parked {
+                if !span.padding && p.flags.get(f).is_some_and(|x| x.load(Ordering::Acquire)) {
+                    span.file = p.part_file;
+                    span.file_offset = self.pos;
+                }
+            }
             self.pos = part_end;
             return Some(span);
         }

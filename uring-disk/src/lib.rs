@@ -45,4 +45,4 @@ pub use pipeline::{
 };
 pub use pool::{BufferPool, PoolError, PooledBuf, ALIGN};
 pub use probe::{uring_available, NO_URING_ENV};
-pub use storage::{Storage, StorageOptions};
+pub use storage::{FileSelector, Selection, Storage, StorageOptions};

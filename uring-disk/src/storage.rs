@@ -1,15 +1,39 @@
 //! The files of one torrent on disk.
 //!
-//! [`Storage::open`] creates directories and files (padding files excepted), reserves their
-//! full size and opens each stored file twice: with `O_DIRECT` when the filesystem allows it,
-//! for page-aligned transfers that bypass the page cache, and buffered, for unaligned heads and
-//! tails. Mixing both on one file is coherent: the kernel flushes and invalidates cached pages
-//! around a direct transfer, and a page shared by two pieces is never fully inside either, so
-//! only buffered IO ever touches it.
+//! [`Storage::open_selected`] creates directories and the files of the selection (padding files
+//! and unselected files excepted), reserves their full size and opens each stored file twice:
+//! with `O_DIRECT` when the filesystem allows it, for page-aligned transfers that bypass the
+//! page cache, and buffered, for unaligned heads and tails. Mixing both on one file is coherent:
+//! the kernel flushes and invalidates cached pages around a direct transfer, and a page shared by
+//! two pieces is never fully inside either, so only buffered IO ever touches it.
 //!
-//! Invariants: `handles[i]` is `Some` exactly for non-padding files; every path is inside
-//! `root` (relative, plain components, checked here even if the engine checked already) and no
-//! two files share a path.
+//! # Unselected files and the part file
+//! A file that is not selected and does not exist yet is *parked*: it is never created. A wanted
+//! piece can still straddle it (its first or last bytes belong to a wanted file); those bytes go
+//! to the torrent's *part file* (`Selection::part_file`, e.g.
+//! `<root>/.ringtorrent/<infohash>.parts`), a sparse file in which every byte sits at its offset
+//! in the whole torrent. [`Storage::spans`] redirects such parts there, so the disk pipeline
+//! writes, serves and syncs them like any other file, and [`Storage::check_pieces`] hashes them
+//! from there. When a parked file is selected ([`FileSelector::select`], any thread) the disk
+//! thread, before planning its next operation, creates it, copies the part file's data in its
+//! range into it and syncs it, and only then stops redirecting. Opening storage likewise fills
+//! each file it creates from the part file, and removes the part file once no file is parked.
+//! A file is built under a temporary name and renamed into place once its bytes are synced, so
+//! a file that exists never lacks bytes the part file had: the part file is authoritative for a
+//! file's range only while the file does not exist (its blocks hold zeros for the neighbours').
+//!
+//! Invariants:
+//! - `handles[i]` is set exactly for stored files: never for padding files, never while file `i`
+//!   is parked, and once set it stays (a file is never parked again).
+//! - The bytes of a parked file are read and written only in the part file, at their torrent
+//!   offset; the part file is opened by the first span that needs it.
+//! - A file leaves the parked set only on the thread that plans operations, before it computes
+//!   spans, and only with no part-file operation in flight (each op holds an `Arc` of the part
+//!   file's handle, so its strong count is then 1): no write can land in the part file after
+//!   its range was copied out. Part-file data is kept until no file is parked, so a stale read
+//!   still finds its bytes.
+//! - Every path is inside `root` (relative, plain components, checked here even if the engine
+//!   checked already) and no two files share a path.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -17,12 +41,19 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::{IoOp, StorageError};
 use crate::hash::files::check_layout;
-use crate::layout::{resolve_paths, Layout, Spans, StorageFile};
+use crate::layout::{check_rel_path, resolve_paths, Layout, Parked, Spans, StorageFile};
 use crate::ops::fallocate::{reserve, Reserved};
+use parts::Parts;
+
+mod parts;
+#[cfg(test)]
+mod parts_tests;
+#[cfg(test)]
+mod tests;
 
 /// How [`Storage::open`] prepares files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +71,15 @@ impl Default for StorageOptions {
             direct_io: true,
         }
     }
+}
+
+/// Which files to create, and where the bytes of the others that share a wanted piece go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Per file in torrent order: create it. Missing entries are `true`.
+    pub wanted: Vec<bool>,
+    /// The part file, relative to the download root (e.g. `.ringtorrent/<infohash>.parts`).
+    pub part_file: PathBuf,
 }
 
 /// Open descriptors of one stored file.
@@ -90,21 +130,67 @@ impl FileHandle {
 /// The files of one torrent, opened and sized.
 #[derive(Debug)]
 pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+/// What [`Storage`] and its [`FileSelector`]s share.
+#[derive(Debug)]
+struct Inner {
     root: PathBuf,
     files: Vec<StorageFile>,
     paths: Vec<Option<PathBuf>>,
     layout: Layout,
-    handles: Vec<Option<Arc<FileHandle>>>,
+    opts: StorageOptions,
+    handles: Vec<OnceLock<Arc<FileHandle>>>,
+    parts: Parts,
+}
+
+/// Selects parked files of a [`Storage`] from another thread while the disk pipeline owns it.
+#[derive(Clone, Debug)]
+pub struct FileSelector {
+    inner: Arc<Inner>,
 }
 
 impl Storage {
-    /// Creates (or reopens) the files under `root` and reserves their size. Existing data is
+    /// Creates (or reopens) every file under `root` and reserves its size. Existing data is
     /// kept; a file longer than its torrent length is left as it is.
     pub fn open(
         root: &Path,
         files: Vec<StorageFile>,
         piece_length: u32,
         opts: StorageOptions,
+    ) -> Result<Storage, StorageError> {
+        Self::open_inner(root, files, piece_length, opts, Vec::new(), None)
+    }
+
+    /// Like [`Storage::open`], but files not in `selection` that do not exist yet are parked
+    /// (see the module doc): not created, their bytes of wanted pieces kept in the part file.
+    pub fn open_selected(
+        root: &Path,
+        files: Vec<StorageFile>,
+        piece_length: u32,
+        opts: StorageOptions,
+        selection: Selection,
+    ) -> Result<Storage, StorageError> {
+        check_rel_path(&selection.part_file)?;
+        let part = root.join(&selection.part_file);
+        Self::open_inner(
+            root,
+            files,
+            piece_length,
+            opts,
+            selection.wanted,
+            Some(part),
+        )
+    }
+
+    fn open_inner(
+        root: &Path,
+        files: Vec<StorageFile>,
+        piece_length: u32,
+        opts: StorageOptions,
+        wanted: Vec<bool>,
+        part: Option<PathBuf>,
     ) -> Result<Storage, StorageError> {
         let layout = Layout::new(files.iter().map(|f| (f.length, f.padding)), piece_length)?;
         let paths = resolve_paths(root, &files)?;
@@ -119,71 +205,166 @@ impl Storage {
         }
         std::fs::create_dir_all(root)
             .map_err(|e| StorageError::from_io(IoOp::CreateDir, root, e))?;
-        let handles = files
+        let parked: Vec<bool> = paths
             .iter()
-            .zip(&paths)
-            .map(|(f, p)| match p {
-                Some(path) => open_file(path, f.length, opts).map(|h| Some(Arc::new(h))),
-                None => Ok(None),
+            .enumerate()
+            .map(|(i, p)| {
+                p.as_ref()
+                    .is_some_and(|p| !wanted.get(i).copied().unwrap_or(true) && !p.exists())
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Storage {
+            .collect();
+        let inner = Inner {
             root: root.to_path_buf(),
+            handles: files.iter().map(|_| OnceLock::new()).collect(),
+            parts: Parts::new(part.clone(), parked.clone()),
             files,
             paths,
             layout,
-            handles,
+            opts,
+        };
+        let adopt = inner.parts.exists();
+        for (i, p) in inner.paths.iter().enumerate() {
+            let Some(path) = p.as_ref().filter(|_| !parked[i]) else {
+                continue;
+            };
+            let h = if adopt && !path.exists() {
+                parts::create_from_part(&inner, part.as_deref(), i, path)?
+            } else {
+                open_file(path, inner.files[i].length, opts)?
+            };
+            let _ = inner.handles[i].set(Arc::new(h));
+        }
+        inner.parts.tidy();
+        Ok(Storage {
+            inner: Arc::new(inner),
         })
     }
 
     /// Splits `len` bytes at `offset` in `piece` at file boundaries (padding spans included,
-    /// flagged). Errors if the range is outside the piece.
+    /// flagged); parts in parked files are redirected to the part file (see [`crate::Span`]).
+    /// Errors if the range is outside the piece or the part file cannot be opened.
     pub fn spans(&self, piece: u32, offset: u32, len: u32) -> Result<Spans<'_>, StorageError> {
-        self.layout.spans(piece, offset, len)
+        let inner = &*self.inner;
+        self.apply_selections();
+        let spans = inner.layout.spans(piece, offset, len)?;
+        let parts = &inner.parts;
+        if !parts.any_parked() {
+            return Ok(spans);
+        }
+        let touches = inner
+            .layout
+            .spans(piece, offset, len)?
+            .any(|s| !s.padding && parts.is_parked(s.file));
+        if touches {
+            parts.ensure_open(inner)?;
+        }
+        Ok(spans.redirect(Parked {
+            flags: parts.flags(),
+            part_file: inner.files.len(),
+        }))
     }
 
-    /// Rechecks the data on disk against `hashes` (see [`crate::check_pieces`]).
+    /// Creates the files selected since the last call (see [`FileSelector::select`]) if no
+    /// part-file operation is in flight. [`Storage::spans`] calls it; only the thread that plans
+    /// operations from spans may call it.
+    pub(crate) fn apply_selections(&self) {
+        self.inner.parts.run_pending(&self.inner);
+    }
+
+    /// Rechecks the data on disk against `hashes` (see [`crate::check_pieces`]); the bytes of
+    /// parked files are read from the part file.
     pub fn check_pieces(
         &self,
         hashes: &[[u8; 20]],
         threads: usize,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Vec<bool>, StorageError> {
-        check_layout(&self.layout, &self.paths, hashes, threads, progress)
+        let inner = &*self.inner;
+        let mut ok = check_layout(&inner.layout, &inner.paths, hashes, threads, progress)?;
+        inner.parts.check_parked(inner, hashes, &mut ok)?;
+        Ok(ok)
+    }
+
+    /// A handle to select parked files later, from any thread.
+    pub fn selector(&self) -> FileSelector {
+        FileSelector {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// True if file `file` is parked: not created, its bytes kept in the part file.
+    pub fn is_parked(&self, file: usize) -> bool {
+        self.inner.parts.is_parked(file)
     }
 
     /// The download directory.
     pub fn root(&self) -> &Path {
-        &self.root
+        &self.inner.root
     }
 
     /// The files, as given to `open`.
     pub fn files(&self) -> &[StorageFile] {
-        &self.files
+        &self.inner.files
     }
 
     /// Number of pieces.
     pub fn piece_count(&self) -> u32 {
-        self.layout.piece_count()
+        self.inner.layout.piece_count()
     }
 
     /// Nominal piece length.
     pub fn piece_length(&self) -> u32 {
-        self.layout.piece_length()
+        self.inner.layout.piece_length()
     }
 
     /// Length of `piece` (the last may be short), `None` past the end.
     pub fn piece_len(&self, piece: u32) -> Option<u32> {
-        self.layout.piece_len(piece)
+        self.inner.layout.piece_len(piece)
     }
 
     /// Sum of all file lengths.
     pub fn total_len(&self) -> u64 {
-        self.layout.total()
+        self.inner.layout.total()
     }
 
+    /// The open handle of file `file`, or of the part file for `file == files().len()` once it
+    /// is open; `None` for padding and parked files.
     pub(crate) fn handle(&self, file: usize) -> Option<&Arc<FileHandle>> {
-        self.handles.get(file).and_then(Option::as_ref)
+        match self.inner.handles.get(file) {
+            Some(h) => h.get(),
+            None if file == self.inner.files.len() => self.inner.parts.handle(),
+            None => None,
+        }
+    }
+
+    /// Every open handle: the stored files, then the part file if it is open (for syncs).
+    pub(crate) fn open_handles(&self) -> impl Iterator<Item = &Arc<FileHandle>> {
+        (0..=self.inner.files.len()).filter_map(|i| self.handle(i))
+    }
+}
+
+impl FileSelector {
+    /// Selects file `file`. If it is parked, it will be created and its bytes moved from the
+    /// part file into it (then synced) by the disk thread before it plans its next operation on
+    /// this storage, as soon as no part-file operation is in flight, or at the latest when the
+    /// storage is dropped; until then its bytes are read and written in the part file, so
+    /// nothing is lost either way. Returns true if the file was parked.
+    pub fn select(&self, file: usize) -> Result<bool, StorageError> {
+        if file >= self.inner.files.len() {
+            return Err(StorageError::BadLayout("no such file"));
+        }
+        Ok(self.inner.parts.select(file))
+    }
+
+    /// True if file `file` is parked (not created yet).
+    pub fn is_parked(&self, file: usize) -> bool {
+        self.inner.parts.is_parked(file)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.parts.finish(self);
     }
 }
 
@@ -234,110 +415,4 @@ fn open_file(path: &Path, length: u64, opts: StorageOptions) -> Result<FileHandl
         direct,
         dirty: AtomicBool::new(false),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(p: &str, length: u64, padding: bool) -> StorageFile {
-        StorageFile {
-            rel_path: PathBuf::from(p),
-            length,
-            padding,
-        }
-    }
-
-    #[test]
-    fn creates_files_dirs_and_sizes_but_not_padding() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = vec![
-            file("a/b/one", 5000, false),
-            file(".pad/3192", 3192, true),
-            file("empty", 0, false),
-            file("a/two", 1, false),
-        ];
-        let s = Storage::open(dir.path(), files, 4096, StorageOptions::default()).unwrap();
-        assert_eq!(
-            std::fs::metadata(dir.path().join("a/b/one")).unwrap().len(),
-            5000
-        );
-        assert_eq!(
-            std::fs::metadata(dir.path().join("empty")).unwrap().len(),
-            0
-        );
-        assert_eq!(
-            std::fs::metadata(dir.path().join("a/two")).unwrap().len(),
-            1
-        );
-        assert!(!dir.path().join(".pad").exists());
-        assert_eq!(s.piece_count(), 3);
-        assert_eq!(s.total_len(), 8193);
-        assert!(s.handle(1).is_none() && s.handle(0).is_some());
-        let spans: Vec<_> = s.spans(1, 0, 4096).unwrap().collect();
-        assert_eq!(spans.len(), 2);
-        assert!(!spans[0].padding && spans[1].padding);
-    }
-
-    #[test]
-    fn keeps_existing_data_and_longer_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("x"), b"hello world").unwrap();
-        std::fs::write(dir.path().join("y"), b"abc").unwrap();
-        let files = vec![file("x", 5, false), file("y", 10, false)];
-        let opts = StorageOptions {
-            preallocate: false,
-            direct_io: false,
-        };
-        Storage::open(dir.path(), files, 16384, opts).unwrap();
-        assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"hello world");
-        assert_eq!(
-            std::fs::read(dir.path().join("y")).unwrap(),
-            b"abc\0\0\0\0\0\0\0"
-        );
-    }
-
-    #[test]
-    fn refuses_escaping_and_duplicate_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        for bad in ["../x", "/abs", ""] {
-            let r = Storage::open(
-                dir.path(),
-                vec![file(bad, 1, false)],
-                16384,
-                StorageOptions::default(),
-            );
-            assert!(matches!(r, Err(StorageError::BadPath { .. })), "{bad:?}");
-        }
-        let r = Storage::open(
-            dir.path(),
-            vec![file("d", 1, false), file("d", 2, false)],
-            16384,
-            StorageOptions::default(),
-        );
-        assert!(matches!(r, Err(StorageError::BadPath { .. })));
-        assert!(
-            !dir.path().join("d").exists(),
-            "nothing created before checks pass"
-        );
-    }
-
-    #[test]
-    fn file_in_place_of_directory_is_an_io_error() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("f"), b"").unwrap();
-        let r = Storage::open(
-            dir.path(),
-            vec![file("f/g", 1, false)],
-            16384,
-            StorageOptions::default(),
-        );
-        match r {
-            Err(StorageError::Io { path, op, .. }) => {
-                assert_eq!(op, IoOp::CreateDir);
-                assert_eq!(path, dir.path().join("f"));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
 }

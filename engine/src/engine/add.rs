@@ -4,20 +4,20 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use socket2::{Domain, Socket, Type};
 use uring_disk::{BufferPool, DiskEvent, Storage, StorageOptions};
 
+use super::persist::ResumeState;
 use super::{
-    connect_peers, control, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId,
+    connect_peers, control, persist, Alert, AlertSink, EngineError, Inner, TorrentEntry, TorrentId,
 };
 use crate::metainfo::Metainfo;
 use crate::picker::Picker;
 use crate::shard::Command;
 use crate::torrent::TorrentShared;
-use crate::types::Bitfield;
 
 /// Where a torrent's metainfo comes from.
 #[derive(Debug, Clone)]
@@ -43,6 +43,11 @@ pub struct AddTorrent {
     pub check_existing: bool,
     /// Per-file priorities in torrent order; empty (or short) means `Normal` for the rest.
     pub file_priorities: Vec<crate::files::FilePriority>,
+    /// Hash-check existing data even if a resume file matches it (`--recheck`).
+    pub recheck: bool,
+    /// Where the resume file goes (`<infohash-hex>.resume`); default
+    /// `<download_dir>/.ringtorrent`. A matching one spares the recheck at the next start.
+    pub resume_dir: Option<PathBuf>,
     /// Pick pieces in index order (for streaming) instead of rarest first.
     pub sequential: bool,
     /// This torrent's own rate limits in bytes per second (0 = none), under the global ones.
@@ -57,6 +62,8 @@ impl AddTorrent {
             download_dir: download_dir.into(),
             peers: Vec::new(),
             check_existing: false,
+            recheck: false,
+            resume_dir: None,
             file_priorities: Vec::new(),
             sequential: false,
             upload_rate_limit: 0,
@@ -116,31 +123,34 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         }
     }
     let info = &meta.info;
+    let mut resume = ResumeState::new(&meta, &add.download_dir, add.resume_dir.as_deref());
+    // Before storage opens: opening may create or extend files and change their stamps.
+    let loaded = resume.load(&meta);
     let files = crate::files::storage_files(&meta, &add.file_priorities);
-    let storage = Storage::open(
+    let storage = Storage::open_selected(
         &add.download_dir,
         files,
         info.piece_length,
         StorageOptions::default(),
+        crate::files::storage_selection(&meta, &add.file_priorities),
     )?;
-    let n = info.lengths.num_pieces();
-    let mut have = Bitfield::new(n);
-    if add.check_existing {
-        let ok = storage.check_pieces(&info.pieces, inner.config.hash_threads.max(1), &|_| {})?;
-        for (p, good) in info.lengths.pieces().zip(ok) {
-            if good {
-                have.set(p);
-            }
-        }
-    }
+    let selector = storage.selector();
+    resume.reserve_space(&meta);
+    let check = (add.check_existing, add.recheck, inner.config.hash_threads);
+    let (have, start) = persist::initial_have(&storage, &meta, &resume, loaded, check)?;
     let verified_bytes: u64 = have.iter().map(|p| info.lengths.piece_len(p) as u64).sum();
-    let all = have.is_full();
     let wanted = crate::files::wanted_pieces(&meta, &add.file_priorities);
     let picker = Picker::new(info.lengths, &have, &wanted)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
+    super::files::configure_picker(&picker, &meta, &add.file_priorities, add.sequential);
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let cell: Arc<OnceLock<Weak<TorrentShared>>> = Arc::new(OnceLock::new());
-    let sink = disk_sink(cell.clone(), inner.alerts.clone(), TorrentId(id));
+    let sink = disk_sink(
+        cell.clone(),
+        inner.alerts.clone(),
+        TorrentId(id),
+        Arc::downgrade(inner),
+    );
     let hashes: Arc<[[u8; 20]]> = info.pieces.clone().into();
     let slot = inner.disk.add_torrent(storage, hashes, sink)?;
     let piece_len = info.piece_length as usize;
@@ -157,10 +167,16 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     ));
     let _ = cell.set(Arc::downgrade(&shared));
     shared
+        .limits
+        .set(add.upload_rate_limit, add.download_rate_limit);
+    shared
         .counters
         .verified_bytes
         .store(verified_bytes, Ordering::Relaxed);
-    shared.complete.store(all, Ordering::Release);
+    // Complete means every wanted piece is verified (file selection).
+    shared
+        .complete
+        .store(shared.picker.is_complete(), Ordering::Release);
     for s in inner
         .shards
         .lock()
@@ -170,6 +186,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         let _ = s.tx.send(Command::AddTorrent(shared.clone()));
     }
     let control = control::TorrentControl::start(inner, &shared);
+    control.add_known_peers(&add.peers);
     inner
         .torrents
         .lock()
@@ -177,12 +194,25 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         .push(TorrentEntry {
             shared: shared.clone(),
             control,
+            files: super::files::TorrentFiles::new(&meta, &add.file_priorities, selector),
+            resume: Arc::new(resume),
+            paused: AtomicBool::new(false),
         });
     inner.alerts.send(Alert::TorrentAdded {
         id: TorrentId(id),
         name: meta.info.name.clone(),
         info_hash: meta.info_hash,
     });
+    if let Some(a) = start.alert(TorrentId(id), have.count()) {
+        inner.alerts.send(a);
+    }
+    if shared.complete.load(Ordering::Acquire) {
+        // Nothing wanted is missing (data checked, or every file skipped): no piece will ever
+        // be verified to announce it, so say it now.
+        inner
+            .alerts
+            .send(Alert::TorrentComplete { id: TorrentId(id) });
+    }
     connect_peers(inner, &shared, &add.peers);
     Ok(TorrentId(id))
 }
@@ -192,6 +222,7 @@ fn disk_sink(
     cell: Arc<OnceLock<Weak<TorrentShared>>>,
     alerts: AlertSink,
     id: TorrentId,
+    engine: Weak<Inner>,
 ) -> Arc<dyn Fn(DiskEvent) + Send + Sync> {
     Arc::new(move |ev: DiskEvent| {
         let Some(t) = cell.get().and_then(Weak::upgrade) else {
@@ -216,12 +247,16 @@ fn disk_sink(
                 if let Ok(p) = t.lengths.piece(piece) {
                     t.on_failed(p, false);
                 }
-                // Keep verified data, stop asking for more: the user frees space and resumes.
-                t.stopped.store(true, Ordering::Release);
-                alerts.send(Alert::TorrentError {
-                    id,
-                    message: error.to_string(),
-                });
+                // Keep verified data, stop asking for more: the torrent pauses (connections
+                // closed, resume saved); the user frees space and resumes.
+                let message = error.to_string();
+                if !t.stopped.swap(true, Ordering::AcqRel) {
+                    alerts.send(Alert::TorrentError {
+                        id,
+                        message: message.clone(),
+                    });
+                }
+                super::lifecycle::pause_on_error(engine.clone(), id, message);
             }
         }
     })

@@ -1,6 +1,7 @@
 //! The control thread: a private single-threaded tokio runtime for tracker announces and the
 //! once-a-second stats tick. Nothing on the data path runs here.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -53,24 +54,78 @@ impl ControlHandle {
     }
 }
 
-/// Per-torrent control state: the download rate and the tracker announcer.
+/// Most peer addresses remembered per torrent (to redial on resume).
+const MAX_KNOWN_PEERS: usize = 1000;
+
+/// Peer addresses a torrent was given or learned from trackers, oldest first, bounded.
+#[derive(Default)]
+pub(crate) struct KnownPeers(Mutex<Vec<SocketAddr>>);
+
+impl KnownPeers {
+    pub fn add(&self, peers: &[SocketAddr]) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for p in peers {
+            if !known.contains(p) {
+                if known.len() >= MAX_KNOWN_PEERS {
+                    known.remove(0);
+                }
+                known.push(*p);
+            }
+        }
+    }
+
+    pub fn get(&self) -> Vec<SocketAddr> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Per-torrent control state: the download rate, the tracker announcer and known peers.
 pub(crate) struct TorrentControl {
     last_downloaded: AtomicU64,
     rate_bytes_per_s: AtomicU64,
     completed_sent: AtomicBool,
     announcer: Mutex<Option<AnnouncerHandle>>,
+    known: Arc<KnownPeers>,
 }
 
 impl TorrentControl {
     pub fn start(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> TorrentControl {
+        let known = Arc::new(KnownPeers::default());
         let announcer = (inner.config.use_trackers && !t.meta.trackers.is_empty())
-            .then(|| start_announcer(inner, t));
+            .then(|| start_announcer(inner, t, known.clone()));
         TorrentControl {
             last_downloaded: AtomicU64::new(0),
             rate_bytes_per_s: AtomicU64::new(0),
             completed_sent: AtomicBool::new(false),
             announcer: Mutex::new(announcer),
+            known,
         }
+    }
+
+    /// Starts announcing again after [`TorrentControl::take_announcer`] (on resume).
+    pub fn restart(&self, inner: &Arc<Inner>, t: &Arc<TorrentShared>) {
+        let mut a = self.announcer.lock().unwrap_or_else(|e| e.into_inner());
+        if a.is_none() && inner.config.use_trackers && !t.meta.trackers.is_empty() {
+            *a = Some(start_announcer(inner, t, self.known.clone()));
+        }
+    }
+
+    /// Remembers peers to redial on resume.
+    pub fn add_known_peers(&self, peers: &[SocketAddr]) {
+        self.known.add(peers);
+    }
+
+    pub fn known_peers(&self) -> Vec<SocketAddr> {
+        self.known.get()
+    }
+
+    /// Takes the announcer out, to stop it with [`stop_announcer`] without holding the
+    /// torrent list's lock (the control thread's ticker takes that lock).
+    pub fn take_announcer(&self) -> Option<AnnouncerHandle> {
+        self.announcer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     pub fn rate_bytes_per_s(&self) -> u64 {
@@ -93,24 +148,24 @@ impl TorrentControl {
             }
         }
     }
+}
 
-    /// Stops the announcer; it sends `stopped` (bounded by its stop timeout).
-    pub fn stop(&self, runtime: &tokio::runtime::Handle) {
-        let handle = self
-            .announcer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(h) = handle {
-            let task = h.shutdown();
-            let _ = runtime
-                .block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
-        }
+/// Stops an announcer; it sends `stopped` (bounded by a timeout). Must not be called inside
+/// an async context nor with the torrent list locked.
+pub(crate) fn stop_announcer(handle: Option<AnnouncerHandle>, runtime: &tokio::runtime::Handle) {
+    if let Some(h) = handle {
+        let task = h.shutdown();
+        let _ =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
     }
 }
 
 /// Starts announcing `t` to its trackers; peers they return are dialed through the shards.
-fn start_announcer(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> AnnouncerHandle {
+fn start_announcer(
+    inner: &Arc<Inner>,
+    t: &Arc<TorrentShared>,
+    known: Arc<KnownPeers>,
+) -> AnnouncerHandle {
     let weak_inner = Arc::downgrade(inner);
     let weak_t = Arc::downgrade(t);
     let id = TorrentId(t.id);
@@ -122,8 +177,11 @@ fn start_announcer(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> AnnouncerHandl
                 url,
                 peers: peers.len(),
             });
+            known.add(&peers);
             if let (Some(inner), Some(t)) = (weak_inner.upgrade(), weak_t.upgrade()) {
-                super::connect_peers(&inner, &t, &peers);
+                if !t.stopped.load(Ordering::Acquire) {
+                    super::connect_peers(&inner, &t, &peers);
+                }
             }
         }
         TrackerEvent::Error { url, error } => {
@@ -179,6 +237,7 @@ pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats
         pieces_total: t.lengths.num_pieces(),
         hash_failures: c.hash_failures.load(Ordering::Relaxed),
         complete: t.complete.load(Ordering::Relaxed),
+        paused: false,
     }
 }
 
@@ -195,7 +254,8 @@ pub(crate) fn start_ticker(inner: &Arc<Inner>) {
             let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
             for e in torrents.iter() {
                 e.control.tick(&e.shared, period);
-                let stats = stats_of(&e.shared, e.control.rate_bytes_per_s());
+                let mut stats = stats_of(&e.shared, e.control.rate_bytes_per_s());
+                stats.paused = e.paused.load(Ordering::Acquire);
                 inner.alerts.send(Alert::Stats {
                     id: TorrentId(e.shared.id),
                     stats,

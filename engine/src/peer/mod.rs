@@ -12,8 +12,10 @@
 //!   its block arrived. `release_all` (on disconnect, choke, snub) gives every claim back.
 //! - Unrequested data is never written anywhere.
 
-// The download half lives here (about 580 lines with its state); the upload half is in
-// `upload.rs`, the request window in `pipeline.rs`.
+// The download half lives here (about 610 lines with its state); the upload half is in
+// `upload.rs` (with the rate meter), BEP 6 allowed-fast sets in `fast.rs`, the request window
+// in `pipeline.rs`.
+mod fast;
 mod pipeline;
 mod upload;
 
@@ -30,7 +32,9 @@ use crate::torrent::{FailedPiece, TorrentShared};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
 
+pub use fast::{allowed_fast_set, ALLOWED_FAST_K};
 pub use pipeline::Pipeline;
+pub use upload::RateMeter;
 
 /// Close a peer that sent nothing for this long (BEP 3 suggests two minutes).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -54,8 +58,8 @@ pub enum PeerError {
     Decode(#[from] wire::DecodeError),
     #[error("bitfield of {got} bytes, expected {expected}, or spare bits set")]
     BadBitfield { got: usize, expected: usize },
-    #[error("bitfield or have-all/none after other messages")]
-    LateBitfield,
+    #[error("have-all/have-none without the fast extension (BEP 6)")]
+    FastNotNegotiated,
     #[error("bad block: {0}")]
     BadBlock(#[from] GeometryError),
     #[error("sent {0} blocks we did not request")]
@@ -124,6 +128,12 @@ pub struct PeerSession {
     pub uploaded_bytes: u64,
     /// The most requests the peer queues (BEP 10 `reqq`); our window never exceeds it.
     peer_reqq: usize,
+    connected_at: Instant,
+    am_interested_since: Option<Instant>,
+    down_meter: RateMeter,
+    up_meter: RateMeter,
+    /// BEP 6 pieces this peer may download while choked (the canonical set for its address).
+    allowed_fast: Vec<u32>,
 }
 
 impl PeerSession {
@@ -170,6 +180,11 @@ impl PeerSession {
             reads_in_flight: 0,
             uploaded_bytes: 0,
             peer_reqq: pipeline::MAX,
+            connected_at: now,
+            am_interested_since: None,
+            down_meter: RateMeter::new(now),
+            up_meter: RateMeter::new(now),
+            allowed_fast: Vec::new(),
         };
         // Start the HAVE cursor at the current log end: the bitfield covers what came before.
         let mut ignored = Vec::new();
@@ -194,6 +209,9 @@ impl PeerSession {
             wire::encode(&Message::HaveAll, &mut s.out);
         } else if ours.count() > 0 {
             wire::encode(&Message::Bitfield(&ours.to_wire()), &mut s.out);
+        }
+        if fast {
+            s.send_allowed_fast(t);
         }
         s
     }
@@ -239,20 +257,22 @@ impl PeerSession {
                 }
             }
             Message::Bitfield(bytes) => {
-                if !first {
-                    return Err(PeerError::LateBitfield);
-                }
                 let n = t.lengths.num_pieces();
                 let bf = Bitfield::from_wire(bytes, n).ok_or(PeerError::BadBitfield {
                     got: bytes.len(),
                     expected: t.lengths.bitfield_len(),
                 })?;
-                self.set_bitfield(bf, t);
+                // Some clients (aria2) send HAVEs before their bitfield: BEP 3 says the
+                // bitfield comes first, but merging a late one loses nothing and keeps the peer.
+                self.merge_bitfield(bf, first, t);
             }
-            Message::HaveAll | Message::HaveNone if !self.fast || !first => {
-                return Err(PeerError::LateBitfield);
+            Message::HaveAll | Message::HaveNone if !self.fast => {
+                return Err(PeerError::FastNotNegotiated);
             }
-            Message::HaveAll => self.set_bitfield(Bitfield::full(t.lengths.num_pieces()), t),
+            Message::HaveAll => {
+                self.merge_bitfield(Bitfield::full(t.lengths.num_pieces()), first, t)
+            }
+            // A peer cannot take pieces back: a late HAVE NONE changes nothing.
             Message::HaveNone => {}
             Message::RejectRequest { piece, offset, len } => {
                 let b = t.lengths.block_from_wire(piece, offset, len)?;
@@ -308,9 +328,19 @@ impl PeerSession {
         }
     }
 
-    fn set_bitfield(&mut self, bf: Bitfield, t: &TorrentShared) {
-        t.picker.add_peer_bitfield(&bf);
-        self.peer_has = bf;
+    /// Takes the peer's bitfield: whole as its first message, or merged piece by piece into
+    /// what HAVEs already told when it comes late.
+    fn merge_bitfield(&mut self, bf: Bitfield, first: bool, t: &TorrentShared) {
+        if first && self.peer_has.iter().next().is_none() {
+            t.picker.add_peer_bitfield(&bf);
+            self.peer_has = bf;
+            return;
+        }
+        for p in bf.iter() {
+            if self.peer_has.set(p) {
+                t.picker.add_peer_have(p);
+            }
+        }
     }
 
     /// A chunk of a PIECE payload: `offset`/`len` describe the whole block, `at` where this
@@ -422,6 +452,7 @@ impl PeerSession {
         let interesting = t.picker.is_interesting(&self.peer_has);
         if interesting != self.am_interested {
             self.am_interested = interesting;
+            self.am_interested_since = interesting.then_some(now);
             let m = if interesting {
                 Message::Interested
             } else {
@@ -429,7 +460,7 @@ impl PeerSession {
             };
             wire::encode(&m, &mut self.out);
         }
-        self.update_choke(t);
+        self.update_choke(now, t);
         if t.picker.is_complete() && self.peer_has.is_full() {
             return Err(PeerError::BothSeeding);
         }
@@ -523,6 +554,11 @@ impl PeerSession {
         if free == 0 || (free < target / 4 && !self.requests.is_empty()) {
             return;
         }
+        // Download rate limits gate the requests we issue (one block's worth each).
+        let free = t.grant_download(now, free as u64) as usize;
+        if free == 0 {
+            return;
+        }
         self.scratch_pieces.clear();
         for r in &self.requests {
             if self.scratch_pieces.last() != Some(&r.piece) {
@@ -543,6 +579,7 @@ impl PeerSession {
             &mut self.scratch_blocks,
         );
         let mut starved = None;
+        let mut issued = 0;
         for &b in &self.scratch_blocks {
             if starved == Some(b.piece) || (starved.is_none() && t.ensure_buffer(b.piece).is_err())
             {
@@ -552,9 +589,11 @@ impl PeerSession {
                 continue;
             }
             self.requests.push_back(b);
+            issued += 1;
             self.out
                 .extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
         }
+        t.refund_download(free.saturating_sub(issued) as u64);
     }
 
     /// Gives every outstanding claim back to the picker.
@@ -575,9 +614,7 @@ impl PeerSession {
             t.picker.release(block);
         }
         t.picker.remove_peer_bitfield(&self.peer_has);
-        if !self.am_choking {
-            self.am_choking = true;
-            t.return_upload_slot();
-        }
+        t.choke.remove(self.key);
+        self.am_choking = true;
     }
 }

@@ -1,14 +1,74 @@
-//! The upload half of a peer session: BEP 3 REQUEST/CANCEL, BEP 6 REJECT, disk reads, and the
-//! first-version choking policy (interested peers get one of the torrent's upload slots).
+//! The upload half of a peer session: BEP 3 REQUEST/CANCEL, BEP 6 REJECT and ALLOWED FAST,
+//! disk reads gated by the upload rate limits, and applying the torrent choker's decisions.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use super::{PeerError, PeerSession, MAX_QUEUED_REQUESTS, MAX_READS_IN_FLIGHT};
+use super::{PeerError, PeerSession, ALLOWED_FAST_K, MAX_QUEUED_REQUESTS, MAX_READS_IN_FLIGHT};
+use crate::choker::{PeerKey, PeerRates};
 use crate::torrent::TorrentShared;
 use crate::types::BlockRef;
 use crate::wire::{self, Message};
 
+/// A payload rate estimate: an exponential average over about four seconds, refreshed at most
+/// once a second from a running byte total. Sans-IO: the caller passes the time.
+#[derive(Clone, Copy, Debug)]
+pub struct RateMeter {
+    last_total: u64,
+    last_at: Instant,
+    rate_bytes_per_s: u64,
+}
+
+impl RateMeter {
+    pub fn new(now: Instant) -> Self {
+        RateMeter {
+            last_total: 0,
+            last_at: now,
+            rate_bytes_per_s: 0,
+        }
+    }
+
+    /// Folds in the running total `total` and returns the current estimate.
+    pub fn update(&mut self, now: Instant, total: u64) -> u64 {
+        let dt = now.saturating_duration_since(self.last_at);
+        if dt >= Duration::from_secs(1) {
+            let delta = total.saturating_sub(self.last_total) as u128;
+            let inst = (delta * 1_000_000_000 / dt.as_nanos().max(1)) as u64;
+            self.rate_bytes_per_s = (self.rate_bytes_per_s / 4) * 3 + inst / 4;
+            self.last_total = total;
+            self.last_at = now;
+        }
+        self.rate_bytes_per_s
+    }
+
+    pub fn rate_bytes_per_s(&self) -> u64 {
+        self.rate_bytes_per_s
+    }
+}
+
 impl PeerSession {
+    /// BEP 6: sends the peer's canonical allowed-fast set (the pieces of it we have) once.
+    pub(super) fn send_allowed_fast(&mut self, t: &TorrentShared) {
+        let set = super::allowed_fast_set(
+            self.addr.ip(),
+            &t.info_hash,
+            t.lengths.num_pieces(),
+            ALLOWED_FAST_K,
+        );
+        for piece in set {
+            let have = t.lengths.piece(piece).is_ok_and(|p| t.picker.have(p));
+            if have {
+                wire::encode(&Message::AllowedFast { piece }, &mut self.out);
+                self.allowed_fast.push(piece);
+            }
+        }
+    }
+
+    /// Whether we told this peer it may fetch `piece` while choked (BEP 6).
+    pub fn is_allowed_fast(&self, piece: u32) -> bool {
+        self.allowed_fast.contains(&piece)
+    }
+
     /// BEP 3 REQUEST: checked before anything is read from disk.
     pub(super) fn on_request(
         &mut self,
@@ -21,14 +81,9 @@ impl PeerSession {
         if !t.picker.have(b.piece) {
             return Err(PeerError::RequestedMissing(piece));
         }
-        if self.am_choking {
+        if self.am_choking && !self.is_allowed_fast(piece) {
             // BEP 6: requests while choked are rejected explicitly; BEP 3 peers are ignored.
-            if self.fast {
-                wire::encode(
-                    &Message::RejectRequest { piece, offset, len },
-                    &mut self.out,
-                );
-            }
+            self.reject(b);
             return Ok(());
         }
         if self.upload_queue.len() >= MAX_QUEUED_REQUESTS {
@@ -38,55 +93,107 @@ impl PeerSession {
         Ok(())
     }
 
-    /// Blocks to read from disk now for this peer (bounded per peer).
+    /// Blocks to read from disk now for this peer (bounded per peer), without rate limits.
     pub fn next_reads(&mut self, out: &mut Vec<BlockRef>) {
-        while self.reads_in_flight < MAX_READS_IN_FLIGHT {
+        self.next_reads_limited(u64::MAX, out);
+    }
+
+    /// Blocks to read now, gated by the torrent's and the engine's upload rate limits: a block
+    /// is charged when its read starts, so its PIECE message goes out within the limit.
+    pub fn next_reads_at(&mut self, now: Instant, t: &TorrentShared, out: &mut Vec<BlockRef>) {
+        let free = MAX_READS_IN_FLIGHT.saturating_sub(self.reads_in_flight) as usize;
+        let want = free.min(self.upload_queue.len()) as u64;
+        if want == 0 {
+            return;
+        }
+        let granted = t.grant_upload(now, want);
+        self.next_reads_limited(granted, out);
+    }
+
+    fn next_reads_limited(&mut self, mut budget: u64, out: &mut Vec<BlockRef>) {
+        while self.reads_in_flight < MAX_READS_IN_FLIGHT && budget > 0 {
             let Some(b) = self.upload_queue.pop_front() else {
                 break;
             };
             self.reads_in_flight += 1;
+            budget -= 1;
             out.push(b);
         }
     }
 
     /// A disk read for this peer finished; `data` is `None` if it failed.
     pub fn on_read(&mut self, b: BlockRef, data: Option<&[u8]>, t: &TorrentShared) {
-        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
         let Some(data) = data.filter(|d| d.len() == b.len as usize) else {
+            self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
             self.reject(b);
             return;
         };
-        if self.am_choking {
-            return;
+        if self.append_piece(b, t) {
+            self.out.extend_from_slice(data);
+        }
+    }
+
+    /// Accounts for a finished read of `b` and appends its PIECE header to `out` if the block
+    /// is still to be sent; the caller then sends the block's bytes right after the header
+    /// (copied into `out`, or as a second iovec). False (and a REJECT if due) otherwise.
+    pub fn append_piece(&mut self, b: BlockRef, t: &TorrentShared) -> bool {
+        self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
+        if self.am_choking && !self.is_allowed_fast(b.piece.get()) {
+            // Choked while the read was in flight: choke() already rejected the queue.
+            self.reject(b);
+            return false;
         }
         self.out
             .extend_from_slice(&wire::piece_header(b.piece.get(), b.offset, b.len));
-        self.out.extend_from_slice(data);
         self.uploaded_bytes += b.len as u64;
         t.counters
             .uploaded_bytes
             .fetch_add(b.len as u64, Ordering::Relaxed);
+        true
     }
 
-    /// Unchokes interested peers while the torrent has upload slots; chokes uninterested ones.
-    pub(super) fn update_choke(&mut self, t: &TorrentShared) {
-        if self.am_choking && self.peer_interested && t.take_upload_slot() {
-            self.am_choking = false;
-            wire::encode(&Message::Unchoke, &mut self.out);
-        } else if !self.am_choking && !self.peer_interested {
-            self.choke(t);
+    /// What the choker needs to know about this peer now.
+    pub fn rates(&mut self, now: Instant) -> PeerRates {
+        let down = self.down_meter.update(now, self.downloaded_bytes);
+        let up = self.up_meter.update(now, self.uploaded_bytes);
+        PeerRates {
+            key: PeerKey(self.key),
+            peer_interested: self.peer_interested,
+            download_rate_bytes_per_s: down,
+            upload_rate_bytes_per_s: up,
+            am_interested_since: self.am_interested_since,
+            last_block_at: (self.downloaded_bytes > 0).then_some(self.last_block),
+            connected_at: self.connected_at,
         }
     }
 
-    fn choke(&mut self, t: &TorrentShared) {
+    /// Reports to the torrent's choker and applies its decision (BEP 3 choking).
+    pub(super) fn update_choke(&mut self, now: Instant, t: &TorrentShared) {
+        let rates = self.rates(now);
+        let seeding = t.picker.is_complete();
+        let unchoke = t.choke.report(rates, seeding, now);
+        if unchoke && self.am_choking {
+            self.am_choking = false;
+            wire::encode(&Message::Unchoke, &mut self.out);
+        } else if !unchoke && !self.am_choking {
+            self.choke();
+        }
+    }
+
+    fn choke(&mut self) {
         if self.am_choking {
             return;
         }
         self.am_choking = true;
-        t.return_upload_slot();
         wire::encode(&Message::Choke, &mut self.out);
-        for b in std::mem::take(&mut self.upload_queue) {
-            self.reject(b);
+        // BEP 6: allowed-fast requests survive a choke; the rest are rejected.
+        let queue = std::mem::take(&mut self.upload_queue);
+        for b in queue {
+            if self.is_allowed_fast(b.piece.get()) {
+                self.upload_queue.push_back(b);
+            } else {
+                self.reject(b);
+            }
         }
     }
 
@@ -100,5 +207,29 @@ impl PeerSession {
             };
             wire::encode(&m, &mut self.out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_converges_and_decays() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new(t0);
+        let mut total = 0;
+        for s in 1..=20 {
+            total += 1_000_000;
+            m.update(t0 + Duration::from_secs(s), total);
+        }
+        let r = m.rate_bytes_per_s();
+        assert!((990_000..=1_000_000).contains(&r), "{r}");
+        // Less than a second later: unchanged.
+        assert_eq!(m.update(t0 + Duration::from_millis(20_500), total + 5), r);
+        for s in 21..=40 {
+            m.update(t0 + Duration::from_secs(s), total);
+        }
+        assert!(m.rate_bytes_per_s() < 10_000);
     }
 }

@@ -17,8 +17,8 @@
 //!   free blocks and the count of received blocks, so every piece transition is a single CAS;
 //! - per piece, an availability counter (how many connected peers have it), and per 64 pieces a
 //!   cached lower bound of it (`rarest.rs`);
-//! - two bitmaps indexing the words (wanted+open, wanted+partial) so picks do not scan every
-//!   piece, and three counters (pieces with a free wanted block, wanted pieces not verified,
+//! - three bitmaps indexing the words (wanted+open, wanted+open+high, wanted+partial) so picks
+//!   do not scan every piece, and three counters (pieces with a free wanted block, wanted pieces not verified,
 //!   verified pieces).
 //!
 //! Claiming a free block is two steps: reserve `k` blocks from the piece word's free count (one
@@ -54,18 +54,21 @@
 //! leave a block claimed by no one.
 
 mod bits;
+mod order;
 mod rarest;
 mod scan;
 mod transition;
 mod word;
 
 #[cfg(test)]
+mod order_tests;
+#[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{
-    AtomicU32, AtomicU64, AtomicU8,
+    AtomicBool, AtomicU32, AtomicU64, AtomicU8,
     Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst},
 };
 
@@ -157,8 +160,14 @@ pub struct Picker {
     blocks: Box<[AtomicU8]>,
     avail: Availability,
     open: AtomicBits,
+    /// The subset of `open` of high priority (file priorities), walked first.
+    open_high: AtomicBits,
     partial: AtomicBits,
     counters: [AtomicU32; 3],
+    /// Pick new pieces in index order instead of rarest first (streaming).
+    sequential: AtomicBool,
+    /// Some piece was ever marked high: only then is the high bitmap walked.
+    any_high: AtomicBool,
 }
 
 impl Picker {
@@ -198,8 +207,11 @@ impl Picker {
                 .collect(),
             avail: Availability::new(pieces as usize),
             open: AtomicBits::new(pieces as usize),
+            open_high: AtomicBits::new(pieces as usize),
             partial: AtomicBits::new(pieces as usize),
             counters: Default::default(),
+            sequential: AtomicBool::new(false),
+            any_high: AtomicBool::new(false),
         };
         for p in lengths.pieces() {
             let n = lengths.blocks_in_piece(p);
@@ -334,8 +346,10 @@ impl Picker {
 
     // ---- file selection and queries ----
 
-    /// Selects or deselects a piece. Outstanding claims of a deselected piece stay valid; it is
-    /// just not picked any more.
+    /// Selects or deselects a piece. Outstanding claims of a deselected piece stay valid: their
+    /// data is still accepted, hashed and written, and the piece may become verified; it is just
+    /// not picked any more. Safe at any time, from any thread, concurrently with claims: it is
+    /// one CAS of the piece word, and every reader of the wanted flag re-reads the word.
     pub fn set_wanted(&self, p: PieceIndex, wanted: bool) {
         self.transition(p.idx(), |w| {
             (w.wanted() != wanted).then(|| w.with_wanted(wanted))

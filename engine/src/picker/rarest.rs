@@ -15,6 +15,7 @@ use std::sync::atomic::{
     Ordering::{Relaxed, SeqCst},
 };
 
+use super::bits::AtomicBits;
 use super::word::Word;
 use super::Picker;
 use crate::types::{Bitfield, PieceIndex};
@@ -93,7 +94,22 @@ impl Picker {
     /// Fills `cands` with the rarest open pieces the peer has; among equals, the first seen
     /// walking from piece `start`.
     pub(super) fn rarest(&self, start: usize, peer_has: &Bitfield, cands: &mut Candidates) {
-        let nw = self.open.num_words();
+        self.rarest_in(Walk::Open, start, peer_has, cands);
+    }
+
+    /// [`Self::rarest`] over the open pieces of high priority only. The cached bounds are read
+    /// (a bound of all open pieces is a bound of any subset) but never written: a minimum over
+    /// the subset is not a bound of the whole.
+    pub(super) fn rarest_high(&self, start: usize, peer_has: &Bitfield, cands: &mut Candidates) {
+        self.rarest_in(Walk::OpenHigh, start, peer_has, cands);
+    }
+
+    fn rarest_in(&self, walk: Walk, start: usize, peer_has: &Bitfield, cands: &mut Candidates) {
+        let (bitmap, pred) = match walk {
+            Walk::Open => (&self.open, Word::open as fn(Word) -> bool),
+            Walk::OpenHigh => (&self.open_high, Word::open_high as fn(Word) -> bool),
+        };
+        let nw = bitmap.num_words();
         if nw == 0 {
             return;
         }
@@ -102,7 +118,7 @@ impl Picker {
         let (sw, high) = (start / 64, u64::MAX << (start % 64));
         for k in 0..nw {
             let wi = (sw + k) % nw;
-            let bits = self.open.load_word(wi);
+            let bits = bitmap.load_word(wi);
             if bits == 0 {
                 continue;
             }
@@ -129,25 +145,42 @@ impl Picker {
                     let a = self.avail.get(p);
                     min = min.min(a);
                     if cands.would_take(a) {
-                        self.offer(p, a, peer_has, cands);
+                        self.offer(p, a, peer_has, cands, bitmap, pred);
                     }
                 }
             }
-            bound.store((g as u64) << 32 | min as u64, Relaxed);
+            if walk == Walk::Open {
+                bound.store((g as u64) << 32 | min as u64, Relaxed);
+            }
         }
     }
 
-    fn offer(&self, p: usize, a: u32, peer_has: &Bitfield, cands: &mut Candidates) {
+    fn offer(
+        &self,
+        p: usize,
+        a: u32,
+        peer_has: &Bitfield,
+        cands: &mut Candidates,
+        bitmap: &AtomicBits,
+        pred: fn(Word) -> bool,
+    ) {
         let Ok(piece) = self.lengths.piece(p as u32) else {
             return;
         };
         if peer_has.get(piece) {
             match self.word(p) {
-                Some(w) if w.open() => cands.insert(a, p),
-                _ => self.clear_bit(&self.open, p, Word::open),
+                Some(w) if pred(w) => cands.insert(a, p),
+                _ => self.clear_bit(bitmap, p, pred),
             }
         }
     }
+}
+
+/// Which bitmap a rarest-first walk visits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    Open,
+    OpenHigh,
 }
 
 /// The `cap` rarest pieces seen so far, ascending by availability; among equals, the first seen.

@@ -2,7 +2,8 @@
 //!
 //! Order of preference: (1) free blocks of the pieces the peer is already working on (`hint`),
 //! (2) free blocks of other partial pieces, (3) new pieces, rarest first (fewest connected peers
-//! have them; ties broken from a seed-dependent start so peers spread out), (4) in endgame only,
+//! have them; ties broken from a seed-dependent start so peers spread out), high-priority pieces
+//! before the others, or in index order in sequential mode (`order.rs`), (4) in endgame only,
 //! blocks claimed by other peers but not received, up to [`MAX_DUPLICATES`] claims per block.
 //!
 //! Cost: steps 2 and 4 walk the partial-piece bitmap (few pieces); step 3 walks the open-piece
@@ -11,24 +12,19 @@
 
 use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 
-use super::rarest::{Candidates, CANDIDATES};
 use super::word::{Word, FREE};
 use super::{Picker, PieceState, MAX_DUPLICATES, PICKABLE};
 use crate::types::{Bitfield, BlockRef, PieceIndex};
 
-/// Most walks of the open bitmap per call (each is repeated only when other peers took the
-/// candidates first, or the peer wants more blocks than the candidates hold).
-const MAX_WALKS: usize = 4;
-
 /// The arguments of one [`Picker::pick`] call.
-struct Pick<'a> {
-    peer_has: &'a Bitfield,
+pub(super) struct Pick<'a> {
+    pub(super) peer_has: &'a Bitfield,
     already_requested: &'a dyn Fn(BlockRef) -> bool,
     out: &'a mut Vec<BlockRef>,
     /// Length of `out` when the call began: `out[first..]` are this call's claims.
     first: usize,
     /// Blocks still to claim.
-    left: usize,
+    pub(super) left: usize,
 }
 
 impl Picker {
@@ -66,7 +62,12 @@ impl Picker {
             }
             self.claim_free(p.idx(), &mut pk);
         }
-        let start = self.spread(seed);
+        // Sequential mode finishes the lowest partial pieces first (see `order.rs`).
+        let start = if self.is_sequential() {
+            0
+        } else {
+            self.spread(seed)
+        };
         if pk.left > 0 {
             self.claim_partial(start, &mut pk);
         }
@@ -92,7 +93,7 @@ impl Picker {
     }
 
     /// Claims free blocks of piece `p` if the peer has it: reserve in the word, then take bytes.
-    fn claim_free(&self, p: usize, pk: &mut Pick<'_>) {
+    pub(super) fn claim_free(&self, p: usize, pk: &mut Pick<'_>) {
         let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
             return;
         };
@@ -155,24 +156,6 @@ impl Picker {
             }
             pk.left > 0
         });
-    }
-
-    /// Step 3: new pieces, rarest first.
-    fn claim_new(&self, start: usize, pk: &mut Pick<'_>) {
-        let stride = self.stride.max(1);
-        for _ in 0..MAX_WALKS {
-            let mut cands = Candidates::new(pk.left.div_ceil(stride).clamp(1, CANDIDATES));
-            self.rarest(start, pk.peer_has, &mut cands);
-            if cands.is_empty() {
-                return;
-            }
-            for p in cands.pieces() {
-                self.claim_free(p, pk);
-                if pk.left == 0 {
-                    return;
-                }
-            }
-        }
     }
 
     /// Step 4 (endgame): one more claim on blocks others have claimed but not received.

@@ -96,11 +96,12 @@ impl Picker {
         }
         for (bits, pred) in [
             (&self.open, Word::open as fn(Word) -> bool),
+            (&self.open_high, Word::open_high),
             (&self.partial, Word::partial),
         ] {
             if pred(new) && !pred(old) {
                 bits.set(p);
-                if std::ptr::eq(bits, &self.open) {
+                if !std::ptr::eq(bits, &self.partial) {
                     // A piece (re)opening can lower the rarest-first bounds of its word.
                     self.avail.lowered();
                 }

@@ -26,6 +26,7 @@ const RECEIVED_SHIFT: u32 = FREE_BITS;
 const STATE_SHIFT: u32 = 2 * FREE_BITS;
 const STATE_MASK: u64 = 0b111;
 const WANTED_BIT: u64 = 1 << (STATE_SHIFT + 3);
+const HIGH_BIT: u64 = 1 << (STATE_SHIFT + 4);
 
 /// Most blocks a piece may have so that its counts fit the word (2^22 - 1; a `u32` piece length
 /// gives at most 2^18 blocks, so every valid [`crate::types::Lengths`] fits).
@@ -95,6 +96,10 @@ impl Word {
     pub(super) fn wanted(self) -> bool {
         self.0 & WANTED_BIT != 0
     }
+    /// The piece overlaps a file of high priority: picked before the others.
+    pub(super) fn high(self) -> bool {
+        self.0 & HIGH_BIT != 0
+    }
 
     pub(super) fn with_free(self, free: u32) -> Word {
         debug_assert!(free <= MAX_BLOCKS_PER_PIECE);
@@ -117,6 +122,14 @@ impl Word {
         }
     }
 
+    pub(super) fn with_high(self, high: bool) -> Word {
+        if high {
+            Word(self.0 | HIGH_BIT)
+        } else {
+            Word(self.0 & !HIGH_BIT)
+        }
+    }
+
     /// Open or partial: blocks may still be claimed.
     pub(super) fn in_play(self) -> bool {
         matches!(self.state(), PieceState::Open | PieceState::Partial)
@@ -129,6 +142,10 @@ impl Word {
     /// Predicate of the `open` bitmap: a wanted piece nobody has started.
     pub(super) fn open(self) -> bool {
         self.wanted() && self.state() == PieceState::Open
+    }
+    /// Predicate of the `open_high` bitmap: an open piece of high priority.
+    pub(super) fn open_high(self) -> bool {
+        self.open() && self.high()
     }
     /// Predicate of the `partial` bitmap: a wanted piece in progress.
     pub(super) fn partial(self) -> bool {
@@ -162,6 +179,9 @@ mod tests {
         assert_eq!(w.received(), MAX_BLOCKS_PER_PIECE);
         assert_eq!(w.state(), PieceState::Complete);
         assert!(!w.wanted());
+        assert!(!w.high() && w.with_high(true).high());
+        assert_eq!(w.with_high(true).with_high(false), w);
+        assert_eq!(w.with_high(true).state(), PieceState::Complete);
         for s in [
             PieceState::Open,
             PieceState::Partial,

@@ -20,6 +20,16 @@ use super::backend::{Op, Token};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Give up on a handshake after this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Dial attempts per address after the first fails before the handshake (peers that are
+/// starting up refuse or drop connections for a moment; libtorrent and rqbit retry too).
+const MAX_REDIALS: u32 = 6;
+
+/// How long to wait before dial attempt `attempt + 1` of an address whose attempt `attempt`
+/// (0 = the first) failed before the handshake: 1, 2, 4, ... s, at most 30 s; `None` once
+/// [`MAX_REDIALS`] retries are spent.
+pub fn redial_delay(attempt: u32) -> Option<Duration> {
+    (attempt < MAX_REDIALS).then(|| Duration::from_secs((1u64 << attempt.min(5)).min(30)))
+}
 
 enum Phase {
     Connecting,
@@ -30,6 +40,14 @@ enum Phase {
         reader: wire::Reader,
         session: Box<PeerSession>,
     },
+}
+
+/// A dial to try again later (see [`redial_delay`]).
+pub struct Redial {
+    pub torrent: u64,
+    pub addr: SocketAddr,
+    pub attempt: u32,
+    pub delay: Duration,
 }
 
 /// See the module doc.
@@ -48,6 +66,11 @@ pub struct Conn {
     started: Instant,
     peer_id: Option<PeerId>,
     got_data: bool,
+    /// Which dial attempt of this address this is (0 = the first); outgoing only.
+    attempt: u32,
+    /// False once the peer's handshake was refused (wrong torrent, duplicate, banned, full):
+    /// dialing it again would be refused again.
+    retryable: bool,
 }
 
 impl Conn {
@@ -56,9 +79,12 @@ impl Conn {
         key: u64,
         addr: SocketAddr,
         t: Arc<TorrentShared>,
+        attempt: u32,
         now: Instant,
     ) -> Conn {
-        Self::new(token, key, addr, Some(t), true, Phase::Connecting, now)
+        let mut c = Self::new(token, key, addr, Some(t), true, Phase::Connecting, now);
+        c.attempt = attempt;
+        c
     }
 
     pub fn incoming(token: Token, key: u64, addr: SocketAddr, now: Instant) -> Conn {
@@ -92,6 +118,8 @@ impl Conn {
             started: now,
             peer_id: None,
             got_data: false,
+            attempt: 0,
+            retryable: true,
         }
     }
 
@@ -145,6 +173,7 @@ impl Conn {
             }
             let hs_bytes = std::mem::take(buf);
             if let Err(reason) = self.on_handshake(&hs_bytes, now, torrents, alerts) {
+                self.retryable = false;
                 self.fail(reason);
                 return;
             }
@@ -221,53 +250,38 @@ impl Conn {
         }
     }
 
-    /// Starts disk reads for blocks this peer requested (uploads).
-    pub fn issue_reads(
-        &mut self,
-        disk: &uring_disk::DiskPipeline,
-        tx: &crossbeam_channel::Sender<super::ReadDone>,
-        waker: Option<&Arc<super::Waker>>,
-    ) {
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return;
-        };
-        let mut blocks = Vec::new();
-        session.next_reads(&mut blocks);
-        for b in blocks {
-            let (tx, waker, token, key) = (tx.clone(), waker.cloned(), self.token, self.key);
-            let reply = Box::new(move |data| {
-                let _ = tx.send(super::ReadDone {
-                    token,
-                    key,
-                    block: b,
-                    data,
-                });
-                if let Some(w) = waker {
-                    w.wake();
-                }
-            });
-            if let Err(e) = disk.read(t.disk_slot, b.piece.get(), b.offset, b.len, reply) {
-                tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
-                session.on_read(b, None, t);
-            }
-        }
+    /// The connection's key (changes never; tells a reused token's new connection apart).
+    pub fn key(&self) -> u64 {
+        self.key
     }
 
-    /// A disk read for this connection came back.
-    pub fn on_read_done(&mut self, done: super::ReadDone) {
-        if done.key != self.key || self.failed.is_some() {
+    /// Blocks this peer requested that may be read now (upload rate limits applied), and the
+    /// torrent they belong to.
+    pub fn take_reads(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<crate::types::BlockRef>,
+    ) -> Option<Arc<TorrentShared>> {
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return None;
+        };
+        if self.failed.is_some() {
+            return None;
+        }
+        session.next_reads_at(now, t, out);
+        Some(t.clone())
+    }
+
+    /// A disk read (or a cache hit) for this connection: `data` is `None` if the read failed.
+    /// The block's bytes are copied once, after its PIECE header, into the send buffer.
+    pub fn deliver_read(&mut self, key: u64, block: crate::types::BlockRef, data: Option<&[u8]>) {
+        if key != self.key || self.failed.is_some() {
             return;
         }
         let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
             return;
         };
-        match &done.data {
-            Ok(buf) => session.on_read(done.block, Some(buf.as_slice()), t),
-            Err(e) => {
-                tracing::warn!("torrent {}: read of {:?} failed: {e}", t.id, done.block);
-                session.on_read(done.block, None, t);
-            }
-        }
+        session.on_read(block, data, t);
         self.out.append(&mut session.out);
     }
 
@@ -331,14 +345,31 @@ impl Conn {
     }
 
     /// If the connection failed, releases everything it held and closes the socket (once).
-    pub fn finish_close(&mut self, alerts: &AlertSink, ops: &mut Vec<Op>) {
+    /// Closes a failed connection. Returns the dial attempt to schedule when an outgoing
+    /// connection failed before the handshake completed and the torrent still needs peers.
+    pub fn finish_close(&mut self, alerts: &AlertSink, ops: &mut Vec<Op>) -> Option<Redial> {
         if self.closed {
-            return;
+            return None;
         }
-        let Some(reason) = self.failed.clone() else {
-            return;
-        };
+        let reason = self.failed.clone()?;
         self.closed = true;
+        let redial = match (&self.torrent, &self.phase) {
+            (Some(t), Phase::Connecting | Phase::Handshake { .. })
+                if self.outgoing
+                    && self.retryable
+                    && !t.is_stopped()
+                    && !t.complete.load(Ordering::Acquire)
+                    && !t.is_banned(self.addr.ip()) =>
+            {
+                redial_delay(self.attempt).map(|delay| Redial {
+                    torrent: t.id,
+                    addr: self.addr,
+                    attempt: self.attempt + 1,
+                    delay,
+                })
+            }
+            _ => None,
+        };
         tracing::debug!("peer {} closing: {reason}", self.addr);
         if let Some(t) = &self.torrent {
             if let Phase::Active { session, .. } = &mut self.phase {
@@ -355,6 +386,7 @@ impl Conn {
             }
         }
         ops.push(Op::Close { token: self.token });
+        redial
     }
 
     /// Starts a send of everything queued, if none is in flight.
@@ -373,5 +405,19 @@ impl Conn {
             buf,
         });
         self.sending = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redials_back_off_and_stop() {
+        let delays: Vec<u64> = (0..10)
+            .map_while(redial_delay)
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30]);
     }
 }

@@ -12,6 +12,7 @@
 //! outgoing ones are handed out round-robin by the engine.
 
 pub mod backend;
+mod cache;
 mod conn;
 pub mod portable;
 pub mod uring;
@@ -28,6 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::engine::AlertSink;
 use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
+use cache::{BlockKey, ReadCache};
 use conn::Conn;
 
 /// Longest wait for completions when idle.
@@ -52,6 +54,7 @@ impl Waker {
 pub struct ReadDone {
     pub token: Token,
     pub key: u64,
+    pub torrent: u64,
     pub block: crate::types::BlockRef,
     pub data: Result<uring_disk::ReadBuf, uring_disk::StorageError>,
 }
@@ -75,6 +78,10 @@ pub struct ShardConfig {
     pub bind_ip: Option<std::net::IpAddr>,
     pub alerts: AlertSink,
     pub disk: Arc<uring_disk::DiskPipeline>,
+    /// The engine's global rate limits, shared by every shard and torrent.
+    pub global_limits: Arc<crate::ratelimit::RateLimits>,
+    /// Regular upload slots per torrent (the choker's).
+    pub upload_slots: usize,
 }
 
 /// The engine's handle to a running shard.
@@ -163,6 +170,8 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         live: 0,
         alerts: cfg.alerts.clone(),
         disk: cfg.disk.clone(),
+        global_limits: cfg.global_limits.clone(),
+        upload_slots: cfg.upload_slots,
         index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
@@ -171,6 +180,10 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         reads_tx,
         reads_rx,
         waker,
+        cache: ReadCache::default(),
+        reads_inflight: HashMap::new(),
+        scratch_reads: Vec::new(),
+        redials: Vec::new(),
     };
     loop {
         for cmd in rx.try_iter() {
@@ -201,6 +214,8 @@ struct Shard {
     live: usize,
     alerts: AlertSink,
     disk: Arc<uring_disk::DiskPipeline>,
+    global_limits: Arc<crate::ratelimit::RateLimits>,
+    upload_slots: usize,
     index: usize,
     next_key: u64,
     ops: Vec<Op>,
@@ -209,50 +224,77 @@ struct Shard {
     reads_tx: Sender<ReadDone>,
     reads_rx: Receiver<ReadDone>,
     waker: Option<Arc<Waker>>,
+    cache: ReadCache,
+    /// Upload reads in flight, with the other connections waiting for the same block.
+    reads_inflight: HashMap<BlockKey, Vec<(Token, u64)>>,
+    scratch_reads: Vec<crate::types::BlockRef>,
+    /// Dials to retry, with when (outgoing connections that failed before the handshake).
+    redials: Vec<(Instant, conn::Redial)>,
 }
 
 impl Shard {
     fn command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::AddTorrent(t) => {
+                t.attach_engine(&self.global_limits, self.upload_slots);
                 self.torrents.insert(t.id, t);
             }
             Command::RemoveTorrent(id) => {
                 self.torrents.remove(&id);
+                self.cache.forget_torrent(id);
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
                         c.fail("torrent removed".into());
                     }
                 }
             }
-            Command::Connect { torrent, addr } => {
-                let Some(t) = self.torrents.get(&torrent).cloned() else {
-                    return;
-                };
-                let busy = self
-                    .conns
-                    .iter()
-                    .flatten()
-                    .any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
-                if busy
-                    || self.live >= MAX_CONNS_PER_SHARD
-                    || t.is_banned(addr.ip())
-                    || t.is_stopped()
-                {
-                    return;
-                }
-                let token = self.alloc();
-                self.next_key += 1;
-                let c = Conn::outgoing(token, self.next_key, addr, t, now);
-                self.ops.push(Op::Connect { token, addr });
-                self.conns[token as usize] = Some(c);
-            }
+            Command::Connect { torrent, addr } => self.dial(torrent, addr, 0, now),
             Command::Shutdown => {
                 self.shutting_down = Some(now);
                 for c in self.conns.iter_mut().flatten() {
                     c.fail("engine shutting down".into());
                 }
             }
+        }
+    }
+
+    /// Opens an outgoing connection unless one to `addr` for this torrent exists, the shard is
+    /// full, or the torrent is gone, stopped or bans the address.
+    fn dial(&mut self, torrent: u64, addr: SocketAddr, attempt: u32, now: Instant) {
+        let Some(t) = self.torrents.get(&torrent).cloned() else {
+            return;
+        };
+        let busy = self
+            .conns
+            .iter()
+            .flatten()
+            .any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
+        if busy
+            || self.live >= MAX_CONNS_PER_SHARD
+            || self.shutting_down.is_some()
+            || t.is_banned(addr.ip())
+            || t.is_stopped()
+        {
+            return;
+        }
+        let token = self.alloc();
+        self.next_key += 1;
+        let c = Conn::outgoing(token, self.next_key, addr, t, attempt, now);
+        self.ops.push(Op::Connect { token, addr });
+        self.conns[token as usize] = Some(c);
+    }
+
+    /// Dials the addresses whose retry is due.
+    fn redial_due(&mut self, now: Instant) {
+        if self.redials.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.redials)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.redials = later;
+        for (_, r) in due {
+            self.dial(r.torrent, r.addr, r.attempt, now);
         }
     }
 
@@ -331,20 +373,114 @@ impl Shard {
         if slow {
             self.last_slow = now;
         }
-        for done in self.reads_rx.try_iter() {
-            if let Some(Some(conn)) = self.conns.get_mut(done.token as usize) {
-                conn.on_read_done(done);
-            }
+        while let Ok(done) = self.reads_rx.try_recv() {
+            self.read_done(done);
         }
-        for slot in self.conns.iter_mut() {
-            let Some(conn) = slot.as_mut() else { continue };
+        for i in 0..self.conns.len() {
+            let Some(conn) = self.conns[i].as_mut() else {
+                continue;
+            };
             conn.tick(now, slow, &self.alerts);
-            conn.issue_reads(&self.disk, &self.reads_tx, self.waker.as_ref());
+            self.issue_reads(i as Token, now);
+            let Some(conn) = self.conns[i].as_mut() else {
+                continue;
+            };
             conn.submit_completed(&self.disk);
-            conn.finish_close(&self.alerts, &mut self.ops);
+            if let Some(r) = conn.finish_close(&self.alerts, &mut self.ops) {
+                if self.shutting_down.is_none() {
+                    self.redials.push((now + r.delay, r));
+                }
+            }
             conn.flush(&mut self.ops);
         }
+        if slow {
+            self.redial_due(now);
+        }
         let _ = self.index;
+    }
+
+    /// Starts the upload reads connection `token` may do now: served from the cache, joined
+    /// to a read of the same block already in flight, or sent to the disk pipeline.
+    fn issue_reads(&mut self, token: Token, now: Instant) {
+        let mut blocks = std::mem::take(&mut self.scratch_reads);
+        blocks.clear();
+        let Some(conn) = self.conns[token as usize].as_mut() else {
+            return;
+        };
+        let key = conn.key();
+        let Some(t) = conn.take_reads(now, &mut blocks) else {
+            self.scratch_reads = blocks;
+            return;
+        };
+        for &b in &blocks {
+            let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
+            if let Some(data) = self.cache.get(&k) {
+                if let Some(conn) = self.conns[token as usize].as_mut() {
+                    conn.deliver_read(key, b, Some(data));
+                }
+                continue;
+            }
+            if let Some(waiters) = self.reads_inflight.get_mut(&k) {
+                waiters.push((token, key));
+                continue;
+            }
+            let (tx, waker) = (self.reads_tx.clone(), self.waker.clone());
+            let torrent = t.id;
+            let reply = Box::new(move |data| {
+                let _ = tx.send(ReadDone {
+                    token,
+                    key,
+                    torrent,
+                    block: b,
+                    data,
+                });
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+            match self
+                .disk
+                .read(t.disk_slot, b.piece.get(), b.offset, b.len, reply)
+            {
+                Ok(()) => {
+                    self.reads_inflight.insert(k, Vec::new());
+                }
+                Err(e) => {
+                    tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
+                    if let Some(conn) = self.conns[token as usize].as_mut() {
+                        conn.deliver_read(key, b, None);
+                    }
+                }
+            }
+        }
+        self.scratch_reads = blocks;
+    }
+
+    /// A disk read came back: to the connection that asked, every connection that waited for
+    /// the same block, and the cache when the torrent has several peers.
+    fn read_done(&mut self, done: ReadDone) {
+        let b = done.block;
+        let k: BlockKey = (done.torrent, b.piece.get(), b.offset, b.len);
+        let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
+        let data = match &done.data {
+            Ok(buf) => Some(buf.as_slice()),
+            Err(e) => {
+                tracing::warn!("torrent {}: read of {b:?} failed: {e}", done.torrent);
+                None
+            }
+        };
+        for (token, key) in std::iter::once((done.token, done.key)).chain(waiters) {
+            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_read(key, b, data);
+            }
+        }
+        let shared = self
+            .torrents
+            .get(&done.torrent)
+            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
+        if let (Some(data), true) = (data, shared) {
+            self.cache.insert(k, data);
+        }
     }
 
     fn flush_one(&mut self, token: Token) {

@@ -168,7 +168,7 @@ impl DiskThread {
                 len,
                 reply,
             } => self.on_read(slot, piece, offset, len, reply, driver),
-            Cmd::Sync { slot, done } => self.on_sync(slot, done, driver),
+            Cmd::Sync { slot, all, done } => self.on_sync(slot, all, done, driver),
             Cmd::Shutdown => {}
         }
     }
@@ -284,13 +284,17 @@ impl DiskThread {
         self.start_job(job, ops, error);
     }
 
-    fn on_sync(&mut self, slot: u32, done: SyncReply, driver: &mut Driver) {
+    /// Syncs the files written since their last sync (the part file included), or every open
+    /// file if `all`. `take_dirty` runs for every file either way, so a failed sync marks its
+    /// file dirty again in `complete`.
+    fn on_sync(&mut self, slot: u32, all: bool, done: SyncReply, driver: &mut Driver) {
         let Some(t) = self.torrents.get(&slot) else {
             return done(Err(StorageError::UnknownTorrent));
         };
-        let files: Vec<_> = (0..t.storage.files().len())
-            .filter_map(|i| t.storage.handle(i))
-            .filter(|h| h.take_dirty())
+        let files: Vec<_> = t
+            .storage
+            .open_handles()
+            .filter(|h| h.take_dirty() || all)
             .cloned()
             .collect();
         let job = self.new_job(Job::Sync { slot, done });

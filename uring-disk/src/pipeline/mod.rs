@@ -191,6 +191,7 @@ pub(crate) enum Cmd {
     },
     Sync {
         slot: u32,
+        all: bool,
         done: SyncReply,
     },
     Shutdown,
@@ -424,13 +425,33 @@ impl DiskPipeline {
     /// disk thread when all are synced. Covers every piece whose `PieceWritten` was delivered
     /// before this call (writes still in flight are not waited for).
     pub fn sync(&self, slot: TorrentSlot, done: SyncReply) -> Result<(), StorageError> {
+        self.sync_inner(slot, false, done)
+    }
+
+    /// Like [`DiskPipeline::sync`] but `fdatasync`s every open file of the torrent, written
+    /// by us or not: after a recheck, data found on disk may still be only in the page cache
+    /// (written by a process that crashed), and must be durable before it is recorded.
+    pub fn sync_all(&self, slot: TorrentSlot, done: SyncReply) -> Result<(), StorageError> {
+        self.sync_inner(slot, true, done)
+    }
+
+    fn sync_inner(
+        &self,
+        slot: TorrentSlot,
+        all: bool,
+        done: SyncReply,
+    ) -> Result<(), StorageError> {
         let torrents = self.read_registry();
         let info = torrents.get(&slot.0).ok_or(StorageError::UnknownTorrent)?;
         info.outstanding.fetch_add(1, Ordering::AcqRel);
-        self.send(Cmd::Sync { slot: slot.0, done })
-            .inspect_err(|_| {
-                info.outstanding.fetch_sub(1, Ordering::AcqRel);
-            })
+        self.send(Cmd::Sync {
+            slot: slot.0,
+            all,
+            done,
+        })
+        .inspect_err(|_| {
+            info.outstanding.fetch_sub(1, Ordering::AcqRel);
+        })
     }
 
     /// Stops the threads after every queued piece, read and sync is answered.

@@ -188,6 +188,18 @@ fn sync(run: &Run) -> Result<(), StorageError> {
     rx.recv_timeout(WAIT).unwrap()
 }
 
+/// `sync_all`: every open file, dirty or not (after a recheck).
+fn sync_all(run: &Run) -> Result<(), StorageError> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    run.pipeline.sync_all(
+        run.slot,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    )?;
+    rx.recv_timeout(WAIT).unwrap()
+}
+
 /// Writes, checks the files, reads back a few ranges of every piece, syncs.
 fn roundtrip(lens: &[(u64, bool)], piece_length: u32) {
     roundtrip_in(std::env::temp_dir().as_path(), lens, piece_length);
@@ -214,6 +226,7 @@ fn roundtrip_in(base: &Path, lens: &[(u64, bool)], piece_length: u32) {
         }
         sync(&run).unwrap();
         sync(&run).unwrap();
+        sync_all(&run).unwrap();
     }
 }
 

@@ -1,0 +1,293 @@
+//! `bench-harness seed`: upload throughput and CPU per GiB uploaded of a ringtorrent seeder
+//! against a libtorrent seeder (and aria2, by flag), feeding the same real leechers in the same
+//! run.
+//!
+//! Setup: one seeder of each kind runs for the whole benchmark on its own 127.0.0.x address,
+//! announcing nowhere. A fixed-peer tracker hands each leecher exactly one seeder (switched
+//! before every download), so every byte a leecher gets, that seeder uploaded. Order per run:
+//! for each leecher, each seeder in turn (A B A B). The seeder's CPU is read from
+//! `/proc/<pid>/stat` before and after each download; the leecher's from `wait4`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Args;
+use rt_testkit::clients::{Client, LeechJob};
+use rt_testkit::fixed_tracker::FixedTracker;
+use rt_testkit::net::{free_port, LEECHER_IP};
+use rt_testkit::payload::PayloadSpec;
+use rt_testkit::torrent::write_with_announce;
+use serde::Serialize;
+
+use crate::measure::{proc_cpu_s, run_measured, Sample};
+use crate::report::{spread_table, Row, Spread};
+use crate::seeders::{Discovery, Seeder, SeederKind};
+use crate::size::{format_size, parse_size};
+use crate::swarm::{pick_clients, prepare_payload};
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct SeedArgs {
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub size: u64,
+    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
+    pub piece_length: u64,
+    #[arg(long, default_value_t = 1)]
+    pub files: u32,
+    /// Seeders to compare, in run order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ringtorrent,libtorrent"
+    )]
+    pub seeders: Vec<SeederKind>,
+    /// Leechers that download from each seeder.
+    #[arg(long, value_delimiter = ',', default_value = "rqbit,aria2")]
+    pub leechers: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    pub runs: u32,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "bench-cache")]
+    pub cache: PathBuf,
+    #[arg(long, default_value_t = 900)]
+    pub timeout_s: u64,
+    #[arg(long, default_value_t = 1)]
+    pub payload_seed: u64,
+    /// Round-trip time between peers (see `swarm --rtt-ms`).
+    #[arg(long, default_value_t = 0)]
+    pub rtt_ms: u32,
+}
+
+/// One download from one seeder.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadSample {
+    pub leecher: Sample,
+    pub seeder_cpu_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pair {
+    pub seeder: String,
+    pub leecher: String,
+    pub samples: Vec<UploadSample>,
+    pub failures: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    params: &'a SeedArgs,
+    payload_bytes: u64,
+    pairs: &'a [Pair],
+    notes: &'a [String],
+}
+
+pub fn run(args: &SeedArgs) -> Result<()> {
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(!args.seeders.is_empty(), "--seeders is empty");
+    let cache = std::path::absolute(&args.cache)?;
+    let (spec, save_dir, bare) = prepare_payload(
+        &cache,
+        args.size,
+        args.files,
+        args.piece_length,
+        args.payload_seed,
+    )?;
+    let mut notes = Vec::new();
+    let leechers = pick_clients(&args.leechers, &mut notes)?;
+
+    let tracker = FixedTracker::start(&[])?;
+    let run_dir = cache.join("run-seed");
+    std::fs::create_dir_all(&run_dir)?;
+    let torrent = run_dir.join("seed.torrent");
+    write_with_announce(&bare, &torrent, Some(&tracker.announce_url()))?;
+    let mut seeders = Vec::new();
+    for kind in &args.seeders {
+        // The seeders get the torrent without a tracker: they only wait to be dialled.
+        let s = Seeder::start(*kind, &bare, &save_dir, Discovery::None)
+            .with_context(|| format!("starting the {} seeder", kind.name()))?;
+        eprintln!("{} seeder on {}", kind.name(), s.addr());
+        seeders.push((*kind, s));
+    }
+
+    let mut pairs: Vec<Pair> = Vec::new();
+    for l in &leechers {
+        for (k, _) in &seeders {
+            pairs.push(Pair {
+                seeder: k.name().into(),
+                leecher: l.name().into(),
+                samples: Vec::new(),
+                failures: Vec::new(),
+            });
+        }
+    }
+    for run in 0..args.runs {
+        let mut i = 0;
+        for leecher in &leechers {
+            for (kind, seeder) in seeders.iter_mut() {
+                seeder.check_alive()?;
+                let SocketAddr::V4(addr) = seeder.addr() else {
+                    bail!("seeder {} is not on IPv4", kind.name());
+                };
+                tracker.set_peers(&[addr]);
+                let what = format!("{} <- {} run {}", leecher.name(), kind.name(), run + 1);
+                match one_upload(args, *leecher, seeder, &torrent, &run_dir, &spec) {
+                    Ok(s) => {
+                        eprintln!(
+                            "  {what}: {:.2}s, {:.1} MB/s, seeder {:.2} CPU-s",
+                            s.leecher.wall_s,
+                            spec.total_len() as f64 / 1e6 / s.leecher.wall_s,
+                            s.seeder_cpu_s
+                        );
+                        pairs[i].samples.push(s);
+                    }
+                    Err(e) => {
+                        eprintln!("  {what}: FAILED: {e:#}");
+                        pairs[i].failures.push(format!("run {}: {e:#}", run + 1));
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+    for p in &pairs {
+        for f in &p.failures {
+            notes.push(format!("{} from {} failed {f}", p.leecher, p.seeder));
+        }
+    }
+    println!(
+        "## seed: {} in {} file(s), piece {}, {} run(s){}\n",
+        format_size(args.size),
+        args.files.max(1),
+        format_size(args.piece_length),
+        args.runs,
+        rtt_note(args.rtt_ms)
+    );
+    print!("{}", table(&pairs, spec.total_len(), &notes));
+    if let Some(path) = &args.json {
+        let j = JsonReport {
+            params: args,
+            payload_bytes: spec.total_len(),
+            pairs: &pairs,
+            notes: &notes,
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)
+            .with_context(|| format!("writing {path:?}"))?;
+    }
+    Ok(())
+}
+
+pub fn rtt_note(rtt_ms: u32) -> String {
+    if rtt_ms == 0 {
+        String::new()
+    } else {
+        format!(", {rtt_ms} ms RTT")
+    }
+}
+
+/// One leecher download from `seeder` (the only peer the tracker hands out), verified.
+fn one_upload(
+    args: &SeedArgs,
+    client: Client,
+    seeder: &mut Seeder,
+    torrent: &Path,
+    run_dir: &Path,
+    spec: &PayloadSpec,
+) -> Result<UploadSample> {
+    let out_dir = run_dir.join(format!("dl-{}", client.name()));
+    if out_dir.exists() {
+        std::fs::remove_dir_all(&out_dir)?;
+    }
+    std::fs::create_dir_all(&out_dir)?;
+    let timeout = Duration::from_secs(args.timeout_s);
+    let job = LeechJob {
+        torrent,
+        out_dir: &out_dir,
+        listen_port: free_port(LEECHER_IP)?,
+        peers: &[],
+        timeout,
+    };
+    let cmd = client.leech_command(&job)?;
+    let log = run_dir.join(format!("{}.log", client.name()));
+    let pid = seeder.pid();
+    let cpu_before = proc_cpu_s(pid)?;
+    let sample = run_measured(cmd, &log, timeout)?;
+    let seeder_cpu_s = proc_cpu_s(pid)? - cpu_before;
+    let verdict = if sample.timed_out {
+        Err(anyhow::anyhow!("timed out after {timeout:?}"))
+    } else if sample.exit_code != Some(0) {
+        Err(anyhow::anyhow!("exit {:?}", sample.exit_code))
+    } else {
+        spec.verify(&out_dir)
+            .context("download differs from the payload")
+    };
+    std::fs::remove_dir_all(&out_dir)?;
+    verdict.with_context(|| format!("log: {}", log.display()))?;
+    Ok(UploadSample {
+        leecher: sample,
+        seeder_cpu_s,
+    })
+}
+
+/// The Markdown table: one row per (leecher, seeder), ratios to the ringtorrent seeder feeding
+/// the same leecher.
+fn table(pairs: &[Pair], bytes: u64, notes: &[String]) -> String {
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    let stats = |p: &Pair| {
+        let mbs: Vec<f64> = p
+            .samples
+            .iter()
+            .map(|s| bytes as f64 / 1e6 / s.leecher.wall_s)
+            .collect();
+        let cpu: Vec<f64> = p.samples.iter().map(|s| s.seeder_cpu_s / gib).collect();
+        (Spread::of(&mbs), Spread::of(&cpu))
+    };
+    let rows: Vec<Row> = pairs
+        .iter()
+        .map(|p| {
+            let (mbs, cpu) = stats(p);
+            let base = pairs
+                .iter()
+                .find(|b| b.leecher == p.leecher && b.seeder == "ringtorrent")
+                .map(stats);
+            let ratio = match (base, mbs, cpu) {
+                (Some((Some(bm), Some(bc))), Some(m), Some(c))
+                    if bm.median > 0.0 && bc.median > 0.0 =>
+                {
+                    format!(
+                        "{:.2}x / {:.2}x",
+                        m.median / bm.median,
+                        c.median / bc.median
+                    )
+                }
+                _ => "-".into(),
+            };
+            Row {
+                lead: vec![
+                    format!("{} → {}", p.seeder, p.leecher),
+                    format!("{}/{}", p.samples.len(), p.failures.len()),
+                ],
+                spreads: vec![mbs, cpu],
+                tail: vec![ratio],
+            }
+        })
+        .collect();
+    let mut t = spread_table(
+        &[
+            "seeder → leecher",
+            "runs ok/failed",
+            "upload MB/s",
+            "seeder CPU-s/GiB",
+            "MB/s, CPU vs ringtorrent",
+        ],
+        &rows,
+        &[1, 2],
+    );
+    for n in notes {
+        t.push_str(&format!("- {n}\n"));
+    }
+    t.push_str("\nMedian (min–max) over runs. Upload MB/s is the payload over the leecher's wall time (one seeder, one leecher); CPU is the seeder process's own (/proc/<pid>/stat, all threads).\n");
+    t
+}

@@ -1,0 +1,104 @@
+//! Tests of opening storage: files, sizes, paths.
+
+use super::*;
+
+fn file(p: &str, length: u64, padding: bool) -> StorageFile {
+    StorageFile {
+        rel_path: PathBuf::from(p),
+        length,
+        padding,
+    }
+}
+
+#[test]
+fn creates_files_dirs_and_sizes_but_not_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![
+        file("a/b/one", 5000, false),
+        file(".pad/3192", 3192, true),
+        file("empty", 0, false),
+        file("a/two", 1, false),
+    ];
+    let s = Storage::open(dir.path(), files, 4096, StorageOptions::default()).unwrap();
+    assert_eq!(
+        std::fs::metadata(dir.path().join("a/b/one")).unwrap().len(),
+        5000
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("empty")).unwrap().len(),
+        0
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("a/two")).unwrap().len(),
+        1
+    );
+    assert!(!dir.path().join(".pad").exists());
+    assert_eq!(s.piece_count(), 3);
+    assert_eq!(s.total_len(), 8193);
+    assert!(s.handle(1).is_none() && s.handle(0).is_some());
+    let spans: Vec<_> = s.spans(1, 0, 4096).unwrap().collect();
+    assert_eq!(spans.len(), 2);
+    assert!(!spans[0].padding && spans[1].padding);
+}
+
+#[test]
+fn keeps_existing_data_and_longer_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), b"hello world").unwrap();
+    std::fs::write(dir.path().join("y"), b"abc").unwrap();
+    let files = vec![file("x", 5, false), file("y", 10, false)];
+    let opts = StorageOptions {
+        preallocate: false,
+        direct_io: false,
+    };
+    Storage::open(dir.path(), files, 16384, opts).unwrap();
+    assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), b"hello world");
+    assert_eq!(
+        std::fs::read(dir.path().join("y")).unwrap(),
+        b"abc\0\0\0\0\0\0\0"
+    );
+}
+
+#[test]
+fn refuses_escaping_and_duplicate_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["../x", "/abs", ""] {
+        let r = Storage::open(
+            dir.path(),
+            vec![file(bad, 1, false)],
+            16384,
+            StorageOptions::default(),
+        );
+        assert!(matches!(r, Err(StorageError::BadPath { .. })), "{bad:?}");
+    }
+    let r = Storage::open(
+        dir.path(),
+        vec![file("d", 1, false), file("d", 2, false)],
+        16384,
+        StorageOptions::default(),
+    );
+    assert!(matches!(r, Err(StorageError::BadPath { .. })));
+    assert!(
+        !dir.path().join("d").exists(),
+        "nothing created before checks pass"
+    );
+}
+
+#[test]
+fn file_in_place_of_directory_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"").unwrap();
+    let r = Storage::open(
+        dir.path(),
+        vec![file("f/g", 1, false)],
+        16384,
+        StorageOptions::default(),
+    );
+    match r {
+        Err(StorageError::Io { path, op, .. }) => {
+            assert_eq!(op, IoOp::CreateDir);
+            assert_eq!(path, dir.path().join("f"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
