@@ -3,15 +3,17 @@
 //! file fully inside verified pieces is moved out of the part file), and sequential mode
 //! completes verified.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::config;
 use ringtorrent::engine::TorrentId;
 use ringtorrent::files::part_file_name;
 use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
 use ringtorrent::metainfo::Metainfo;
-use ringtorrent::{AddTorrent, Alert, Config, Engine, FilePriority, TorrentSource};
+use ringtorrent::{AddTorrent, Alert, Engine, FilePriority, TorrentSource};
+
+mod common;
 
 const PIECE: u32 = 32 * 1024;
 
@@ -27,20 +29,14 @@ const FILES: [(&str, usize); 5] = [
 fn make_content(dir: &Path) -> (Vec<u8>, Metainfo, Vec<u8>) {
     let root = dir.join("set");
     std::fs::create_dir_all(&root).unwrap();
-    let mut state = 0x9e37_79b9u32;
-    let mut all = Vec::new();
+    let total = FILES.iter().map(|(_, s)| s).sum();
+    let all = common::pseudo_random(total, 0x9e37_79b9);
     let mut list = Vec::new();
+    let mut at = 0;
     for (name, size) in FILES {
-        let data: Vec<u8> = (0..size)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
-        std::fs::write(root.join(name), &data).unwrap();
-        all.extend_from_slice(&data);
+        let data = &all[at..at + size];
+        at += size;
+        std::fs::write(root.join(name), data).unwrap();
         list.push((root.join(name), size as u64));
     }
     let hashes = uring_disk::hash_pieces(&list, PIECE, 2, &|_| {}).unwrap();
@@ -56,18 +52,6 @@ fn make_content(dir: &Path) -> (Vec<u8>, Metainfo, Vec<u8>) {
         .build()
         .unwrap();
     (bytes, meta, all)
-}
-
-fn config(ip: [u8; 4]) -> Config {
-    Config {
-        shards: 2,
-        hash_threads: 2,
-        listen: SocketAddr::from((ip, 0)),
-        buffer_pool_bytes: 4 << 20,
-        recv_buffers: 16,
-        use_trackers: false,
-        ..Config::default()
-    }
 }
 
 async fn wait_complete(alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>) -> Vec<u32> {

@@ -11,6 +11,8 @@ use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::{AddTorrent, Alert, Config, Engine, PeerId, TorrentSource};
 
+mod common;
+
 const PIECE: u32 = 32 * 1024;
 
 /// Files of 0 bytes, 1 byte, unaligned, and one larger than three pieces.
@@ -25,18 +27,10 @@ fn make_content(dir: &Path) -> (Vec<u8>, Metainfo) {
     ];
     let root = dir.join("set");
     let mut files = Vec::new();
-    let mut state = 0x1234_5678u32;
-    for (name, size) in sizes {
+    for (i, (name, size)) in sizes.into_iter().enumerate() {
         let path = root.join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let data: Vec<u8> = (0..size)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let data = common::pseudo_random(size, 0x1234_5678 + i as u32);
         std::fs::write(&path, &data).unwrap();
         files.push((
             path,
@@ -63,14 +57,8 @@ fn make_content(dir: &Path) -> (Vec<u8>, Metainfo) {
 
 fn config(force_portable: bool, ip: [u8; 4]) -> Config {
     Config {
-        shards: 2,
-        hash_threads: 2,
-        listen: SocketAddr::from((ip, 0)),
-        buffer_pool_bytes: 4 << 20,
-        recv_buffers: 16,
         force_portable,
-        use_trackers: false,
-        ..Config::default()
+        ..common::config(ip)
     }
 }
 

@@ -1,12 +1,13 @@
 //! Rate limits on loopback: a ringtorrent seeder and leecher, real sockets and files. Timing
 //! is asserted only as a loose lower bound (the limit holds), never as a speed.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ringtorrent::metainfo::build::TorrentBuilder;
+use common::config;
 use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentSource};
+
+mod common;
 
 const PIECE: u32 = 64 * 1024;
 const SIZE: usize = 4 << 20;
@@ -14,35 +15,9 @@ const LIMIT: u64 = 1 << 20;
 
 /// A 4 MiB file of pseudo-random bytes and its torrent.
 fn make_content(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let mut state = 0x9e37_79b9u32;
-    let data: Vec<u8> = (0..SIZE)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    let path = dir.join("blob");
-    std::fs::write(&path, &data).unwrap();
-    let hashes = uring_disk::hash_pieces(&[(path, SIZE as u64)], PIECE, 2, &|_| {}).unwrap();
-    let (bytes, _) = TorrentBuilder::single_file("blob", SIZE as u64, PIECE)
-        .piece_hashes(hashes)
-        .build()
-        .unwrap();
+    let data = common::pseudo_random(SIZE, 0x9e37_79b9);
+    let bytes = common::single_file_torrent(dir, "blob", &data, PIECE);
     (bytes, data)
-}
-
-fn config(ip: [u8; 4]) -> Config {
-    Config {
-        shards: 2,
-        hash_threads: 2,
-        listen: SocketAddr::from((ip, 0)),
-        buffer_pool_bytes: 4 << 20,
-        recv_buffers: 16,
-        use_trackers: false,
-        ..Config::default()
-    }
 }
 
 async fn wait_complete(alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>, secs: u64) {

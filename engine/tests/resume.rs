@@ -6,44 +6,25 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ringtorrent::metainfo::build::TorrentBuilder;
 use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentId, TorrentSource};
 use tokio::sync::mpsc::UnboundedReceiver;
+
+mod common;
 
 const PIECE: u32 = 32 * 1024;
 const PIECES: u64 = 256; // 8 MiB
 
 /// A single-file payload `data` of PIECES pieces, and its torrent.
 fn make_content(dir: &Path) -> (Vec<u8>, Vec<u8>) {
-    let mut state = 0x9e37_79b9u32;
-    let data: Vec<u8> = (0..PIECES * PIECE as u64)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    let path = dir.join("payload.bin");
-    std::fs::write(&path, &data).unwrap();
-    let hashes = uring_disk::hash_pieces(&[(path, data.len() as u64)], PIECE, 2, &|_| {}).unwrap();
-    let (bytes, _) = TorrentBuilder::single_file("payload.bin", data.len() as u64, PIECE)
-        .piece_hashes(hashes)
-        .build()
-        .unwrap();
+    let data = common::pseudo_random((PIECES * PIECE as u64) as usize, 0x9e37_79b9);
+    let bytes = common::single_file_torrent(dir, "payload.bin", &data, PIECE);
     (data, bytes)
 }
 
 fn config(ip: [u8; 4], download_rate_limit: u64) -> Config {
     Config {
-        shards: 2,
-        hash_threads: 2,
-        listen: SocketAddr::from((ip, 0)),
-        buffer_pool_bytes: 4 << 20,
-        recv_buffers: 16,
-        use_trackers: false,
         download_rate_limit,
-        ..Config::default()
+        ..common::config(ip)
     }
 }
 

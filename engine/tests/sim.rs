@@ -18,6 +18,8 @@ use ringtorrent::wire;
 use ringtorrent::PeerId;
 use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
 
+mod common;
+
 const PIECE: u32 = 32 * 1024;
 
 struct Fixture {
@@ -28,15 +30,7 @@ struct Fixture {
 }
 
 fn fixture(len: usize) -> Fixture {
-    let mut x = 0x2545_f491u32;
-    let content: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let content = common::pseudo_random(len, 0x2545_f491);
     let hashes = content
         .chunks(PIECE as usize)
         .map(uring_disk::hash::sha1)

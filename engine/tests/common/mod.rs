@@ -1,0 +1,47 @@
+//! Helpers shared by the engine's integration tests: deterministic payloads, torrents made
+//! from them, and an engine configuration sized for small loopback tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ringtorrent::metainfo::build::TorrentBuilder;
+use ringtorrent::Config;
+
+/// `len` pseudo-random bytes (xorshift32 from `seed`): the same for the same arguments.
+pub fn pseudo_random(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// Writes `data` to `dir/name` and returns the bencoded single-file torrent of it.
+pub fn single_file_torrent(dir: &Path, name: &str, data: &[u8], piece: u32) -> Vec<u8> {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    let hashes = uring_disk::hash_pieces(&[(path, data.len() as u64)], piece, 2, &|_| {}).unwrap();
+    let (bytes, _) = TorrentBuilder::single_file(name, data.len() as u64, piece)
+        .piece_hashes(hashes)
+        .build()
+        .unwrap();
+    bytes
+}
+
+/// Two shards, two hash threads, a 4 MiB pool, no trackers, listening on `ip`.
+pub fn config(ip: [u8; 4]) -> Config {
+    Config {
+        shards: 2,
+        hash_threads: 2,
+        listen: SocketAddr::from((ip, 0)),
+        buffer_pool_bytes: 4 << 20,
+        recv_buffers: 16,
+        use_trackers: false,
+        ..Config::default()
+    }
+}
