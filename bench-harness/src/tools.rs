@@ -2,7 +2,7 @@
 //! making a .torrent, timed for ringtorrent and the other tools over the same cached payload
 //! (warm page cache: the payload was just generated or read), in turn run by run.
 //!
-//! - recheck: `ringtorrent seed --seed-time 0` (checks with every core, prints the time its
+//! - recheck: `ringtorrent seed --recheck --seed-time 0` (checks with every core, prints the time its
 //!   check took, exits), libtorrent (`scripts/lt_recheck.py`), aria2 `--check-integrity`.
 //! - create: `ringtorrent create`, mktorrent (2 threads), libtorrent `create_torrent`.
 //!
@@ -249,6 +249,8 @@ fn recheck_once(
                 .arg(torrent)
                 .arg(save_dir)
                 .arg("--no-trackers")
+                // Else the resume file the first run saves is trusted and nothing is checked.
+                .arg("--recheck")
                 .arg("--seed-time")
                 .arg("0")
                 .arg("--listen")

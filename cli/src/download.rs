@@ -134,6 +134,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let multi = MultiProgress::new();
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
+    // Alerts that came while torrents were being added, handled once all are known.
+    let mut held = Vec::new();
     for path in &args.torrents {
         let meta = crate::info::load_torrent(path)?;
         let priorities = args.select.priorities(&meta.info)?;
@@ -144,6 +146,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         if (existing || args.recheck) && !args.quiet {
             eprintln!("{}: looking at existing data", meta.info.name);
         }
+        let name = meta.info.name.clone();
+        let piece_length = u64::from(meta.info.piece_length);
         let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &args.output);
         add.check_existing = existing;
         add.recheck = args.recheck;
@@ -151,9 +155,18 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         add.file_priorities = priorities;
         add.sequential = args.select.sequential;
         let add_started = Instant::now();
-        let id = engine
-            .add_torrent(add)
-            .with_context(|| format!("{}", path.display()))?;
+        let display = crate::progress::CheckDisplay::for_stderr(args.quiet);
+        let id = crate::progress::add_showing_check(
+            &engine,
+            add,
+            &name,
+            piece_length,
+            &mut alerts,
+            &mut held,
+            display,
+        )
+        .await?
+        .with_context(|| format!("{}", path.display()))?;
         let meta = engine.metainfo(id).context("torrent vanished")?;
         let total = meta.info.lengths.total_length();
         let bar = tty.then(|| {
@@ -186,6 +199,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let mut last_line = Instant::now();
     let mut failure: Option<String> = None;
+    for alert in held {
+        handle_alert(alert, &mut progress, &mut failure, &args);
+    }
     let deadline = (args.timeout > 0).then(|| started + Duration::from_secs(args.timeout));
     let mut signals = Signals::new()?;
     let mut interrupted: Option<i32> = None;

@@ -9,6 +9,7 @@ mod create;
 mod demo;
 mod download;
 mod info;
+mod progress;
 mod seed;
 mod select;
 mod util;

@@ -39,6 +39,13 @@ pub struct SeedArgs {
     /// Download rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
     #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
     pub max_download_rate: u64,
+    /// Hash-check the data even if the resume file (`<data dir>/.ringtorrent/<infohash>.resume`)
+    /// matches it.
+    #[arg(long)]
+    pub recheck: bool,
+    /// No check progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// The directory a torrent's content lives below, given what the user pointed at.
@@ -81,11 +88,25 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let mut alerts = engine.alerts().context("alert stream already taken")?;
     let total = meta.info.lengths.total_length();
     let pieces = meta.info.lengths.num_pieces();
+    let name = meta.info.name.clone();
+    let piece_length = u64::from(meta.info.piece_length);
     let started = Instant::now();
     let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &dir);
     add.check_existing = true;
+    add.recheck = args.recheck;
     add.peers = args.peers.clone();
-    let id = engine.add_torrent(add)?;
+    let mut held = Vec::new();
+    let display = crate::progress::CheckDisplay::for_stderr(args.quiet);
+    let id = crate::progress::add_showing_check(
+        &engine,
+        add,
+        &name,
+        piece_length,
+        &mut alerts,
+        &mut held,
+        display,
+    )
+    .await??;
     let stats = engine.stats(id).context("torrent vanished")?;
     println!(
         "seeding on {}: {}/{} pieces verified in {:.2} s ({:.1} MiB/s check)",
@@ -105,7 +126,14 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         .seed_time
         .map(|m| Instant::now() + Duration::from_secs_f64(m.max(0.0) * 60.0));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
+    for a in held {
+        if let Alert::TorrentError { message, .. } = a {
+            engine.shutdown().await?;
+            bail!("{message}");
+        }
+    }
+    // Checked before waiting, so that `--seed-time 0` exits right after the check.
+    while deadline.is_none_or(|d| Instant::now() < d) {
         tokio::select! {
             a = alerts.recv() => match a {
                 Some(Alert::TorrentError { message, .. }) => {
@@ -118,9 +146,6 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
         }
     }
     let uploaded = engine.stats(id).map_or(0, |s| s.uploaded_bytes);

@@ -170,6 +170,14 @@ pub enum Alert {
         id: TorrentId,
         pieces: u32,
     },
+    /// During an add's hash check of existing data: `checked` of `total` pieces hashed so far.
+    /// At most ten a second per torrent, and one with `checked == total` when the check ends
+    /// (before `Rechecked`). The torrent's id is not yet returned by `add_torrent` then.
+    CheckProgress {
+        id: TorrentId,
+        checked: u32,
+        total: u32,
+    },
     /// At add: existing data was hash-checked (why: no or a mismatched resume file, or asked);
     /// `pieces` verified.
     Rechecked {
@@ -243,6 +251,22 @@ pub(crate) struct Inner {
     pub control: control::ControlHandle,
     /// The resume saver thread and its stop channel.
     pub saver: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
+}
+
+impl Inner {
+    /// Runs `f` on torrent `id`'s entry with the torrent list locked.
+    pub(crate) fn with_torrent<R>(
+        &self,
+        id: TorrentId,
+        f: impl FnOnce(&TorrentEntry) -> R,
+    ) -> Result<R, EngineError> {
+        let torrents = self.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = torrents
+            .iter()
+            .find(|e| e.shared.id == id.0)
+            .ok_or(EngineError::NoSuchTorrent(id))?;
+        Ok(f(entry))
+    }
 }
 
 /// A running engine. Cloning shares it.
@@ -332,20 +356,12 @@ impl Engine {
 
     /// Dials more peers for a torrent.
     pub fn add_peers(&self, id: TorrentId, peers: &[SocketAddr]) -> Result<(), EngineError> {
-        let torrents = self
-            .inner
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = torrents
-            .iter()
-            .find(|e| e.shared.id == id.0)
-            .ok_or(EngineError::NoSuchTorrent(id))?;
-        entry.control.add_known_peers(peers);
-        if !entry.paused.load(Ordering::Acquire) {
-            connect_peers(&self.inner, &entry.shared, peers);
-        }
-        Ok(())
+        self.inner.with_torrent(id, |entry| {
+            entry.control.add_known_peers(peers);
+            if !entry.paused.load(Ordering::Acquire) {
+                connect_peers(&self.inner, &entry.shared, peers);
+            }
+        })
     }
 
     /// Pauses a torrent: its connections close (their piece claims return to the picker),
@@ -373,28 +389,18 @@ impl Engine {
 
     /// Progress of one torrent.
     pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
-        let torrents = self
-            .inner
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let e = torrents.iter().find(|e| e.shared.id == id.0)?;
-        let mut stats = control::stats_of(&e.shared, e.control.rate_bytes_per_s());
-        stats.paused = e.paused.load(Ordering::Acquire);
-        Some(stats)
+        self.inner
+            .with_torrent(id, |e| {
+                let mut stats = control::stats_of(&e.shared, e.control.rate_bytes_per_s());
+                stats.paused = e.paused.load(Ordering::Acquire);
+                stats
+            })
+            .ok()
     }
 
     /// The torrent's metainfo.
     pub fn metainfo(&self, id: TorrentId) -> Option<Arc<Metainfo>> {
-        let torrents = self
-            .inner
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        torrents
-            .iter()
-            .find(|e| e.shared.id == id.0)
-            .map(|e| e.shared.meta.clone())
+        self.inner.with_torrent(id, |e| e.shared.meta.clone()).ok()
     }
 
     /// Stops everything: trackers are told `stopped`, queued disk writes finish, peers close.

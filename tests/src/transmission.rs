@@ -22,6 +22,41 @@ pub struct TransmissionSeeder {
     addr: SocketAddr,
 }
 
+/// Starts `transmission-cli` on `ip:port` for `torrent` in `save_dir`, with its own config
+/// directory (`settings_json`); `-U` (no upload limit) for a seeder.
+fn spawn_cli(
+    name: &str,
+    torrent: &Path,
+    save_dir: &Path,
+    ip: Ipv4Addr,
+    port: u16,
+    seeder: bool,
+) -> Result<Proc> {
+    let work = tempfile::Builder::new()
+        .prefix(&format!("rt-{name}-"))
+        .tempdir()?;
+    let config = work.path().join("config");
+    std::fs::create_dir_all(&config)?;
+    std::fs::write(config.join("settings.json"), settings_json(ip, port))?;
+    // transmission-cli rewrites its status line with '\r' and block-buffers it when stdout is
+    // a file: unbuffer it so its status lines show up in the log.
+    let mut cmd = kit_command("stdbuf");
+    cmd.arg("-o0")
+        .arg("transmission-cli")
+        .arg("-g")
+        .arg(&config)
+        .arg("-w")
+        .arg(save_dir)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-M");
+    if seeder {
+        cmd.arg("-U");
+    }
+    cmd.arg(torrent);
+    Proc::spawn(name, cmd, work)
+}
+
 impl TransmissionSeeder {
     /// Seeds `torrent` from `save_dir` on a fresh 127.0.0.x address (or `ip`); returns once it
     /// has verified the data, reports seeding and accepts TCP connections. Transmission
@@ -29,27 +64,7 @@ impl TransmissionSeeder {
     pub fn start(torrent: &Path, save_dir: &Path, ip: Option<Ipv4Addr>) -> Result<Self> {
         let ip = ip.unwrap_or_else(seeder_ip);
         let port = free_port(ip)?;
-        let work = tempfile::Builder::new()
-            .prefix("rt-transmission-")
-            .tempdir()?;
-        let config = work.path().join("config");
-        std::fs::create_dir_all(&config)?;
-        std::fs::write(config.join("settings.json"), settings_json(ip, port))?;
-        // transmission-cli rewrites its status line with '\r' and block-buffers it when stdout is
-        // a file: unbuffer it so "Seeding" shows up in the log.
-        let mut cmd = kit_command("stdbuf");
-        cmd.arg("-o0")
-            .arg("transmission-cli")
-            .arg("-g")
-            .arg(&config)
-            .arg("-w")
-            .arg(save_dir)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-M")
-            .arg("-U")
-            .arg(torrent);
-        let mut proc = Proc::spawn("transmission-seeder", cmd, work)?;
+        let mut proc = spawn_cli("transmission-seeder", torrent, save_dir, ip, port, true)?;
         // It rejects handshakes until its check is done, and prints "Seeding" even before:
         // wait for the check's debug message and a status line after it.
         proc.wait_for_log("Verification is done", READY_TIMEOUT)?;
@@ -85,24 +100,7 @@ impl TransmissionLeecher {
         let ip = seeder_ip();
         let port = free_port(ip)?;
         std::fs::create_dir_all(save_dir)?;
-        let work = tempfile::Builder::new()
-            .prefix("rt-transmission-leech-")
-            .tempdir()?;
-        let config = work.path().join("config");
-        std::fs::create_dir_all(&config)?;
-        std::fs::write(config.join("settings.json"), settings_json(ip, port))?;
-        let mut cmd = kit_command("stdbuf");
-        cmd.arg("-o0")
-            .arg("transmission-cli")
-            .arg("-g")
-            .arg(&config)
-            .arg("-w")
-            .arg(save_dir)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-M")
-            .arg(torrent);
-        let mut proc = Proc::spawn("transmission-leecher", cmd, work)?;
+        let mut proc = spawn_cli("transmission-leecher", torrent, save_dir, ip, port, false)?;
         let addr = SocketAddr::from((ip, port));
         wait_for(READY_TIMEOUT, "transmission to listen", || {
             proc.check_alive()?;

@@ -111,7 +111,9 @@ fn libtorrent_leecher_downloads_a_multi_file_torrent_from_ringtorrent() {
 #[test]
 fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = PayloadSpec::single("swarm.bin", 48 << 20, 12);
+    // Large enough that leechers have time to trade: with 48 MiB a fast seeder served nearly
+    // everything before the HAVEs spread (uploaded up to 3.8x the size).
+    let spec = PayloadSpec::single("swarm.bin", 128 << 20, 12);
     let seed_dir = dir.path().join("seed");
     spec.generate(&seed_dir).unwrap();
     let bare = dir.path().join("bare.torrent");

@@ -12,10 +12,20 @@
 //!   the only one told `piece_complete: true`;
 //! - [`SharedPiece::as_slice`] exists only when every block is `DONE`, so reads never overlap a
 //!   write. The counter's increments (release) and the check (acquire) order the bytes.
+//!
+//! Hashing while hot: the thread that finishes a block also feeds the SHA-1 stream of the piece
+//! with every `DONE` block from the stream's position on, in order (blocks of a piece normally
+//! land in order from one peer, so each block is hashed right after it was copied in, from
+//! cache). A block that lands out of order waits until the gap before it fills. Only `DONE`
+//! blocks are read, so hashing never overlaps a write; the stream is behind a mutex that the
+//! finishers only `try_lock` (a finisher that finds it busy leaves its block to the holder or
+//! the next finisher). [`SharedPiece::verify`] feeds whatever is left and mints the witness
+//! only if the stream covered the whole piece.
 
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::hash::{StreamHasher, VerifiedPiece};
 use crate::pool::PooledBuf;
 
 const EMPTY: u8 = 0;
@@ -105,6 +115,14 @@ pub struct SharedPiece {
     block_len: u32,
     states: Box<[AtomicU8]>,
     done: AtomicU32,
+    stream: Mutex<Stream>,
+}
+
+/// The piece's SHA-1 so far: blocks `0..next` have been fed, in order.
+#[derive(Default)]
+struct Stream {
+    hasher: StreamHasher,
+    next: u32,
 }
 
 // SAFETY: the buffer's bytes are written only through a BlockWriter, which exists once per
@@ -135,6 +153,7 @@ impl SharedPiece {
             block_len,
             states: (0..blocks).map(|_| AtomicU8::new(EMPTY)).collect(),
             done: AtomicU32::new(0),
+            stream: Mutex::new(Stream::default()),
         })
     }
 
@@ -239,10 +258,64 @@ impl SharedPiece {
         }
     }
 
-    /// `WRITING -> DONE`; true for the one call that completes the piece.
+    /// `WRITING -> DONE`, then hashes what is hashable; true for the one call that completes
+    /// the piece.
     fn mark_done(&self, idx: u32) -> bool {
         self.states[idx as usize].store(DONE, Ordering::Release);
-        self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.block_count()
+        let complete = self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.block_count();
+        self.advance_hash();
+        complete
+    }
+
+    /// Feeds the stream with the `DONE` blocks at its position, unless another thread is at it.
+    fn advance_hash(&self) {
+        loop {
+            let Ok(mut stream) = self.stream.try_lock() else {
+                return;
+            };
+            self.feed_done_blocks(&mut stream);
+            let next = stream.next;
+            drop(stream);
+            // A block finished while we held the lock found it busy and left: look again.
+            if !self.is_block_done(next) {
+                return;
+            }
+        }
+    }
+
+    fn feed_done_blocks(&self, stream: &mut Stream) {
+        while let Some((start, len)) = self.block_range(stream.next) {
+            if !self.is_block_done(stream.next) {
+                return;
+            }
+            // SAFETY: the block is DONE (acquire load above, pairing with the release store in
+            // `mark_done`), a final state: no BlockWriter exists or can be created for it, so
+            // nothing writes these bytes while the slice lives; the range is inside the buffer.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(self.buf.raw().add(start as usize), len as usize)
+            };
+            stream.hasher.update(bytes);
+            stream.next += 1;
+        }
+    }
+
+    /// True if every block has been hashed already: [`SharedPiece::verify`] is then only a
+    /// comparison.
+    pub fn is_streamed(&self) -> bool {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        stream.next == self.block_count()
+    }
+
+    /// Hashes the blocks the stream has not covered yet and mints the witness if the whole
+    /// piece matches `expected`. `None` if the piece is not complete or does not match; a
+    /// piece is verified at most once (the stream is consumed).
+    pub(crate) fn verify(&self, expected: &[u8; 20]) -> Option<VerifiedPiece> {
+        if !self.is_complete() {
+            return None;
+        }
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        self.feed_done_blocks(&mut stream);
+        stream.hasher.verify(self.piece, self.piece_len, expected)
     }
 
     /// `WRITING -> EMPTY`.

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 use uring_disk::{BufferPool, DiskEvent, Storage, StorageOptions};
@@ -137,13 +138,19 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     let selector = storage.selector();
     resume.reserve_space(&meta);
     let check = (add.check_existing, add.recheck, inner.config.hash_threads);
-    let (have, start) = persist::initial_have(&storage, &meta, &resume, loaded, check)?;
+    // The id is taken before the check so that its progress alerts can name the torrent.
+    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let reporter = CheckReporter::new(&inner.alerts, TorrentId(id), &meta);
+    let progress = |bytes: u64| reporter.add(bytes);
+    let (have, start) = persist::initial_have(&storage, &meta, &resume, loaded, check, &progress)?;
+    if matches!(start, persist::Start::Rechecked(_)) {
+        reporter.finish();
+    }
     let verified_bytes: u64 = have.iter().map(|p| info.lengths.piece_len(p) as u64).sum();
     let wanted = crate::files::wanted_pieces(&meta, &add.file_priorities);
     let picker = Picker::new(info.lengths, &have, &wanted)
         .map_err(|e| EngineError::Internal(e.to_string()))?;
     super::files::configure_picker(&picker, &meta, &add.file_priorities, add.sequential);
-    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let cell: Arc<OnceLock<Weak<TorrentShared>>> = Arc::new(OnceLock::new());
     let sink = disk_sink(
         cell.clone(),
@@ -217,6 +224,71 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     Ok(TorrentId(id))
 }
 
+/// Turns the hashing threads' byte counts into `CheckProgress` alerts, at most one per
+/// [`CHECK_PROGRESS_EVERY`] (a thread that finds another reporting skips its turn).
+struct CheckReporter<'a> {
+    alerts: &'a AlertSink,
+    id: TorrentId,
+    piece_length: u64,
+    total_pieces: u32,
+    total_bytes: u64,
+    done_bytes: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+/// Least time between two `CheckProgress` alerts of one torrent.
+const CHECK_PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+impl<'a> CheckReporter<'a> {
+    fn new(alerts: &'a AlertSink, id: TorrentId, meta: &Metainfo) -> Self {
+        let lengths = meta.info.lengths;
+        CheckReporter {
+            alerts,
+            id,
+            piece_length: u64::from(meta.info.piece_length).max(1),
+            total_pieces: lengths.num_pieces(),
+            total_bytes: lengths.total_length(),
+            done_bytes: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    fn add(&self, bytes: u64) {
+        let done = self.done_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < CHECK_PROGRESS_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        self.send(done);
+    }
+
+    /// The last alert: every piece checked.
+    fn finish(&self) {
+        self.send(self.total_bytes);
+    }
+
+    fn send(&self, done_bytes: u64) {
+        // Only the last piece may be short, so whole pieces done is bytes / piece length
+        // until the end.
+        let checked = if done_bytes >= self.total_bytes {
+            self.total_pieces
+        } else {
+            u32::try_from(done_bytes / self.piece_length)
+                .unwrap_or(u32::MAX)
+                .min(self.total_pieces)
+        };
+        self.alerts.send(Alert::CheckProgress {
+            id: self.id,
+            checked,
+            total: self.total_pieces,
+        });
+    }
+}
+
 /// What the disk pipeline calls (on its own threads) when a piece is written or rejected.
 fn disk_sink(
     cell: Arc<OnceLock<Weak<TorrentShared>>>,
@@ -260,4 +332,45 @@ fn disk_sink(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::build::TorrentBuilder;
+
+    #[test]
+    fn check_progress_is_rate_limited_and_ends_at_the_total() {
+        let piece = 16 * 1024;
+        let (_, meta) = TorrentBuilder::single_file("c.bin", 10 * piece as u64 - 100, piece)
+            .piece_hashes(vec![[0u8; 20]; 10])
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = AlertSink(tx);
+        let r = CheckReporter::new(&sink, TorrentId(4), &meta);
+        // Many reports within 100 ms: one alert.
+        for _ in 0..9 {
+            r.add(u64::from(piece));
+        }
+        r.finish();
+        let mut got = Vec::new();
+        while let Ok(a) = rx.try_recv() {
+            match a {
+                Alert::CheckProgress { id, checked, total } => {
+                    assert_eq!((id, total), (TorrentId(4), 10));
+                    got.push(checked);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, vec![1, 10]);
+        // The next report after the interval goes out again.
+        std::thread::sleep(CHECK_PROGRESS_EVERY);
+        r.add(1);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Alert::CheckProgress { checked: 9, .. })
+        ));
+    }
 }

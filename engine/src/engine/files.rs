@@ -97,33 +97,18 @@ impl Engine {
 
     /// The priority of every file, in torrent order; `None` for an unknown torrent.
     pub fn file_priorities(&self, id: TorrentId) -> Option<Vec<FilePriority>> {
-        let torrents = self
-            .inner
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = torrents.iter().find(|e| e.shared.id == id.0)?;
-        let prios = entry
-            .files
-            .priorities
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        Some(prios.clone())
+        self.inner
+            .with_torrent(id, |entry| {
+                let prios = entry.files.priorities.lock();
+                prios.unwrap_or_else(|e| e.into_inner()).clone()
+            })
+            .ok()
     }
 
     /// Turns sequential mode (pieces in index order, for streaming) on or off.
     pub fn set_sequential(&self, id: TorrentId, on: bool) -> Result<(), EngineError> {
-        let torrents = self
-            .inner
-            .torrents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let entry = torrents
-            .iter()
-            .find(|e| e.shared.id == id.0)
-            .ok_or(EngineError::NoSuchTorrent(id))?;
-        entry.shared.picker.set_sequential(on);
-        Ok(())
+        self.inner
+            .with_torrent(id, |entry| entry.shared.picker.set_sequential(on))
     }
 }
 

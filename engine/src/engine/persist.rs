@@ -331,13 +331,14 @@ impl Start {
 /// The pieces a torrent starts with: the resume file's if it is trusted (and no recheck is
 /// forced), else a full recheck if asked (`check_existing`, `recheck`) or if an untrusted
 /// resume file shows an earlier session, else none. `check` is (check_existing, recheck,
-/// hashing threads).
+/// hashing threads); `progress` hears the bytes hashed, from the hashing threads.
 pub(crate) fn initial_have(
     storage: &uring_disk::Storage,
     meta: &Metainfo,
     resume: &ResumeState,
     loaded: Loaded,
     check: (bool, bool, usize),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(crate::types::Bitfield, Start), uring_disk::StorageError> {
     let (check_existing, recheck, threads) = check;
     let info = &meta.info;
@@ -353,7 +354,7 @@ pub(crate) fn initial_have(
             ))
         }
     };
-    let ok = storage.check_pieces(&info.pieces, threads.max(1), &|_| {})?;
+    let ok = storage.check_pieces(&info.pieces, threads.max(1), progress)?;
     let mut have = crate::types::Bitfield::new(info.lengths.num_pieces());
     for (p, good) in info.lengths.pieces().zip(ok) {
         if good {

@@ -15,6 +15,8 @@
 // The download half lives here (about 610 lines with its state); the upload half is in
 // `upload.rs` (with the rate meter), BEP 6 allowed-fast sets in `fast.rs`, the request window
 // in `pipeline.rs`.
+#[cfg(test)]
+mod arrival_tests;
 mod fast;
 mod pipeline;
 mod upload;
@@ -50,6 +52,9 @@ pub const MAX_QUEUED_REQUESTS: usize = 2000;
 pub const MAX_READS_IN_FLIGHT: u32 = 16;
 /// Pieces remembered per peer for blame after a hash failure.
 const CONTRIBUTED_CAP: usize = 1024;
+/// Blocks we cancelled or gave up on, remembered so that their late arrival (BEP 3: a CANCEL
+/// may cross the block on the wire) is not counted as unrequested data.
+const CANCELLED_CAP: usize = 1024;
 
 /// Why a peer is disconnected: its fault, or a normal end.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,8 @@ pub struct PeerSession {
     pub peer_interested: bool,
     pub am_choking: bool,
     requests: VecDeque<BlockRef>,
+    /// Recently cancelled or released requests (at most [`CANCELLED_CAP`]).
+    cancelled: VecDeque<BlockRef>,
     pipeline: Pipeline,
     incoming: Incoming,
     last_recv: Instant,
@@ -134,6 +141,8 @@ pub struct PeerSession {
     up_meter: RateMeter,
     /// BEP 6 pieces this peer may download while choked (the canonical set for its address).
     allowed_fast: Vec<u32>,
+    /// BEP 6 SUGGEST PIECE both ways (`fast::Suggestions`).
+    suggest: fast::Suggestions,
 }
 
 impl PeerSession {
@@ -158,6 +167,7 @@ impl PeerSession {
             peer_interested: false,
             am_choking: true,
             requests: VecDeque::new(),
+            cancelled: VecDeque::new(),
             pipeline: Pipeline::new(now),
             incoming: Incoming::None,
             last_recv: now,
@@ -185,6 +195,7 @@ impl PeerSession {
             down_meter: RateMeter::new(now),
             up_meter: RateMeter::new(now),
             allowed_fast: Vec::new(),
+            suggest: fast::Suggestions::default(),
         };
         // Start the HAVE cursor at the current log end: the bitfield covers what came before.
         let mut ignored = Vec::new();
@@ -291,20 +302,15 @@ impl PeerSession {
                 let len = data.len() as u32;
                 self.on_block_chunk(piece, offset, len, 0, data, now, t)?;
             }
-            Message::Cancel { piece, offset, len } => {
-                let b = t.lengths.block_from_wire(piece, offset, len)?;
-                self.upload_queue.retain(|r| *r != b);
-            }
+            Message::Cancel { piece, offset, len } => self.on_cancel(piece, offset, len, t)?,
+            Message::SuggestPiece { piece } => self.on_suggest(piece, t)?,
             Message::Extended { id: 0, payload } => {
                 // A malformed BEP 10 handshake only costs the peer its extensions.
                 if let Some(reqq) = ExtHandshake::parse(payload).ok().and_then(|h| h.reqq) {
                     self.peer_reqq = (reqq as usize).clamp(1, pipeline::MAX);
                 }
             }
-            Message::Port(_)
-            | Message::SuggestPiece { .. }
-            | Message::AllowedFast { .. }
-            | Message::Extended { .. } => {}
+            Message::Port(_) | Message::AllowedFast { .. } | Message::Extended { .. } => {}
         }
         Ok(())
     }
@@ -417,6 +423,11 @@ impl PeerSession {
     ) -> Result<Incoming, PeerError> {
         let block = t.lengths.block_from_wire(piece, offset, len)?;
         let Some(i) = self.requests.iter().position(|r| *r == block) else {
+            if let Some(i) = self.cancelled.iter().position(|r| *r == block) {
+                // Requested once, then cancelled: late, not unrequested.
+                self.cancelled.remove(i);
+                return Ok(Incoming::Discard);
+            }
             self.unrequested += 1;
             if self.unrequested > 64 {
                 return Err(PeerError::Unrequested(self.unrequested));
@@ -530,6 +541,7 @@ impl PeerSession {
             if t.picker.have(b.piece) || t.block_done(b) {
                 self.requests.remove(i);
                 t.picker.release(b);
+                self.remember_cancelled(b);
                 let m = Message::Cancel {
                     piece: b.piece.get(),
                     offset: b.offset,
@@ -565,6 +577,7 @@ impl PeerSession {
                 self.scratch_pieces.push(r.piece);
             }
         }
+        self.add_suggested_hints(t);
         self.seed = self.seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         self.scratch_blocks.clear();
         let requests = &self.requests;
@@ -596,11 +609,20 @@ impl PeerSession {
         t.refund_download(free.saturating_sub(issued) as u64);
     }
 
-    /// Gives every outstanding claim back to the picker.
+    /// Gives every outstanding claim back to the picker. The blocks may still come (a snubbing
+    /// peer, a Fast peer's choke): they are remembered as cancelled.
     pub fn release_all(&mut self, t: &TorrentShared) {
-        for b in self.requests.drain(..) {
+        while let Some(b) = self.requests.pop_front() {
             t.picker.release(b);
+            self.remember_cancelled(b);
         }
+    }
+
+    fn remember_cancelled(&mut self, b: BlockRef) {
+        if self.cancelled.len() == CANCELLED_CAP {
+            self.cancelled.pop_front();
+        }
+        self.cancelled.push_back(b);
     }
 
     /// Called once when the connection ends: claims and availability go back.

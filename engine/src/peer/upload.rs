@@ -1,5 +1,6 @@
-//! The upload half of a peer session: BEP 3 REQUEST/CANCEL, BEP 6 REJECT and ALLOWED FAST,
-//! disk reads gated by the upload rate limits, and applying the torrent choker's decisions.
+//! The upload half of a peer session: BEP 3 REQUEST/CANCEL, BEP 6 REJECT, ALLOWED FAST and
+//! SUGGEST PIECE, disk reads gated by the upload rate limits, and applying the torrent
+//! choker's decisions.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::{PeerError, PeerSession, ALLOWED_FAST_K, MAX_QUEUED_REQUESTS, MAX_READS_IN_FLIGHT};
 use crate::choker::{PeerKey, PeerRates};
 use crate::torrent::TorrentShared;
-use crate::types::BlockRef;
+use crate::types::{BlockRef, PieceIndex};
 use crate::wire::{self, Message};
 
 /// A payload rate estimate: an exponential average over about four seconds, refreshed at most
@@ -91,6 +92,79 @@ impl PeerSession {
         }
         self.upload_queue.push_back(b);
         Ok(())
+    }
+
+    /// BEP 3 CANCEL: a queued request is dropped. BEP 6: a Fast peer gets exactly one reply
+    /// to each request, so a cancelled one is answered with REJECT REQUEST (a request whose read
+    /// is already in flight is answered by its PIECE instead).
+    pub(super) fn on_cancel(
+        &mut self,
+        piece: u32,
+        offset: u32,
+        len: u32,
+        t: &TorrentShared,
+    ) -> Result<(), PeerError> {
+        let b = t.lengths.block_from_wire(piece, offset, len)?;
+        if let Some(i) = self.upload_queue.iter().position(|r| *r == b) {
+            self.upload_queue.remove(i);
+            self.reject(b);
+        }
+        Ok(())
+    }
+
+    /// BEP 6 SUGGEST PIECE from the peer: counted, and kept (a few at a time) as a hint for
+    /// what to request from it next.
+    pub(super) fn on_suggest(&mut self, piece: u32, t: &TorrentShared) -> Result<(), PeerError> {
+        if !self.fast {
+            return Err(PeerError::FastNotNegotiated);
+        }
+        // A bad index is the peer's fault, as in HAVE. Pieces we have by the time we pick are
+        // dropped from the hints then.
+        t.lengths.piece(piece)?;
+        self.suggest.on_received(piece);
+        Ok(())
+    }
+
+    /// SUGGEST PIECE messages this peer sent.
+    pub fn suggests_received(&self) -> u32 {
+        self.suggest.received()
+    }
+
+    /// Adds the pieces the peer suggested, that it has and we still want, to the picking hint
+    /// in `scratch_pieces` (after the pieces already being fetched from it). Not in
+    /// sequential mode, whose order is the user's.
+    pub(super) fn add_suggested_hints(&mut self, t: &TorrentShared) {
+        // Nothing to do (and no allocation) for the peers that never suggest.
+        if self.suggest.is_empty() || t.picker.is_sequential() {
+            return;
+        }
+        let mut hint: Vec<u32> = self.scratch_pieces.iter().map(|p| p.get()).collect();
+        let before = hint.len();
+        let peer_has = &self.peer_has;
+        self.suggest.hints(&mut hint, |q| {
+            t.lengths
+                .piece(q)
+                .is_ok_and(|p| !t.picker.have(p) && peer_has.get(p))
+        });
+        for &q in &hint[before..] {
+            if let Ok(p) = t.lengths.piece(q) {
+                self.scratch_pieces.push(p);
+            }
+        }
+    }
+
+    /// BEP 6: suggests `piece` to this peer (SUGGEST PIECE) if it is a Fast peer that lacks
+    /// it, we have it and have not suggested it lately. For a seeder to point peers at pieces
+    /// it holds in its read cache. True if a message was queued.
+    pub fn suggest_piece(&mut self, piece: PieceIndex, t: &TorrentShared) -> bool {
+        if !self.fast || self.peer_has.get(piece) || !t.picker.have(piece) {
+            return false;
+        }
+        if !self.suggest.should_suggest(piece.get()) {
+            return false;
+        }
+        wire::encode(&Message::SuggestPiece { piece: piece.get() }, &mut self.out);
+        true
     }
 
     /// Blocks to read from disk now for this peer (bounded per peer), without rate limits.
@@ -211,25 +285,4 @@ impl PeerSession {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_meter_converges_and_decays() {
-        let t0 = Instant::now();
-        let mut m = RateMeter::new(t0);
-        let mut total = 0;
-        for s in 1..=20 {
-            total += 1_000_000;
-            m.update(t0 + Duration::from_secs(s), total);
-        }
-        let r = m.rate_bytes_per_s();
-        assert!((990_000..=1_000_000).contains(&r), "{r}");
-        // Less than a second later: unchanged.
-        assert_eq!(m.update(t0 + Duration::from_millis(20_500), total + 5), r);
-        for s in 21..=40 {
-            m.update(t0 + Duration::from_secs(s), total);
-        }
-        assert!(m.rate_bytes_per_s() < 10_000);
-    }
-}
+mod tests;

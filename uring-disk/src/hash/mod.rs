@@ -39,6 +39,44 @@ pub fn verify(piece: u32, data: &[u8], expected: &[u8; 20]) -> Option<VerifiedPi
     (sha1(data) == *expected).then_some(VerifiedPiece { piece })
 }
 
+/// SHA-1 of a piece fed in order while its blocks are received (by `SharedPiece`), so each
+/// block is hashed while it is still in cache instead of long after, from DRAM. It can mint a
+/// witness only through [`StreamHasher::verify`], and only once it was fed exactly the piece's
+/// length.
+#[derive(Default)]
+pub(crate) struct StreamHasher {
+    sha: Sha1,
+    fed: u64,
+}
+
+impl StreamHasher {
+    /// Feeds the next bytes of the piece (the caller feeds the piece front to back, once).
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.sha.update(data);
+        self.fed += data.len() as u64;
+    }
+
+    /// Bytes fed so far.
+    #[cfg(test)]
+    pub(crate) fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// Finishes the stream: the witness if exactly `piece_len` bytes were fed and they hash to
+    /// `expected`. The stream is reset either way (a second call cannot mint a second witness
+    /// for the same bytes).
+    pub(crate) fn verify(
+        &mut self,
+        piece: u32,
+        piece_len: u32,
+        expected: &[u8; 20],
+    ) -> Option<VerifiedPiece> {
+        let complete = self.fed == u64::from(piece_len);
+        let digest: [u8; 20] = std::mem::take(self).sha.finalize().into();
+        (complete && digest == *expected).then_some(VerifiedPiece { piece })
+    }
+}
+
 /// An incremental SHA-1 for data that arrives in several reads.
 #[derive(Default)]
 pub(crate) struct PieceHasher(Sha1);
@@ -77,6 +115,32 @@ mod tests {
         let mut bad = good;
         bad[0] ^= 1;
         assert!(verify(3, &data, &bad).is_none());
+    }
+
+    #[test]
+    fn stream_mints_only_for_the_whole_piece() {
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7) as u8).collect();
+        let good = sha1(&data);
+        let mut s = StreamHasher::default();
+        for c in data.chunks(16384) {
+            s.update(c);
+        }
+        assert_eq!(s.fed(), data.len() as u64);
+        assert_eq!(s.verify(9, 50_000, &good).map(|w| w.piece()), Some(9));
+        assert_eq!(s.fed(), 0, "verify resets");
+        assert!(
+            s.verify(9, 50_000, &good).is_none(),
+            "an empty stream mints nothing"
+        );
+        // A short stream is refused even if the caller names the shorter length's digest.
+        let mut s = StreamHasher::default();
+        s.update(&data[..16384]);
+        assert!(s.verify(9, 50_000, &sha1(&data[..16384])).is_none());
+        let mut s = StreamHasher::default();
+        s.update(&data);
+        let mut bad = good;
+        bad[19] ^= 1;
+        assert!(s.verify(9, 50_000, &bad).is_none());
     }
 
     #[test]

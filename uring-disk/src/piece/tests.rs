@@ -202,3 +202,64 @@ proptest! {
         prop_assert_eq!(p.as_slice(), Some(&data[..]));
     }
 }
+
+fn write_blocks(p: &Arc<SharedPiece>, data: &[u8], order: &[u32]) {
+    for &idx in order {
+        let (start, len) = p.block_range(idx).unwrap();
+        let out = p.write(start, &data[start as usize..(start + len) as usize]);
+        assert!(matches!(out, WriteOutcome::Written { .. }), "{out:?}");
+    }
+}
+
+#[test]
+fn streamed_hash_verifies_in_order_and_out_of_order() {
+    let data = content(40_000);
+    let expected = crate::hash::sha1(&data);
+    for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0]] {
+        let p = piece(40_000, 16384);
+        write_blocks(&p, &data, &order);
+        // Every block was hashed as it (or the gap before it) landed.
+        assert!(p.is_streamed(), "{order:?}");
+        assert_eq!(p.verify(&expected).map(|w| w.piece()), Some(7), "{order:?}");
+        assert!(p.verify(&expected).is_none(), "one witness per piece");
+    }
+}
+
+#[test]
+fn streamed_hash_refuses_bad_or_incomplete_pieces() {
+    let data = content(40_000);
+    let expected = crate::hash::sha1(&data);
+    let p = piece(40_000, 16384);
+    write_blocks(&p, &data, &[0, 2]);
+    assert!(!p.is_streamed(), "block 2 waits for the gap before it");
+    assert!(p.verify(&expected).is_none(), "incomplete");
+    let mut bad = data.clone();
+    bad[20_000] ^= 1;
+    let p = piece(40_000, 16384);
+    write_blocks(&p, &bad, &[0, 1, 2]);
+    assert!(p.verify(&expected).is_none(), "a flipped byte");
+}
+
+#[test]
+fn streamed_hash_with_concurrent_writers() {
+    // Blocks finished by several threads in any order: the stream still covers each once.
+    let data = Arc::new(content(1 << 20));
+    let expected = crate::hash::sha1(&data);
+    for _ in 0..20 {
+        let p = piece(1 << 20, 16384);
+        let threads: Vec<_> = (0..4u32)
+            .map(|t| {
+                let (p, data) = (Arc::clone(&p), Arc::clone(&data));
+                std::thread::spawn(move || {
+                    let order: Vec<u32> = (0..64).filter(|i| i % 4 == t).collect();
+                    write_blocks(&p, &data, &order);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(p.is_complete());
+        assert_eq!(p.verify(&expected).map(|w| w.piece()), Some(7));
+    }
+}

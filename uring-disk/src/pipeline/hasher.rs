@@ -1,12 +1,11 @@
-//! Hashing threads: take queued pieces in batches, hash them from memory, pass the result to
-//! the disk thread.
+//! Hashing threads: take queued pieces in batches, hash what the piece's stream has not
+//! covered yet (see `piece.rs`) from memory, pass the result to the disk thread.
 
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::{Cmd, HashJob, Shared};
-use crate::hash::verify;
 
 /// Most pieces taken from the queue at once.
 const HASH_BATCH: usize = 16;
@@ -17,10 +16,7 @@ pub(super) fn run(rx: Receiver<HashJob>, tx: Sender<Cmd>, shared: Arc<Shared>) {
         batch.push(first);
         batch.extend(rx.try_iter().take(HASH_BATCH - 1));
         for job in batch.drain(..) {
-            let verified = job
-                .buf
-                .as_slice()
-                .and_then(|data| verify(job.buf.piece(), data, &job.expected));
+            let verified = job.buf.verify(&job.expected);
             let cmd = Cmd::Hashed {
                 slot: job.slot,
                 buf: job.buf,

@@ -1,9 +1,10 @@
 //! The disk pipeline: the engine's only interface to disk and hashing.
 //!
-//! Anatomy of a piece: a shard fills a [`SharedPiece`] and calls
-//! [`DiskPipeline::submit_piece`]; a hashing thread takes it (in a batch with whatever else is
-//! queued) and hashes it from memory; on a match it mints a [`VerifiedPiece`] and passes the
-//! piece to the disk thread, which writes it with one submission of per-file writes (O_DIRECT
+//! Anatomy of a piece: a shard fills a [`SharedPiece`], which hashes its blocks as they land
+//! (see `piece.rs`), and calls [`DiskPipeline::submit_piece`]. If every block was hashed
+//! already, the digest is compared right there; otherwise a hashing thread takes the piece and
+//! hashes the rest from memory. On a match a [`VerifiedPiece`] is minted and the piece goes
+//! to the disk thread, which writes it with one submission of per-file writes (O_DIRECT
 //! for page-aligned middles, buffered for unaligned heads and tails) and, once every write has
 //! completed, calls the torrent's sink with [`DiskEvent::PieceWritten`]. The piece's buffer goes
 //! back to its pool when the last reference (the writes' or the engine's) is dropped.
@@ -361,6 +362,22 @@ impl DiskPipeline {
         self.shared
             .queued_bytes
             .fetch_add(u64::from(len), Ordering::AcqRel);
+        if buf.is_streamed() {
+            // Hashed while it landed: only the comparison is left, no hashing thread needed.
+            let verified = buf.verify(&expected);
+            let cmd = Cmd::Hashed {
+                slot: slot.0,
+                buf,
+                verified,
+            };
+            return self.send(cmd).map_err(|_| {
+                info.outstanding.fetch_sub(1, Ordering::AcqRel);
+                self.shared
+                    .queued_bytes
+                    .fetch_sub(u64::from(len), Ordering::AcqRel);
+                SubmitError::Closed
+            });
+        }
         let job = HashJob {
             slot: slot.0,
             buf,

@@ -1,5 +1,6 @@
-//! Planning a piece write or a read: one op per file part, split so that page-aligned middles
-//! go O_DIRECT and unaligned heads and tails go through the page cache.
+//! Planning a piece write or a read: one op per file part. Writes are split so that
+//! page-aligned middles go O_DIRECT and unaligned heads and tails go through the page cache;
+//! reads (for seeding) always go through the page cache.
 
 use std::sync::Arc;
 
@@ -55,7 +56,8 @@ pub(super) fn plan_writes(
     (ops, None)
 }
 
-/// Pushes the reads of `spans` into `target` (data starting at `lead`), like [`plan_writes`].
+/// Pushes the reads of `spans` into `target` (data starting at `lead`): one buffered read per
+/// file part.
 pub(super) fn plan_reads(
     storage: &Storage,
     spans: &[Span],
@@ -70,12 +72,11 @@ pub(super) fn plan_reads(
             continue;
         };
         let at = lead + s.buf_offset as usize;
-        for p in split_aligned(
-            target.addr() + at,
-            s.file_offset,
-            s.len,
-            file.direct().is_some(),
-        ) {
+        // Reads for seeding go through the page cache (never O_DIRECT): a block asked for is
+        // usually cached (just written, or read ahead), and a 16 KiB O_DIRECT read per block
+        // costs a device round trip and page pinning. Measured: seeder CPU per GiB 0.70 vs
+        // 0.86-1.36 with O_DIRECT, and the download 1.6x faster (4 GiB, 4 seeders).
+        for p in split_aligned(target.addr() + at, s.file_offset, s.len, false) {
             let op = ReadOp::new(
                 Arc::clone(file),
                 p.direct,

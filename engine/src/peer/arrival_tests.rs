@@ -1,0 +1,106 @@
+//! Tests of the block arrival path, sans-IO: blocks are fed to a session as the wire reader
+//! would stream them. The only real object is a disk pipeline, for a torrent slot.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
+
+use super::*;
+use crate::metainfo::build::TorrentBuilder;
+use crate::picker::Picker;
+use crate::PeerId;
+
+const PIECE: u32 = 32 * 1024;
+const PIECES: u32 = 40;
+
+/// A torrent of 40 two-block pieces of which we have none, and its disk pipeline.
+fn leeching() -> (Arc<TorrentShared>, DiskPipeline, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, meta) = TorrentBuilder::single_file("dl.bin", u64::from(PIECE * PIECES), PIECE)
+        .piece_hashes(vec![[0u8; 20]; PIECES as usize])
+        .build()
+        .unwrap();
+    let info = &meta.info;
+    let picker = Picker::new(
+        info.lengths,
+        &Bitfield::new(PIECES),
+        &Bitfield::full(PIECES),
+    )
+    .unwrap();
+    let files = vec![StorageFile {
+        rel_path: "dl.bin".into(),
+        length: info.lengths.total_length(),
+        padding: false,
+    }];
+    let storage = Storage::open(dir.path(), files, PIECE, StorageOptions::default()).unwrap();
+    let disk = DiskPipeline::start(uring_disk::DiskConfig {
+        hash_threads: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let slot = disk
+        .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
+        .unwrap();
+    let pool = BufferPool::new(PIECE as usize, 16);
+    let t = Arc::new(TorrentShared::new(
+        1,
+        Arc::new(meta),
+        PeerId::generate(),
+        picker,
+        pool,
+        slot,
+        64,
+    ));
+    (t, disk, dir)
+}
+
+fn session(t: &TorrentShared, now: Instant) -> PeerSession {
+    let addr = "127.0.0.9:6881".parse().unwrap();
+    let mut s = PeerSession::new(1, addr, false, false, t, now);
+    let bf = Bitfield::full(PIECES).to_wire();
+    s.on_message(Message::Bitfield(&bf), now, t).unwrap();
+    s.on_message(Message::Unchoke, now, t).unwrap();
+    s.am_interested = true;
+    s
+}
+
+#[test]
+fn cancelled_blocks_that_arrive_late_are_not_unrequested() {
+    let (t, _disk, _dir) = leeching();
+    let now = Instant::now();
+    let mut s = session(&t, now);
+    // Requests given up on (a snub, or endgame cancels) many times over.
+    let mut given_up = Vec::new();
+    while given_up.len() < 100 {
+        s.fill_requests(now, &t);
+        assert!(!s.requests.is_empty(), "nothing requested");
+        given_up.extend(s.requests.iter().copied());
+        s.release_all(&t);
+    }
+    let data = vec![0u8; 16384];
+    for b in &given_up {
+        let chunk = &data[..b.len as usize];
+        s.on_block_chunk(b.piece.get(), b.offset, b.len, 0, chunk, now, &t)
+            .expect("a late block after a cancel is not a violation");
+    }
+    assert_eq!(s.unrequested, 0);
+    assert_eq!(
+        t.counters.wasted_bytes.load(Ordering::Relaxed),
+        16384 * given_up.len() as u64,
+        "late blocks are discarded, never written"
+    );
+    // Blocks that were never requested still count, and 65 of them drop the peer.
+    let never = (0..PIECES)
+        .flat_map(|p| [0, 16384].map(|offset| (p, offset)))
+        .find(|&(p, offset)| {
+            !given_up
+                .iter()
+                .any(|b| b.piece.get() == p && b.offset == offset)
+        })
+        .expect("some block was never requested");
+    let res: Result<Vec<()>, PeerError> = (0..65)
+        .map(|_| s.on_block_chunk(never.0, never.1, 16384, 0, &data, now, &t))
+        .collect();
+    assert!(matches!(res, Err(PeerError::Unrequested(65))), "{res:?}");
+}
