@@ -113,6 +113,11 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     if let Some(code) = crate::select::preflight(&args.torrents, &args.select)? {
         return Ok(code);
     }
+    // A file-size limit (RLIMIT_FSIZE) must make writes fail with EFBIG, which stops the
+    // torrent with a clear error, instead of SIGXFSZ killing the process: catch the signal.
+    let _xfsz =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
+            .context("cannot catch SIGXFSZ")?;
     let mut config = Config {
         listen: args.listen,
         use_trackers: !args.no_trackers,

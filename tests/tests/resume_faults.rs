@@ -5,7 +5,9 @@
 //! - SIGINT / SIGTERM: graceful stop with exit code 130 / 143, and the next run trusts the
 //!   resume file (no recheck);
 //! - no space (a tmpfs the test mounts) and a read-only directory: exit 1 with a clear
-//!   message, verified data kept; after making room, the same command completes.
+//!   message, verified data kept; after making room, the same command completes;
+//! - an I/O error from a file-size limit (RLIMIT_FSIZE, EFBIG): the same, never a kill by
+//!   SIGXFSZ.
 //!
 //! Seeders are `ringtorrent seed` processes (rt-testkit's `RtSeeder`).
 
@@ -424,5 +426,42 @@ fn disk_full_mid_download_pauses_keeps_verified_data_and_resumes() {
         got <= (256 - u64::from(have) + 64) * piece,
         "downloaded {got}"
     );
+    s.spec.verify(&out).unwrap();
+}
+
+#[test]
+fn file_size_limit_is_a_clear_io_error_then_completes_without_it() {
+    // RLIMIT_FSIZE of 2 MiB (set by util-linux's prlimit) against a torrent of a 1 MiB and a
+    // 6 MiB file: writing or preallocating past the limit fails with EFBIG.
+    let spec = PayloadSpec::dir("fsize", &[("a.bin", 1 << 20), ("b.bin", 6 << 20)], 9);
+    let s = swarm(spec, "64KiB");
+    let out = s.dir.path().join("out");
+    let mut d = Download::new(&s.torrent, &out).peer(s.seeder.addr());
+    d.quiet = false;
+    d.extra_args = vec!["--no-trackers".into()];
+    let inner = d.command(&ringtorrent_bin().unwrap()).unwrap();
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--fsize={}", 2 << 20))
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let err_path = s.dir.path().join("fsize.err");
+    let out_path = s.dir.path().join("fsize.out");
+    cmd.stderr(File::create(&err_path).unwrap())
+        .stdout(File::create(&out_path).unwrap());
+    let (code, _, err) = Run {
+        child: cmd.spawn().unwrap(),
+        err: err_path,
+        out: out_path,
+    }
+    .wait(60);
+    assert_eq!(code, Some(1), "exit 1, not killed by a signal: {err}");
+    assert!(
+        err.contains("file too large"),
+        "the error names the cause: {err}"
+    );
+    // Without the limit the same command completes, byte-identical.
+    let (code, _, err) = s.start(&out, 1, &[]).wait(60);
+    assert_eq!(code, Some(0), "{err}");
     s.spec.verify(&out).unwrap();
 }

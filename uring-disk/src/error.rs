@@ -54,9 +54,18 @@ impl fmt::Display for IoOp {
 /// An error from storage, hashing or the disk pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The filesystem is full (ENOSPC, EDQUOT) or the file hit the size limit (EFBIG).
+    /// The filesystem is full (ENOSPC, EDQUOT).
     #[error("no space left to {op} {path}")]
     NoSpace {
+        /// The file being written or allocated.
+        path: PathBuf,
+        /// The operation that failed.
+        op: IoOp,
+    },
+    /// The file would pass the process's file-size limit (EFBIG, RLIMIT_FSIZE) or the
+    /// filesystem's largest file.
+    #[error("file too large to {op} {path}: the file-size limit (ulimit -f) or the filesystem's maximum")]
+    TooLarge {
         /// The file being written or allocated.
         path: PathBuf,
         /// The operation that failed.
@@ -130,9 +139,8 @@ impl StorageError {
     pub fn from_io(op: IoOp, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         match source.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
-                StorageError::NoSpace { path, op }
-            }
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => StorageError::NoSpace { path, op },
+            Some(libc::EFBIG) => StorageError::TooLarge { path, op },
             _ => StorageError::Io { path, op, source },
         }
     }
@@ -144,7 +152,10 @@ impl StorageError {
 
     /// True for a full filesystem or a file-size limit.
     pub fn is_no_space(&self) -> bool {
-        matches!(self, StorageError::NoSpace { .. })
+        matches!(
+            self,
+            StorageError::NoSpace { .. } | StorageError::TooLarge { .. }
+        )
     }
 }
 
@@ -197,4 +208,22 @@ pub enum ProbeError {
     /// The kernel lacks an operation the pipeline needs.
     #[error("io_uring lacks the {0} operation")]
     MissingOp(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_classes_name_their_cause() {
+        let e = |n| StorageError::from_errno(IoOp::Write, "/d/f", n);
+        assert!(matches!(e(libc::ENOSPC), StorageError::NoSpace { .. }));
+        assert!(matches!(e(libc::EDQUOT), StorageError::NoSpace { .. }));
+        let big = e(libc::EFBIG);
+        assert!(matches!(big, StorageError::TooLarge { .. }));
+        assert!(big.is_no_space(), "both stop the torrent the same way");
+        assert!(big.to_string().contains("file too large"), "{big}");
+        let io = e(libc::EIO);
+        assert!(matches!(io, StorageError::Io { .. }) && !io.is_no_space());
+    }
 }
