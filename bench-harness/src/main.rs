@@ -12,6 +12,7 @@
 //! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
 #![deny(unsafe_code)]
 
+mod bench_args;
 mod measure;
 mod netns;
 mod report;

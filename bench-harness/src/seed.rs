@@ -9,7 +9,7 @@
 //! `/proc/<pid>/stat` before and after each download; the leecher's from `wait4`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -24,17 +24,14 @@ use serde::Serialize;
 use crate::measure::{proc_cpu_s, run_measured, Sample};
 use crate::report::{spread_table, Row, Spread};
 use crate::seeders::{Discovery, Seeder, SeederKind};
-use crate::size::{format_size, parse_size};
+use crate::size::format_size;
 use crate::swarm::{pick_clients, prepare_payload};
 
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct SeedArgs {
-    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
-    pub size: u64,
-    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
-    pub piece_length: u64,
-    #[arg(long, default_value_t = 1)]
-    pub files: u32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: crate::bench_args::BenchArgs,
     /// Seeders to compare, in run order.
     #[arg(
         long,
@@ -46,16 +43,6 @@ pub struct SeedArgs {
     /// Leechers that download from each seeder.
     #[arg(long, value_delimiter = ',', default_value = "rqbit,aria2")]
     pub leechers: Vec<String>,
-    #[arg(long, default_value_t = 3)]
-    pub runs: u32,
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    #[arg(long, default_value = "bench-cache")]
-    pub cache: PathBuf,
-    #[arg(long, default_value_t = 900)]
-    pub timeout_s: u64,
-    #[arg(long, default_value_t = 1)]
-    pub payload_seed: u64,
     /// Round-trip time between peers (see `swarm --rtt-ms`).
     #[arg(long, default_value_t = 0)]
     pub rtt_ms: u32,
@@ -85,15 +72,15 @@ struct JsonReport<'a> {
 }
 
 pub fn run(args: &SeedArgs) -> Result<()> {
-    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.common.runs >= 1, "--runs must be at least 1");
     ensure!(!args.seeders.is_empty(), "--seeders is empty");
-    let cache = std::path::absolute(&args.cache)?;
+    let cache = std::path::absolute(&args.common.cache)?;
     let (spec, save_dir, bare) = prepare_payload(
         &cache,
-        args.size,
-        args.files,
-        args.piece_length,
-        args.payload_seed,
+        args.common.size,
+        args.common.files,
+        args.common.piece_length,
+        args.common.payload_seed,
     )?;
     let mut notes = Vec::new();
     let leechers = pick_clients(&args.leechers, &mut notes)?;
@@ -123,7 +110,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             });
         }
     }
-    for run in 0..args.runs {
+    for run in 0..args.common.runs {
         let mut i = 0;
         for leecher in &leechers {
             for (kind, seeder) in seeders.iter_mut() {
@@ -159,14 +146,14 @@ pub fn run(args: &SeedArgs) -> Result<()> {
     }
     println!(
         "## seed: {} in {} file(s), piece {}, {} run(s){}\n",
-        format_size(args.size),
-        args.files.max(1),
-        format_size(args.piece_length),
-        args.runs,
+        format_size(args.common.size),
+        args.common.files.max(1),
+        format_size(args.common.piece_length),
+        args.common.runs,
         rtt_note(args.rtt_ms)
     );
     print!("{}", table(&pairs, spec.total_len(), &notes));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         let j = JsonReport {
             params: args,
             payload_bytes: spec.total_len(),
@@ -201,7 +188,7 @@ fn one_upload(
         std::fs::remove_dir_all(&out_dir)?;
     }
     std::fs::create_dir_all(&out_dir)?;
-    let timeout = Duration::from_secs(args.timeout_s);
+    let timeout = Duration::from_secs(args.common.timeout_s);
     let job = LeechJob {
         torrent,
         out_dir: &out_dir,

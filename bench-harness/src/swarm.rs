@@ -22,18 +22,13 @@ use serde::Serialize;
 use crate::measure::run_measured;
 use crate::report::{self, ClientRuns};
 use crate::seeders::{Discovery, Seeder, SeederKind};
-use crate::size::{format_size, parse_size};
+use crate::size::format_size;
 
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct SwarmArgs {
-    /// Payload size.
-    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
-    pub size: u64,
-    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
-    pub piece_length: u64,
-    /// Number of files the payload is split into (1 = a single-file torrent).
-    #[arg(long, default_value_t = 1)]
-    pub files: u32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: crate::bench_args::BenchArgs,
     #[arg(long, default_value_t = 4)]
     pub seeders: u32,
     /// What the seeders are; real clients by flag.
@@ -46,20 +41,6 @@ pub struct SwarmArgs {
         default_value = "ringtorrent,rqbit,aria2,libtorrent"
     )]
     pub clients: Vec<String>,
-    #[arg(long, default_value_t = 3)]
-    pub runs: u32,
-    /// Also write the results as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    /// Cache for payloads, torrents and download directories.
-    #[arg(long, default_value = "bench-cache")]
-    pub cache: PathBuf,
-    /// A download taking longer than this is killed and counted as failed.
-    #[arg(long, default_value_t = 900)]
-    pub timeout_s: u64,
-    /// Seed of the payload generator.
-    #[arg(long, default_value_t = 1)]
-    pub payload_seed: u64,
     /// Round-trip time added between all peers (netem on the loopback of a network namespace
     /// the harness creates; needs root). 0 = plain loopback.
     #[arg(long, default_value_t = 0)]
@@ -79,13 +60,13 @@ struct JsonReport<'a> {
 
 pub fn run(args: &SwarmArgs) -> Result<()> {
     check_args(args)?;
-    let cache = std::path::absolute(&args.cache)?;
+    let cache = std::path::absolute(&args.common.cache)?;
     let (spec, save_dir, bare) = prepare_payload(
         &cache,
-        args.size,
-        args.files,
-        args.piece_length,
-        args.payload_seed,
+        args.common.size,
+        args.common.files,
+        args.common.piece_length,
+        args.common.payload_seed,
     )?;
 
     let mut notes = Vec::new();
@@ -117,7 +98,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             failures: Vec::new(),
         })
         .collect();
-    for run in 0..args.runs {
+    for run in 0..args.common.runs {
         for (client, result) in clients.iter().zip(results.iter_mut()) {
             for s in seeders.iter_mut() {
                 s.check_alive()?;
@@ -141,16 +122,16 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
     let summary = report::summarize(&results, spec.total_len());
     println!(
         "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s){}\n",
-        format_size(args.size),
-        args.files.max(1),
-        format_size(args.piece_length),
+        format_size(args.common.size),
+        args.common.files.max(1),
+        format_size(args.common.piece_length),
         args.seeders,
         args.seeder.name(),
-        args.runs,
+        args.common.runs,
         crate::seed::rtt_note(args.rtt_ms)
     );
     print!("{}", report::markdown(&summary, &notes));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         let j = JsonReport {
             params: args,
             payload_bytes: spec.total_len(),
@@ -166,15 +147,15 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
 }
 
 fn check_args(args: &SwarmArgs) -> Result<()> {
-    ensure!(args.size > 0, "--size must be positive");
+    ensure!(args.common.size > 0, "--size must be positive");
     ensure!(
-        args.piece_length >= 16 * 1024 && args.piece_length <= 64 << 20,
+        args.common.piece_length >= 16 * 1024 && args.common.piece_length <= 64 << 20,
         "--piece-length must be 16 KiB ..= 64 MiB"
     );
     ensure!((1..=64).contains(&args.seeders), "--seeders must be 1..=64");
-    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.common.runs >= 1, "--runs must be at least 1");
     ensure!(
-        args.files >= 1 && args.files as u64 <= args.size,
+        args.common.files >= 1 && args.common.files as u64 <= args.common.size,
         "--files must be 1..=size"
     );
     Ok(())
@@ -272,7 +253,7 @@ fn one_download(
         std::fs::remove_dir_all(&out_dir)?;
     }
     std::fs::create_dir_all(&out_dir)?;
-    let timeout = Duration::from_secs(args.timeout_s);
+    let timeout = Duration::from_secs(args.common.timeout_s);
     let job = LeechJob {
         torrent,
         out_dir: &out_dir,

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::measure::{run_measured, Sample};
 use crate::report::{spread_table, Row, Spread};
-use crate::size::{format_size, parse_size};
+use crate::size::format_size;
 use crate::swarm::prepare_payload;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -55,26 +55,13 @@ pub enum Job {
 
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct ToolArgs {
-    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
-    pub size: u64,
-    #[arg(long, default_value = "256KiB", value_parser = parse_size)]
-    pub piece_length: u64,
-    #[arg(long, default_value_t = 1)]
-    pub files: u32,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: crate::bench_args::BenchArgs,
     /// Tools to compare, in run order (default: ringtorrent,libtorrent,aria2 for recheck;
     /// ringtorrent,mktorrent,libtorrent for create).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub tools: Vec<Tool>,
-    #[arg(long, default_value_t = 3)]
-    pub runs: u32,
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    #[arg(long, default_value = "bench-cache")]
-    pub cache: PathBuf,
-    #[arg(long, default_value_t = 900)]
-    pub timeout_s: u64,
-    #[arg(long, default_value_t = 1)]
-    pub payload_seed: u64,
 }
 
 /// One timed run; `own_s` is the time the tool itself reported, if it does.
@@ -107,14 +94,14 @@ struct JsonReport<'a> {
 }
 
 pub fn run(job: Job, args: &ToolArgs) -> Result<()> {
-    ensure!(args.runs >= 1, "--runs must be at least 1");
-    let cache = std::path::absolute(&args.cache)?;
+    ensure!(args.common.runs >= 1, "--runs must be at least 1");
+    let cache = std::path::absolute(&args.common.cache)?;
     let (spec, save_dir, bare) = prepare_payload(
         &cache,
-        args.size,
-        args.files,
-        args.piece_length,
-        args.payload_seed,
+        args.common.size,
+        args.common.files,
+        args.common.piece_length,
+        args.common.payload_seed,
     )?;
     let meta = TorrentMeta::read(&bare)?;
     let mut notes = Vec::new();
@@ -133,8 +120,8 @@ pub fn run(job: Job, args: &ToolArgs) -> Result<()> {
             failures: Vec::new(),
         })
         .collect();
-    let timeout = Duration::from_secs(args.timeout_s);
-    for run in 0..args.runs {
+    let timeout = Duration::from_secs(args.common.timeout_s);
+    for run in 0..args.common.runs {
         for (tool, out) in tools.iter().zip(results.iter_mut()) {
             let log = work.join(format!("{}.log", tool.name()));
             let r = match job {
@@ -167,13 +154,13 @@ pub fn run(job: Job, args: &ToolArgs) -> Result<()> {
     };
     println!(
         "## {name}: {} in {} file(s), piece {}, {} run(s), warm page cache\n",
-        format_size(args.size),
-        args.files.max(1),
-        format_size(args.piece_length),
-        args.runs
+        format_size(args.common.size),
+        args.common.files.max(1),
+        format_size(args.common.piece_length),
+        args.common.runs
     );
     print!("{}", table(&results, spec.total_len(), &notes));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.common.json {
         let j = JsonReport {
             job,
             params: args,
@@ -329,7 +316,7 @@ fn create_once(
 ) -> Result<ToolSample> {
     let out = work.join(format!("{}.torrent", tool.name()));
     let _ = std::fs::remove_file(&out); // mktorrent refuses to overwrite
-    let piece = args.piece_length;
+    let piece = args.common.piece_length;
     let mut cmd;
     match tool {
         Tool::Ringtorrent => {
