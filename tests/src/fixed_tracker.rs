@@ -87,19 +87,20 @@ fn serve(
         match listener.accept() {
             Ok((conn, _)) => {
                 let list = peers.lock().map(|p| p.clone()).unwrap_or_default();
-                if answer(conn, &list).is_ok() {
-                    if let Ok(mut n) = announces.lock() {
-                        *n += 1;
-                    }
-                }
+                let _ = answer(conn, &list, &announces);
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }
 
-/// Reads one request (bounded) and answers with `peers`, whatever was asked.
-fn answer(mut conn: TcpStream, peers: &[SocketAddrV4]) -> std::io::Result<()> {
+/// Reads one request (bounded), counts it, and answers with `peers`, whatever was asked. The
+/// count comes first: a client that has read the answer sees it counted.
+fn answer(
+    mut conn: TcpStream,
+    peers: &[SocketAddrV4],
+    announces: &Mutex<u64>,
+) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -111,6 +112,9 @@ fn answer(mut conn: TcpStream, peers: &[SocketAddrV4]) -> std::io::Result<()> {
             break;
         }
         req.extend_from_slice(&buf[..n]);
+    }
+    if let Ok(mut n) = announces.lock() {
+        *n += 1;
     }
     let body = reply_body(peers);
     let head = format!(

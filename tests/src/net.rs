@@ -78,10 +78,9 @@ pub fn http_get(
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: `write!` on the stream would send the request in several segments.
+    let req = format!("GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())?;
     let mut buf = Vec::new();
     s.take(MAX_HTTP_RESPONSE).read_to_end(&mut buf)?;
     let head_end = buf
@@ -153,9 +152,16 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).unwrap();
-            assert!(req[..n].starts_with(b"GET /x?y=1 HTTP/1.0\r\n"));
+            // Read the whole request first: closing with unread bytes would make the kernel
+            // reset the connection under the client (it may write the request in pieces).
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.ends_with(b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "client closed before the end of its request");
+                req.extend_from_slice(&buf[..n]);
+            }
+            assert!(req.starts_with(b"GET /x?y=1 HTTP/1.0\r\n"));
             s.write_all(b"HTTP/1.0 404 Not Found\r\nA: b\r\n\r\nbody")
                 .unwrap();
         });
