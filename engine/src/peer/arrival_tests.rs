@@ -1,59 +1,10 @@
 //! Tests of the block arrival path, sans-IO: blocks are fed to a session as the wire reader
 //! would stream them. The only real object is a disk pipeline, for a torrent slot.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
-
+use super::test_torrent::{test_torrent, PIECES};
 use super::*;
-use crate::metainfo::build::TorrentBuilder;
-use crate::picker::Picker;
-use crate::PeerId;
-
-const PIECE: u32 = 32 * 1024;
-const PIECES: u32 = 40;
-
-/// A torrent of 40 two-block pieces of which we have none, and its disk pipeline.
-fn leeching() -> (Arc<TorrentShared>, DiskPipeline, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, meta) = TorrentBuilder::single_file("dl.bin", u64::from(PIECE * PIECES), PIECE)
-        .piece_hashes(vec![[0u8; 20]; PIECES as usize])
-        .build()
-        .unwrap();
-    let info = &meta.info;
-    let picker = Picker::new(
-        info.lengths,
-        &Bitfield::new(PIECES),
-        &Bitfield::full(PIECES),
-    )
-    .unwrap();
-    let files = vec![StorageFile {
-        rel_path: "dl.bin".into(),
-        length: info.lengths.total_length(),
-        padding: false,
-    }];
-    let storage = Storage::open(dir.path(), files, PIECE, StorageOptions::default()).unwrap();
-    let disk = DiskPipeline::start(uring_disk::DiskConfig {
-        hash_threads: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let slot = disk
-        .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
-        .unwrap();
-    let pool = BufferPool::new(PIECE as usize, 16);
-    let t = Arc::new(TorrentShared::new(
-        1,
-        Arc::new(meta),
-        PeerId::generate(),
-        picker,
-        pool,
-        slot,
-        64,
-    ));
-    (t, disk, dir)
-}
 
 fn session(t: &TorrentShared, now: Instant) -> PeerSession {
     let addr = "127.0.0.9:6881".parse().unwrap();
@@ -67,7 +18,8 @@ fn session(t: &TorrentShared, now: Instant) -> PeerSession {
 
 #[test]
 fn cancelled_blocks_that_arrive_late_are_not_unrequested() {
-    let (t, _disk, _dir) = leeching();
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
     let now = Instant::now();
     let mut s = session(&t, now);
     // Requests given up on (a snub, or endgame cancels) many times over.

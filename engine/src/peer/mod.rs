@@ -19,6 +19,8 @@
 mod arrival_tests;
 mod fast;
 mod pipeline;
+#[cfg(test)]
+mod test_torrent;
 mod upload;
 
 use std::collections::VecDeque;

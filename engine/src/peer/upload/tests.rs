@@ -3,19 +3,10 @@
 //! slot; nothing is read from disk.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-
-use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
 
 use super::*;
-use crate::metainfo::build::TorrentBuilder;
 use crate::peer::allowed_fast_set;
-use crate::picker::Picker;
-use crate::types::Bitfield;
-use crate::PeerId;
 
-const PIECE: u32 = 32 * 1024;
-const PIECES: u32 = 40;
 const BLOCK: u32 = 16 * 1024;
 
 #[test]
@@ -37,56 +28,7 @@ fn rate_meter_converges_and_decays() {
     assert!(m.rate_bytes_per_s() < 10_000);
 }
 
-struct Fixture {
-    t: Arc<TorrentShared>,
-    _disk: DiskPipeline,
-    _dir: tempfile::TempDir,
-}
-
-/// A torrent of 40 two-block pieces; we have every piece (`seeding`) or none.
-fn fixture(seeding: bool) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let (_, meta) = TorrentBuilder::single_file("up.bin", u64::from(PIECE * PIECES), PIECE)
-        .piece_hashes(vec![[0u8; 20]; PIECES as usize])
-        .build()
-        .unwrap();
-    let info = &meta.info;
-    let have = if seeding {
-        Bitfield::full(PIECES)
-    } else {
-        Bitfield::new(PIECES)
-    };
-    let picker = Picker::new(info.lengths, &have, &Bitfield::full(PIECES)).unwrap();
-    let files = vec![StorageFile {
-        rel_path: "up.bin".into(),
-        length: info.lengths.total_length(),
-        padding: false,
-    }];
-    let storage = Storage::open(dir.path(), files, PIECE, StorageOptions::default()).unwrap();
-    let disk = DiskPipeline::start(uring_disk::DiskConfig {
-        hash_threads: 1,
-        ..Default::default()
-    })
-    .unwrap();
-    let slot = disk
-        .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
-        .unwrap();
-    let pool = BufferPool::new(PIECE as usize, 16);
-    let t = Arc::new(TorrentShared::new(
-        1,
-        Arc::new(meta),
-        PeerId::generate(),
-        picker,
-        pool,
-        slot,
-        64,
-    ));
-    Fixture {
-        t,
-        _disk: disk,
-        _dir: dir,
-    }
-}
+use super::super::test_torrent::{test_torrent as fixture, PIECES};
 
 /// What the session sent, reduced to what these tests look at.
 #[derive(Debug, PartialEq, Eq)]
