@@ -117,8 +117,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         recheck: false,
         seed_ratio: 0.0,
         seed_time: 0.0,
-        max_upload_rate: 0,
-        max_download_rate: 0,
+        rates: Default::default(),
         select: Default::default(),
     })?;
     let wall = started.elapsed();

@@ -47,12 +47,8 @@ pub struct DownloadArgs {
     /// After completing, keep seeding for this many minutes (0 = do not seed).
     #[arg(long, default_value_t = 0.0)]
     pub seed_time: f64,
-    /// Upload rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
-    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
-    pub max_upload_rate: u64,
-    /// Download rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
-    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
-    pub max_download_rate: u64,
+    #[command(flatten)]
+    pub rates: crate::util::RateArgs,
     /// Hash-check existing data even if the resume file
     /// (`<output>/.ringtorrent/<infohash>.resume`) matches it.
     #[arg(long)]
@@ -122,8 +118,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         listen: args.listen,
         use_trackers: !args.no_trackers,
         force_portable: args.no_uring,
-        upload_rate_limit: args.max_upload_rate,
-        download_rate_limit: args.max_download_rate,
+        upload_rate_limit: args.rates.max_upload_rate,
+        download_rate_limit: args.rates.max_download_rate,
         ..Config::default()
     };
     if let Some(n) = args.shards {

@@ -33,12 +33,8 @@ pub struct SeedArgs {
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
-    /// Upload rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
-    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
-    pub max_upload_rate: u64,
-    /// Download rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
-    #[arg(long, default_value = "0", value_parser = crate::util::parse_size)]
-    pub max_download_rate: u64,
+    #[command(flatten)]
+    pub rates: crate::util::RateArgs,
     /// Hash-check the data even if the resume file (`<data dir>/.ringtorrent/<infohash>.resume`)
     /// matches it.
     #[arg(long)]
@@ -77,8 +73,8 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         use_trackers: !args.no_trackers,
         force_portable: args.no_uring,
         buffer_pool_bytes: 8 << 20,
-        upload_rate_limit: args.max_upload_rate,
-        download_rate_limit: args.max_download_rate,
+        upload_rate_limit: args.rates.max_upload_rate,
+        download_rate_limit: args.rates.max_download_rate,
         ..Config::default()
     };
     if let Some(n) = args.shards {

@@ -2,6 +2,17 @@
 
 use std::io::Write;
 
+/// The rate limits `download` and `seed` take, over all torrents of the engine.
+#[derive(clap::Args, Debug, Default)]
+pub struct RateArgs {
+    /// Upload rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub max_upload_rate: u64,
+    /// Download rate limit in bytes per second over all torrents (10M, 500K...; 0 = none).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub max_download_rate: u64,
+}
+
 /// Parses a size: a whole number with an optional unit, case-insensitive, spaces allowed
 /// before the unit. Binary units: `K`, `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` (powers of
 /// 1024); decimal units: `kB`, `MB`, `GB`, `TB` (powers of 1000); `B` or nothing: bytes.
