@@ -69,6 +69,8 @@ pub struct TorrentShared {
     failed_len: AtomicUsize,
     pending_blame: Mutex<Vec<FailedPiece>>,
     pub banned: Mutex<HashSet<IpAddr>>,
+    /// Sessions banned for corrupt data: later failures they shared in are put down to them.
+    culprits: Mutex<HashSet<u64>>,
     pub connected: Mutex<HashSet<PeerId>>,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
@@ -121,6 +123,7 @@ impl TorrentShared {
             failed_len: AtomicUsize::new(0),
             pending_blame: Mutex::new(Vec::new()),
             banned: Mutex::new(HashSet::new()),
+            culprits: Mutex::new(HashSet::new()),
             connected: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
@@ -218,7 +221,12 @@ impl TorrentShared {
     /// The piece failed its hash check (or could not be written): its blocks become free again.
     pub fn on_failed(&self, p: PieceIndex, hash_failure: bool) {
         let contributors = self.take_blame(p).unwrap_or_default();
-        self.picker.piece_failed(p);
+        if hash_failure && contributors.len() > 1 {
+            // Several suppliers: the next round comes from one, so it has one suspect.
+            self.picker.piece_failed_exclusive(p);
+        } else {
+            self.picker.piece_failed(p);
+        }
         if hash_failure {
             self.counters.hash_failures.fetch_add(1, Ordering::Relaxed);
             self.counters
@@ -277,6 +285,23 @@ impl TorrentShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ip);
+    }
+
+    /// Bans the peer (session `key`, address `ip`) that alone supplied a piece that failed.
+    pub fn ban_culprit(&self, key: u64, ip: IpAddr) {
+        self.ban(ip);
+        self.culprits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+    }
+
+    /// The session `key` was banned for supplying a bad piece alone.
+    pub fn is_culprit(&self, key: u64) -> bool {
+        self.culprits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
     }
 
     /// Registers a handshaken peer id; false for ourselves or a duplicate connection.

@@ -23,6 +23,7 @@ mod common;
 const PIECE: u32 = 32 * 1024;
 
 struct Fixture {
+    piece: u32,
     content: Vec<u8>,
     meta: Arc<Metainfo>,
     disk: DiskPipeline,
@@ -30,12 +31,16 @@ struct Fixture {
 }
 
 fn fixture(len: usize) -> Fixture {
+    fixture_with(len, PIECE)
+}
+
+fn fixture_with(len: usize, piece: u32) -> Fixture {
     let content = common::pseudo_random(len, 0x2545_f491);
     let hashes = content
-        .chunks(PIECE as usize)
+        .chunks(piece as usize)
         .map(uring_disk::hash::sha1)
         .collect();
-    let (_, meta) = TorrentBuilder::single_file("sim.bin", len as u64, PIECE)
+    let (_, meta) = TorrentBuilder::single_file("sim.bin", len as u64, piece)
         .piece_hashes(hashes)
         .build()
         .unwrap();
@@ -45,6 +50,7 @@ fn fixture(len: usize) -> Fixture {
     })
     .unwrap();
     Fixture {
+        piece,
         content,
         meta: Arc::new(meta),
         disk,
@@ -67,12 +73,12 @@ fn shared(f: &Fixture, id: u64, have_all: bool) -> Arc<TorrentShared> {
         length: info.lengths.total_length(),
         padding: false,
     }];
-    let storage = Storage::open(&dir, files, PIECE, StorageOptions::default()).unwrap();
+    let storage = Storage::open(&dir, files, f.piece, StorageOptions::default()).unwrap();
     let slot = f
         .disk
         .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
         .unwrap();
-    let pool = BufferPool::new(PIECE as usize, 64);
+    let pool = BufferPool::new(f.piece as usize, 64);
     Arc::new(TorrentShared::new(
         id,
         f.meta.clone(),
@@ -113,6 +119,8 @@ struct Link {
     up: Pipe,
     down: Pipe,
     corrupt: bool,
+    /// Extra one-way delay of this link on top of the sim's latency.
+    extra_latency: Duration,
     alive: bool,
     error: Option<String>,
 }
@@ -141,7 +149,10 @@ struct Sim {
 
 impl Sim {
     fn new(len: usize, seeders: usize, latency_ms: u64) -> Sim {
-        let f = fixture(len);
+        Sim::with_fixture(fixture(len), seeders, latency_ms)
+    }
+
+    fn with_fixture(f: Fixture, seeders: usize, latency_ms: u64) -> Sim {
         let leecher = shared(&f, 1, false);
         let seeder = shared(&f, 2, true);
         let t0 = Instant::now();
@@ -164,6 +175,7 @@ impl Sim {
                     up: Pipe::default(),
                     down: Pipe::default(),
                     corrupt: false,
+                    extra_latency: Duration::ZERO,
                     alive: true,
                     error: None,
                 }
@@ -232,14 +244,7 @@ impl Sim {
             if let Err(e) = polled {
                 link.error = Some(e.to_string());
             }
-            if link.error.is_some() {
-                link.alive = false;
-                link.leech.on_disconnect(&self.leecher);
-                link.seed.on_disconnect(&self.seeder);
-                continue;
-            }
-            link.up.send(v, self.latency, &mut link.leech.out);
-            link.down.send(v, self.latency, &mut link.seed.out);
+            // Pieces completed are hashed even if the peer is being dropped (as the shard does).
             for (p, buf) in link.leech.completed.drain(..) {
                 let data = buf
                     .as_slice()
@@ -254,6 +259,15 @@ impl Sim {
                     }
                 }
             }
+            if link.error.is_some() {
+                link.alive = false;
+                link.leech.on_disconnect(&self.leecher);
+                link.seed.on_disconnect(&self.seeder);
+                continue;
+            }
+            let latency = self.latency + link.extra_latency;
+            link.up.send(v, latency, &mut link.leech.out);
+            link.down.send(v, latency, &mut link.seed.out);
         }
     }
 
@@ -358,4 +372,40 @@ fn a_bitfield_after_haves_is_merged_not_fatal() {
     assert!(s
         .on_message(wire::Message::Bitfield(&full[..1]), t0, &t)
         .is_err());
+}
+
+#[test]
+fn peers_sharing_bad_pieces_go_on_parole_and_only_the_corrupter_is_banned() {
+    // Three seeders, one corrupting every block. The corrupter vanishes mid-download, before
+    // any blame is read, leaving bad blocks in partial pieces that the honest peers complete:
+    // those failures are shared, so the honest peers go on parole (whole pieces of their own)
+    // and must finish the download, never be banned.
+    let piece = 80 * 1024;
+    let mut sim = Sim::with_fixture(fixture_with(400 * piece as usize, piece), 3, 5);
+    sim.links[1].corrupt = true;
+    let mut vanished = false;
+    sim.run(60_000, |sim, ms| {
+        let l = &mut sim.links[1];
+        if !vanished && ms % 50 != 0 && l.leech.downloaded_bytes >= 2 << 20 {
+            vanished = true;
+            l.alive = false;
+            l.leech.on_disconnect(&sim.leecher);
+            l.seed.on_disconnect(&sim.seeder);
+        }
+    });
+    let mut failed = Vec::new();
+    sim.leecher.failed_since(0, &mut failed);
+    assert!(vanished);
+    assert!(
+        failed.iter().filter(|f| f.contributors.len() > 1).count() >= 3,
+        "the scenario needs failures shared by several peers: {failed:?}"
+    );
+    for i in [0, 2] {
+        let l = &sim.links[i];
+        assert!(l.error.is_none(), "good seeder {i} dropped: {:?}", l.error);
+        assert!(
+            !sim.leecher.is_banned(l.leech.addr.ip()),
+            "seeder {i} banned"
+        );
+    }
 }

@@ -56,3 +56,37 @@ fn cancelled_blocks_that_arrive_late_are_not_unrequested() {
         .collect();
     assert!(matches!(res, Err(PeerError::Unrequested(65))), "{res:?}");
 }
+
+#[test]
+fn data_for_a_claim_consumed_elsewhere_is_not_written() {
+    // Endgame: our claim on a block is consumed by another peer's copy; that piece then fails
+    // and is reset, and only then does our copy arrive. The picker says nobody claims the block,
+    // so the data must not land in the piece buffer (it would be counted there but not in the
+    // picker, and the piece could never complete).
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let now = Instant::now();
+    let mut s = session(&t, now);
+    s.fill_requests(now, &t);
+    let b = *s.requests.front().expect("requests");
+    // Someone else takes the block's only claim and gives it up: the block is free again.
+    assert_eq!(t.picker.begin_block(b), crate::picker::Begin::Owner);
+    t.picker.abort_block(b);
+    let data = vec![7u8; b.len as usize];
+    s.on_block_chunk(b.piece.get(), b.offset, b.len, 0, &data, now, &t)
+        .expect("a stale block is not a violation");
+    assert!(
+        !t.block_done(b),
+        "stale data was written into the piece buffer"
+    );
+    assert_eq!(
+        t.counters.wasted_bytes.load(Ordering::Relaxed),
+        u64::from(b.len)
+    );
+    // The block is free for the next claimant.
+    let mut again = Vec::new();
+    let all = Bitfield::full(PIECES);
+    t.picker
+        .pick(&all, &[b.piece], 64, false, 0, &|_| false, &mut again);
+    assert!(again.contains(&b), "the block was lost: {again:?}");
+}

@@ -12,11 +12,14 @@
 //!   its block arrived. `release_all` (on disconnect, choke, snub) gives every claim back.
 //! - Unrequested data is never written anywhere.
 
-// The download half lives here (about 610 lines with its state); the upload half is in
+// The download half lives here (about 640 lines with its state); blame and parole are in `blame.rs`; the upload half is in
 // `upload.rs` (with the rate meter), BEP 6 allowed-fast sets in `fast.rs`, the request window
 // in `pipeline.rs`.
 #[cfg(test)]
 mod arrival_tests;
+mod blame;
+#[cfg(test)]
+mod blame_tests;
 mod fast;
 mod pipeline;
 #[cfg(test)]
@@ -32,6 +35,7 @@ use std::time::{Duration, Instant};
 use uring_disk::{BlockWriter, SharedPiece};
 
 use crate::ext::ExtHandshake;
+use crate::picker::Begin;
 use crate::torrent::{FailedPiece, TorrentShared};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
@@ -46,14 +50,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(90);
 /// Requests outstanding with no block arriving for this long: the peer is snubbing us.
 pub const SNUB_TIMEOUT: Duration = Duration::from_secs(20);
-/// A peer that supplied blocks to this many failed pieces (shared with others) is banned.
-pub const MAX_HASH_STRIKES: u32 = 3;
 /// Requests a peer may have queued with us; more is a flood and the peer is dropped.
 pub const MAX_QUEUED_REQUESTS: usize = 2000;
 /// Disk reads in flight per peer while uploading.
 pub const MAX_READS_IN_FLIGHT: u32 = 16;
-/// Pieces remembered per peer for blame after a hash failure.
-const CONTRIBUTED_CAP: usize = 1024;
 /// Blocks we cancelled or gave up on, remembered so that their late arrival (BEP 3: a CANCEL
 /// may cross the block on the wire) is not counted as unrequested data.
 const CANCELLED_CAP: usize = 1024;
@@ -120,8 +120,10 @@ pub struct PeerSession {
     snubbed: bool,
     have_cursor: usize,
     failed_cursor: usize,
-    contributed: VecDeque<PieceIndex>,
-    strikes: u32,
+    /// Shared a failed piece: downloads only whole pieces of its own (`blame.rs`).
+    parole: bool,
+    /// Exclusive pieces this peer is supplying alone.
+    owned: Vec<PieceIndex>,
     unrequested: u32,
     seed: u32,
     scratch_pieces: Vec<PieceIndex>,
@@ -178,8 +180,8 @@ impl PeerSession {
             snubbed: false,
             have_cursor: 0,
             failed_cursor: 0,
-            contributed: VecDeque::new(),
-            strikes: 0,
+            parole: false,
+            owned: Vec::new(),
             unrequested: 0,
             seed: (key as u32).wrapping_mul(2_654_435_761),
             scratch_pieces: Vec::new(),
@@ -369,9 +371,10 @@ impl PeerSession {
         if at == 0 {
             self.incoming = self.start_block(piece, offset, len, t)?;
         }
-        if let Incoming::Writing { writer, .. } = &mut self.incoming {
+        if let Incoming::Writing { writer, block, .. } = &mut self.incoming {
             if writer.write_at(at, data).is_err() {
                 // Cannot happen with an in-order reader; never trust the block if it does.
+                t.picker.abort_block(*block);
                 self.incoming = Incoming::Discard;
             }
         }
@@ -389,16 +392,11 @@ impl PeerSession {
         match std::mem::replace(&mut self.incoming, Incoming::None) {
             Incoming::Writing { block, writer, buf } => {
                 let Ok(done) = writer.finish() else {
-                    t.picker.release(block);
+                    t.picker.abort_block(block);
                     return Ok(());
                 };
-                t.picker.block_arrived(block);
-                if self.contributed.back() != Some(&block.piece) {
-                    if self.contributed.len() == CONTRIBUTED_CAP {
-                        self.contributed.pop_front();
-                    }
-                    self.contributed.push_back(block.piece);
-                }
+                let picker_complete = t.picker.finish_block(block);
+                debug_assert_eq!(picker_complete, Some(done.piece_complete));
                 if done.piece_complete {
                     if let Some(taken) = t.take_complete(block.piece) {
                         debug_assert!(Arc::ptr_eq(&taken, &buf));
@@ -437,16 +435,24 @@ impl PeerSession {
             return Ok(Incoming::Discard);
         };
         self.requests.remove(i);
-        let Some(buf) = t.buffer_for(block.piece, self.key) else {
-            // The piece completed or failed meanwhile (endgame duplicate): our claim is moot.
-            t.picker.release(block);
-            return Ok(Incoming::Discard);
-        };
-        match buf.begin_block(block.block_in_piece()) {
-            Some(writer) => Ok(Incoming::Writing { block, writer, buf }),
+        // The picker decides who writes a block: the data of a claim that was consumed (an
+        // endgame duplicate whose piece then failed and was reset) must not land in the next
+        // round's buffer uncounted.
+        match t.picker.begin_block(block) {
+            Begin::Owner => {}
+            // Someone else's copy is landing or landed (endgame): our claim is consumed.
+            Begin::Duplicate => return Ok(Incoming::Discard),
+            // Our claim is gone (the piece failed and was reset since we asked).
+            Begin::Unrequested => return Ok(Incoming::Discard),
+        }
+        let writer = t
+            .buffer_for(block.piece, self.key)
+            .and_then(|buf| Some((buf.begin_block(block.block_in_piece())?, buf)));
+        match writer {
+            Some((writer, buf)) => Ok(Incoming::Writing { block, writer, buf }),
             None => {
-                // Someone else's copy of this block landed first (endgame).
-                t.picker.release(block);
+                // No buffer for the round (not allocated yet) or the buffer disagrees.
+                t.picker.abort_block(block);
                 Ok(Incoming::Discard)
             }
         }
@@ -459,6 +465,11 @@ impl PeerSession {
         }
         self.send_haves(t);
         self.check_blame(t)?;
+        self.prune_owned(t);
+        if self.peer_choking && !self.owned.is_empty() {
+            // Choked (a Fast peer keeps its requests until it rejects them): let others finish.
+            self.end_owned(t);
+        }
         if now.duration_since(self.last_recv) > IDLE_TIMEOUT {
             return Err(PeerError::Idle(now.duration_since(self.last_recv)));
         }
@@ -514,27 +525,6 @@ impl PeerSession {
         }
     }
 
-    fn check_blame(&mut self, t: &TorrentShared) -> Result<(), PeerError> {
-        self.scratch_failed.clear();
-        self.failed_cursor = t.failed_since(self.failed_cursor, &mut self.scratch_failed);
-        for f in &self.scratch_failed {
-            if !f.contributors.contains(&self.key) {
-                continue;
-            }
-            // Sole supplier of a bad piece: certainly at fault. Shared: a strike each.
-            self.strikes += if f.contributors.len() == 1 {
-                MAX_HASH_STRIKES
-            } else {
-                1
-            };
-        }
-        if self.strikes >= MAX_HASH_STRIKES {
-            t.ban(self.addr.ip());
-            return Err(PeerError::HashFailures);
-        }
-        Ok(())
-    }
-
     /// In endgame, cancel requests for pieces that another peer already completed.
     fn cancel_finished(&mut self, t: &TorrentShared) {
         let mut i = 0;
@@ -573,26 +563,33 @@ impl PeerSession {
         if free == 0 {
             return;
         }
-        self.scratch_pieces.clear();
-        for r in &self.requests {
-            if self.scratch_pieces.last() != Some(&r.piece) {
-                self.scratch_pieces.push(r.piece);
-            }
-        }
+        self.hint_pieces();
         self.add_suggested_hints(t);
         self.seed = self.seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         self.scratch_blocks.clear();
         let requests = &self.requests;
         let already = |b: BlockRef| requests.contains(&b);
-        t.picker.pick(
-            &self.peer_has,
-            &self.scratch_pieces,
-            free,
-            true,
-            self.seed,
-            &already,
-            &mut self.scratch_blocks,
-        );
+        if !self.parole {
+            t.picker.pick(
+                &self.peer_has,
+                &self.scratch_pieces,
+                free,
+                true,
+                self.seed,
+                &already,
+                &mut self.scratch_blocks,
+            );
+        } else {
+            t.picker.pick_parole(
+                &self.peer_has,
+                &self.scratch_pieces,
+                self.parole_budget(free, t),
+                self.seed,
+                &already,
+                &mut self.scratch_blocks,
+            );
+        }
+        self.note_owned(t);
         let mut starved = None;
         let mut issued = 0;
         for &b in &self.scratch_blocks {
@@ -618,6 +615,7 @@ impl PeerSession {
             t.picker.release(b);
             self.remember_cancelled(b);
         }
+        self.end_owned(t);
     }
 
     fn remember_cancelled(&mut self, b: BlockRef) {
@@ -635,7 +633,7 @@ impl PeerSession {
         {
             // Abort the half-written block first so the next claimant can write it.
             drop(writer);
-            t.picker.release(block);
+            t.picker.abort_block(block);
         }
         t.picker.remove_peer_bitfield(&self.peer_has);
         t.choke.remove(self.key);

@@ -63,6 +63,8 @@ mod word;
 #[cfg(test)]
 mod order_tests;
 #[cfg(test)]
+mod parole_tests;
+#[cfg(test)]
 mod prop_tests;
 #[cfg(test)]
 mod tests;
@@ -327,6 +329,17 @@ impl Picker {
     /// Hash failed: every block of the piece goes back to free. Returns false (and does
     /// nothing) unless the piece was complete.
     pub fn piece_failed(&self, p: PieceIndex) -> bool {
+        self.reset_failed(p, false)
+    }
+
+    /// [`Self::piece_failed`], and the next round of the piece is exclusive: the first peer to
+    /// claim it supplies all of it (several peers supplied the failed round, so a second
+    /// failure must have one suspect).
+    pub fn piece_failed_exclusive(&self, p: PieceIndex) -> bool {
+        self.reset_failed(p, true)
+    }
+
+    fn reset_failed(&self, p: PieceIndex, exclusive: bool) -> bool {
         let i = p.idx();
         let resetting = self.transition(i, |w| {
             (w.state() == PieceState::Complete).then(|| w.with_state(PieceState::Resetting))
@@ -339,7 +352,12 @@ impl Picker {
         self.block_slots(p).for_each(|b| b.store(FREE, Release));
         let n = self.lengths.blocks_in_piece(p);
         self.transition(i, |w| {
-            Some(w.with_state(PieceState::Open).with_free(n).with_received(0))
+            Some(
+                w.with_state(PieceState::Open)
+                    .with_free(n)
+                    .with_received(0)
+                    .with_exclusive(exclusive),
+            )
         });
         true
     }

@@ -80,7 +80,7 @@ impl Picker {
                 return;
             }
             for p in cands.pieces() {
-                self.claim_free(p, pk);
+                self.claim_free(p, false, pk);
                 if pk.left == 0 {
                     return;
                 }
@@ -92,7 +92,7 @@ impl Picker {
     fn claim_in_order(&self, bitmap: &AtomicBits, pred: fn(Word) -> bool, pk: &mut Pick<'_>) {
         bitmap.for_each_from(0, |p| {
             match self.word(p) {
-                Some(w) if pred(w) => self.claim_free(p, pk),
+                Some(w) if pred(w) => self.claim_free(p, false, pk),
                 _ => self.clear_bit(bitmap, p, pred),
             }
             pk.left > 0

@@ -1,5 +1,6 @@
 //! Property tests: several threads drive one picker at once, as shards do, with peers that pick,
 //! release, receive (one-shot and two-phase, duplicates in endgame), disconnect and fail hashes.
+//! Some peers are on parole (whole pieces of their own) and some failed pieces reopen exclusive.
 //! At the end every piece is verified exactly once, every block was won once per piece round,
 //! and the quiescent invariants of `tests::check_quiescent` hold.
 
@@ -79,6 +80,10 @@ struct Peer {
     outstanding: Vec<BlockRef>,
     connected: bool,
     seed: u32,
+    /// Picks with `pick_parole`.
+    parole: bool,
+    /// Exclusive pieces this peer claimed blocks of (as the peer session tracks them).
+    owned: Vec<PieceIndex>,
 }
 
 struct Sim<'a> {
@@ -106,10 +111,12 @@ impl Sim<'_> {
             let t = self.tally;
             if t.fails[p.idx()].load(SeqCst) < t.planned_fails[p.idx()] {
                 t.fails[p.idx()].fetch_add(1, SeqCst);
-                assert!(
-                    self.pk.piece_failed(p),
-                    "complete piece {p} refused to fail"
-                );
+                let failed = if self.rng.below(2) == 0 {
+                    self.pk.piece_failed_exclusive(p)
+                } else {
+                    self.pk.piece_failed(p)
+                };
+                assert!(failed, "complete piece {p} refused to fail");
             } else {
                 assert!(
                     self.pk.piece_verified(p),
@@ -122,18 +129,38 @@ impl Sim<'_> {
 
     fn pick(&mut self, peer: &mut Peer) {
         let max = PIPELINE - peer.outstanding.len();
-        let hint: Vec<PieceIndex> = peer.outstanding.iter().map(|b| b.piece).collect();
+        let pk = self.pk;
+        peer.owned
+            .retain(|&p| pk.state(p) == PieceState::Partial && pk.is_exclusive(p));
+        let mut hint: Vec<PieceIndex> = peer.outstanding.iter().map(|b| b.piece).collect();
+        hint.extend(&peer.owned);
         let mut out = Vec::new();
         let mine = &peer.outstanding;
-        let n = self.pk.pick(
-            &peer.has,
-            &hint,
-            max,
-            true,
-            peer.seed,
-            &|b| mine.contains(&b),
-            &mut out,
-        );
+        let n = if peer.parole {
+            pk.pick_parole(
+                &peer.has,
+                &hint,
+                max,
+                peer.seed,
+                &|b| mine.contains(&b),
+                &mut out,
+            )
+        } else {
+            pk.pick(
+                &peer.has,
+                &hint,
+                max,
+                true,
+                peer.seed,
+                &|b| mine.contains(&b),
+                &mut out,
+            )
+        };
+        for b in &out {
+            if pk.is_exclusive(b.piece) && !peer.owned.contains(&b.piece) {
+                peer.owned.push(b.piece);
+            }
+        }
         assert_eq!(n, out.len());
         assert!(n <= max);
         for (i, b) in out.iter().enumerate() {
@@ -193,6 +220,9 @@ impl Sim<'_> {
         for b in peer.outstanding.drain(..) {
             self.pk.release(b);
         }
+        for p in peer.owned.drain(..) {
+            self.pk.end_exclusive(p);
+        }
         self.pk.remove_peer_bitfield(&peer.has);
         peer.connected = false;
     }
@@ -250,6 +280,8 @@ fn peers_for(thread: usize, case: &Case, rng: &mut Rng) -> Vec<Peer> {
                 outstanding: Vec::new(),
                 connected: false,
                 seed: rng.next() as u32,
+                parole: rng.below(3) == 0,
+                owned: Vec::new(),
             }
         })
         .collect()
@@ -332,7 +364,12 @@ fn run_case(case: &Case) {
         }
     }
     if case.stop_after.is_none() {
-        assert!(pk.is_complete(), "stalled: {s:?}");
+        let stuck: Vec<_> = l
+            .pieces()
+            .filter(|&p| !pk.have(p))
+            .map(|p| (p, pk.state(p), pk.is_exclusive(p), pk.is_wanted(p)))
+            .collect();
+        assert!(pk.is_complete(), "stalled: {s:?} {stuck:?}");
         assert_eq!(pk.num_have(), n);
         assert!(!pk.in_endgame());
         for p in l.pieces() {

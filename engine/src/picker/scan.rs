@@ -6,6 +6,14 @@
 //! before the others, or in index order in sequential mode (`order.rs`), (4) in endgame only,
 //! blocks claimed by other peers but not received, up to [`MAX_DUPLICATES`] claims per block.
 //!
+//! Exclusive pieces (parole): a piece round may be reserved for the one peer that started it,
+//! so that a hash failure has a single suspect. [`Picker::pick_parole`] serves a peer on parole
+//! (it shared a failed piece with others): only its own exclusive pieces (`hint`) and new
+//! pieces, which become exclusive as it starts them; no joining, no endgame duplicates. Every
+//! pick skips the exclusive pieces of others in steps 2 and 4; a failed piece can be reopened
+//! exclusive ([`Picker::piece_failed_exclusive`]), and then whoever starts it owns it. The
+//! owner gives a piece back with [`Picker::end_exclusive`] when it stops working on it.
+//!
 //! Cost: steps 2 and 4 walk the partial-piece bitmap (few pieces); step 3 walks the open-piece
 //! bitmap once per call (see `rarest.rs`, which skips most of it) and keeps the rarest few
 //! candidates, so one call claims several whole pieces for the price of one walk.
@@ -25,6 +33,8 @@ pub(super) struct Pick<'a> {
     first: usize,
     /// Blocks still to claim.
     pub(super) left: usize,
+    /// A peer on parole: only whole pieces of its own (see the module doc).
+    parole: bool,
 }
 
 impl Picker {
@@ -55,12 +65,13 @@ impl Picker {
             first: out.len(),
             out,
             left: max,
+            parole: false,
         };
         for p in hint {
             if pk.left == 0 {
                 break;
             }
-            self.claim_free(p.idx(), &mut pk);
+            self.claim_free(p.idx(), true, &mut pk);
         }
         // Sequential mode finishes the lowest partial pieces first (see `order.rs`).
         let start = if self.is_sequential() {
@@ -80,6 +91,66 @@ impl Picker {
         max - pk.left
     }
 
+    /// [`Self::pick`] for a peer on parole: free blocks of the exclusive pieces it works on
+    /// (`hint`; other hint pieces are left to drain), then new pieces, each reserved for it. A
+    /// hash failure of such a piece has one suspect. If that finds nothing, it joins pieces in
+    /// progress after all (steps 2 and 4 of a normal pick), so parole never stalls a download
+    /// whose last pieces are partial.
+    pub fn pick_parole(
+        &self,
+        peer_has: &Bitfield,
+        hint: &[PieceIndex],
+        max: usize,
+        seed: u32,
+        already_requested: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) -> usize {
+        if max == 0 || peer_has.len() != self.lengths.num_pieces() {
+            return 0;
+        }
+        let mut pk = Pick {
+            peer_has,
+            already_requested,
+            first: out.len(),
+            out,
+            left: max,
+            parole: true,
+        };
+        for p in hint {
+            if pk.left == 0 {
+                break;
+            }
+            self.claim_free(p.idx(), true, &mut pk);
+        }
+        let start = if self.is_sequential() {
+            0
+        } else {
+            self.spread(seed)
+        };
+        if pk.left > 0 {
+            self.claim_new(start, &mut pk);
+        }
+        if pk.left == max {
+            pk.parole = false;
+            self.claim_partial(start, &mut pk);
+            if pk.left > 0 && self.counters[PICKABLE].load(SeqCst) == 0 {
+                self.claim_duplicates(start, &mut pk);
+            }
+        }
+        max - pk.left
+    }
+
+    /// True if the current round of piece `p` is reserved for one peer.
+    pub fn is_exclusive(&self, p: PieceIndex) -> bool {
+        self.word(p.idx()).is_some_and(Word::exclusive)
+    }
+
+    /// The owner of an exclusive piece stops working on it (it left, choked us or was snubbed):
+    /// anyone may now join.
+    pub fn end_exclusive(&self, p: PieceIndex) {
+        self.transition(p.idx(), |w| w.exclusive().then(|| w.with_exclusive(false)));
+    }
+
     /// A piece index in `0..num_pieces` derived from `seed`.
     fn spread(&self, seed: u32) -> usize {
         // A 32-bit finalizer (murmur3's) so that consecutive seeds land far apart.
@@ -93,7 +164,8 @@ impl Picker {
     }
 
     /// Claims free blocks of piece `p` if the peer has it: reserve in the word, then take bytes.
-    pub(super) fn claim_free(&self, p: usize, pk: &mut Pick<'_>) {
+    /// `own`: the peer is already working on `p` (a hint), so it may continue an exclusive piece.
+    pub(super) fn claim_free(&self, p: usize, own: bool, pk: &mut Pick<'_>) {
         let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
             return;
         };
@@ -101,10 +173,25 @@ impl Picker {
             return;
         }
         let want = u32::try_from(pk.left).unwrap_or(u32::MAX);
+        let parole = pk.parole;
+        let n = self.lengths.blocks_in_piece(piece);
         let Some((old, new)) = self.transition(p, |w| {
-            w.pickable().then(|| {
+            // Nothing claimed or received: as good as open (a claim that found no byte, or a
+            // round whose owner gave everything back, leaves such a partial piece).
+            let fresh = w.state() == PieceState::Open || (w.free() == n && w.received() == 0);
+            let allowed = if parole {
+                fresh || (own && w.exclusive())
+            } else {
+                fresh || own || !w.exclusive()
+            };
+            (w.pickable() && allowed).then(|| {
                 let k = want.min(w.free());
-                w.with_free(w.free() - k).with_state(PieceState::Partial)
+                let w = w.with_free(w.free() - k).with_state(PieceState::Partial);
+                if parole && fresh {
+                    w.with_exclusive(true)
+                } else {
+                    w
+                }
             })
         }) else {
             return;
@@ -148,8 +235,9 @@ impl Picker {
         self.partial.for_each_from(start, |p| {
             match self.word(p) {
                 Some(w) if w.partial() => {
+                    // `claim_free` decides on exclusive pieces (only untouched ones are open).
                     if w.free() > 0 {
-                        self.claim_free(p, pk);
+                        self.claim_free(p, false, pk);
                     }
                 }
                 _ => self.clear_bit(&self.partial, p, Word::partial),
@@ -164,7 +252,7 @@ impl Picker {
             let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
                 return true;
             };
-            if !w.partial() || !pk.peer_has.get(piece) {
+            if !w.partial() || w.exclusive() || !pk.peer_has.get(piece) {
                 return true;
             }
             let base = p * self.stride;

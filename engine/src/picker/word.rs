@@ -27,6 +27,7 @@ const STATE_SHIFT: u32 = 2 * FREE_BITS;
 const STATE_MASK: u64 = 0b111;
 const WANTED_BIT: u64 = 1 << (STATE_SHIFT + 3);
 const HIGH_BIT: u64 = 1 << (STATE_SHIFT + 4);
+const EXCLUSIVE_BIT: u64 = 1 << (STATE_SHIFT + 5);
 
 /// Most blocks a piece may have so that its counts fit the word (2^22 - 1; a `u32` piece length
 /// gives at most 2^18 blocks, so every valid [`crate::types::Lengths`] fits).
@@ -101,6 +102,12 @@ impl Word {
         self.0 & HIGH_BIT != 0
     }
 
+    /// This round of the piece is reserved for one peer (see `Picker::pick_parole`): others do
+    /// not join it, not even in endgame.
+    pub(super) fn exclusive(self) -> bool {
+        self.0 & EXCLUSIVE_BIT != 0
+    }
+
     pub(super) fn with_free(self, free: u32) -> Word {
         debug_assert!(free <= MAX_BLOCKS_PER_PIECE);
         Word((self.0 & !COUNT_MASK) | (free as u64 & COUNT_MASK))
@@ -127,6 +134,14 @@ impl Word {
             Word(self.0 | HIGH_BIT)
         } else {
             Word(self.0 & !HIGH_BIT)
+        }
+    }
+
+    pub(super) fn with_exclusive(self, exclusive: bool) -> Word {
+        if exclusive {
+            Word(self.0 | EXCLUSIVE_BIT)
+        } else {
+            Word(self.0 & !EXCLUSIVE_BIT)
         }
     }
 
@@ -182,6 +197,10 @@ mod tests {
         assert!(!w.high() && w.with_high(true).high());
         assert_eq!(w.with_high(true).with_high(false), w);
         assert_eq!(w.with_high(true).state(), PieceState::Complete);
+        let x = w.with_high(true).with_exclusive(true);
+        assert!(x.exclusive() && x.high() && x.with_exclusive(false).high());
+        assert_eq!(x.with_exclusive(false).with_high(false), w);
+        assert_eq!(x.state(), PieceState::Complete);
         for s in [
             PieceState::Open,
             PieceState::Partial,
