@@ -12,9 +12,9 @@
 //!   its block arrived. `release_all` (on disconnect, choke, snub) gives every claim back.
 //! - Unrequested data is never written anywhere.
 
-// The download half lives here (about 640 lines with its state); blame and parole are in `blame.rs`; the upload half is in
-// `upload.rs` (with the rate meter), BEP 6 allowed-fast sets in `fast.rs`, the request window
-// in `pipeline.rs`.
+// The download half lives here (about 640 lines with its state); blame and parole are in
+// `blame.rs`, the upload half in `upload.rs` (with the rate meter), BEP 6 allowed-fast sets in
+// `fast.rs`, the request window in `pipeline.rs`.
 #[cfg(test)]
 mod arrival_tests;
 mod blame;
