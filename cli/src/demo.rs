@@ -110,6 +110,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         shards: args.shards,
         no_trackers: true,
+        trackers: Vec::new(),
         no_uring: false,
         quiet: false,
         verbose: false,

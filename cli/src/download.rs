@@ -31,6 +31,9 @@ pub struct DownloadArgs {
     /// Do not contact the torrents' trackers.
     #[arg(long)]
     pub no_trackers: bool,
+    /// Also announce to this tracker (repeatable); remembered in the resume file.
+    #[arg(long = "tracker", value_name = "URL", value_parser = crate::util::parse_tracker)]
+    pub trackers: Vec<String>,
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
@@ -71,6 +74,8 @@ struct Progress {
     downloaded: u64,
     /// How long adding took (a recheck happens there).
     add_secs: f64,
+    /// Paused by a command (or by a storage error).
+    paused: bool,
 }
 
 /// SIGINT and SIGTERM, as the exit code a shell gives a process they kill (128 + signal).
@@ -155,6 +160,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         add.peers = args.peers.clone();
         add.file_priorities = priorities;
         add.sequential = args.select.sequential;
+        add.trackers = args.trackers.clone();
         let add_started = Instant::now();
         let display = crate::progress::CheckDisplay::for_stderr(args.quiet);
         let id = crate::progress::add_showing_check(
@@ -169,7 +175,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         .await?
         .with_context(|| format!("{}", path.display()))?;
         let meta = engine.metainfo(id).context("torrent vanished")?;
-        let total = meta.info.lengths.total_length();
+        // The bar counts the selected pieces only (all of them unless files are skipped).
+        let stats = engine.stats(id).context("torrent vanished")?;
+        let total = stats.wanted_bytes;
         let bar = tty.then(|| {
             let b = multi.add(ProgressBar::new(total));
             b.set_style(
@@ -180,6 +188,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 .progress_chars("=> "),
             );
             b.set_message(meta.info.name.clone());
+            b.set_position(stats.wanted_verified_bytes);
             b
         });
         progress.insert(
@@ -189,11 +198,12 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 bar,
                 done: false,
                 total,
-                verified: 0,
+                verified: stats.wanted_verified_bytes,
                 rate: 0,
                 peers: 0,
                 downloaded: 0,
                 add_secs: add_started.elapsed().as_secs_f64(),
+                paused: false,
             },
         );
     }
@@ -206,10 +216,24 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let deadline = (args.timeout > 0).then(|| started + Duration::from_secs(args.timeout));
     let mut signals = Signals::new()?;
     let mut interrupted: Option<i32> = None;
+    // Keys on a terminal (p: pause/resume, q: quit), lines otherwise (see `control.rs`).
+    let (mut commands, raw_terminal) = crate::control::start(tty);
+    let mut commands_open = true;
+    if raw_terminal.is_some() {
+        multi.println("keys: p pause/resume, q quit").ok();
+    }
     while progress.values().any(|p| !p.done) && failure.is_none() {
         let alert = tokio::select! {
             a = alerts.recv() => a,
             code = signals.recv() => { interrupted = Some(code); break; }
+            c = commands.recv(), if commands_open => {
+                match c {
+                    Some(crate::control::Command::Quit) => { interrupted = Some(130); break; }
+                    Some(c) => apply_command(&engine, c, &mut progress, &multi, args.quiet),
+                    None => commands_open = false,
+                }
+                None
+            }
             _ = tokio::time::sleep(Duration::from_millis(500)) => None,
         };
         if let Some(alert) = alert {
@@ -222,11 +246,12 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
             last_line = Instant::now();
             for p in progress.values() {
                 eprintln!(
-                    "{}: {:.1}% {:.1} MiB/s {} peers",
+                    "{}: {:.1}% {:.1} MiB/s {} peers{}",
                     p.name,
                     100.0 * p.verified as f64 / p.total.max(1) as f64,
                     p.rate as f64 / 1048576.0,
-                    p.peers
+                    p.peers,
+                    if p.paused { " (paused)" } else { "" }
                 );
             }
         }
@@ -276,6 +301,46 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
 
 /// Keeps seeding after the download until `--seed-ratio` or `--seed-time` is reached; true if
 /// interrupted meanwhile.
+/// Pauses or resumes every torrent of the session (pausing saves each resume file).
+fn apply_command(
+    engine: &Engine,
+    c: crate::control::Command,
+    progress: &mut HashMap<TorrentId, Progress>,
+    multi: &MultiProgress,
+    quiet: bool,
+) {
+    use crate::control::Command;
+    let pause = match c {
+        Command::Pause => true,
+        Command::Resume => false,
+        Command::Toggle => !progress.values().all(|p| p.paused),
+        Command::Quit => return,
+    };
+    for (id, p) in progress.iter_mut().filter(|(_, p)| !p.done) {
+        let res = if pause {
+            engine.pause(*id)
+        } else {
+            engine.resume(*id)
+        };
+        let word = if pause { "paused" } else { "resumed" };
+        let line = match res {
+            Ok(()) => {
+                p.paused = pause;
+                if let Some(b) = &p.bar {
+                    b.set_prefix(if pause { "paused" } else { "" });
+                }
+                format!("{}: {word}", p.name)
+            }
+            Err(e) => format!("{}: could not be {word}: {e}", p.name),
+        };
+        if p.bar.is_some() {
+            multi.println(line).ok();
+        } else if !quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
 async fn seed_after_download(
     engine: &Engine,
     alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
@@ -350,13 +415,20 @@ fn handle_alert(
         }
         Alert::Stats { id, stats } => {
             if let Some(p) = progress.get_mut(&id) {
-                p.verified = stats.verified_bytes;
+                p.verified = stats.wanted_verified_bytes;
+                p.total = stats.wanted_bytes;
                 p.rate = stats.download_rate_bytes_per_s;
                 p.peers = stats.peers;
                 p.downloaded = stats.downloaded_bytes;
+                p.paused = stats.paused;
                 if let Some(b) = &p.bar {
-                    b.set_position(stats.verified_bytes);
-                    b.set_prefix(format!("{} peers", stats.peers));
+                    b.set_length(stats.wanted_bytes);
+                    b.set_position(stats.wanted_verified_bytes);
+                    if stats.paused {
+                        b.set_prefix("paused");
+                    } else {
+                        b.set_prefix(format!("{} peers", stats.peers));
+                    }
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! `download` stopped by SIGINT / SIGTERM exits 130 / 143 after saving its resume data.
 #![forbid(unsafe_code)]
 
+mod control;
 mod create;
 mod demo;
 mod download;

@@ -24,6 +24,9 @@ pub struct SeedArgs {
     /// Do not contact the torrent's trackers.
     #[arg(long)]
     pub no_trackers: bool,
+    /// Also announce to this tracker (repeatable); remembered in the resume file.
+    #[arg(long = "tracker", value_name = "URL", value_parser = crate::util::parse_tracker)]
+    pub trackers: Vec<String>,
     /// Stop after this many minutes (default: until interrupted).
     #[arg(long)]
     pub seed_time: Option<f64>,
@@ -88,6 +91,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let piece_length = u64::from(meta.info.piece_length);
     let started = Instant::now();
     let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &dir);
+    add.trackers = args.trackers.clone();
     add.check_existing = true;
     add.recheck = args.recheck;
     add.peers = args.peers.clone();

@@ -13,6 +13,20 @@ pub struct RateArgs {
     pub max_download_rate: u64,
 }
 
+/// Parses a `--tracker` URL: http, https or udp, at most 2048 bytes.
+pub fn parse_tracker(s: &str) -> Result<String, String> {
+    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
+    let scheme_ok = ["http://", "https://", "udp://"]
+        .iter()
+        .any(|p| lower.starts_with(p));
+    if !scheme_ok || s.len() > 2048 || s.len() < 10 {
+        return Err(format!(
+            "invalid tracker {s:?}: expected an http://, https:// or udp:// announce URL"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// Parses a size: a whole number with an optional unit, case-insensitive, spaces allowed
 /// before the unit. Binary units: `K`, `KiB`, `M`, `MiB`, `G`, `GiB`, `T`, `TiB` (powers of
 /// 1024); decimal units: `kB`, `MB`, `GB`, `TB` (powers of 1000); `B` or nothing: bytes.

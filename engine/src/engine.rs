@@ -91,6 +91,10 @@ pub struct TorrentStats {
     pub total_bytes: u64,
     /// Bytes of verified pieces on disk.
     pub verified_bytes: u64,
+    /// Bytes of the pieces selected for download (all of them unless files are skipped).
+    pub wanted_bytes: u64,
+    /// Bytes of selected pieces that are verified: `wanted_bytes` when done.
+    pub wanted_verified_bytes: u64,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,
@@ -395,6 +399,14 @@ impl Engine {
                 stats.paused = e.paused.load(Ordering::Acquire);
                 stats
             })
+            .ok()
+    }
+
+    /// The tracker tiers the torrent announces to: its own, then those its resume file
+    /// remembered, then [`AddTorrent::trackers`] (duplicates and unusable URLs dropped).
+    pub fn trackers(&self, id: TorrentId) -> Option<Vec<Vec<String>>> {
+        self.inner
+            .with_torrent(id, |e| e.shared.trackers().to_vec())
             .ok()
     }
 

@@ -71,6 +71,9 @@ pub struct TorrentShared {
     pub banned: Mutex<HashSet<IpAddr>>,
     /// Sessions banned for corrupt data: later failures they shared in are put down to them.
     culprits: Mutex<HashSet<u64>>,
+    /// Trackers announced to: the torrent's, the resume file's and the user's, merged once at
+    /// add time ([`Self::set_trackers`]); the torrent's own until then.
+    trackers: OnceLock<Vec<Vec<String>>>,
     pub connected: Mutex<HashSet<PeerId>>,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
@@ -124,6 +127,7 @@ impl TorrentShared {
             pending_blame: Mutex::new(Vec::new()),
             banned: Mutex::new(HashSet::new()),
             culprits: Mutex::new(HashSet::new()),
+            trackers: OnceLock::new(),
             connected: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
@@ -285,6 +289,16 @@ impl TorrentShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ip);
+    }
+
+    /// The tracker tiers to announce to and to save in the resume file.
+    pub fn trackers(&self) -> &[Vec<String>] {
+        self.trackers.get().unwrap_or(&self.meta.trackers)
+    }
+
+    /// Sets the merged tracker list (once, before announcing starts).
+    pub fn set_trackers(&self, tiers: Vec<Vec<String>>) {
+        let _ = self.trackers.set(tiers);
     }
 
     /// Bans the peer (session `key`, address `ip`) that alone supplied a piece that failed.

@@ -259,3 +259,32 @@ async fn damaged_resume_file_means_a_recheck() {
     seed.shutdown().await.unwrap();
     assert!(std::fs::read(out.join("payload.bin")).unwrap() == data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_trackers_are_remembered_by_the_resume_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, torrent) = make_content(dir.path());
+    let out = dir.path().join("out");
+    let e = Engine::start(config([127, 0, 0, 1], 0)).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(torrent.clone()), &out);
+    add.trackers = vec![
+        "http://127.0.0.1:9/announce".into(),
+        "gopher://127.0.0.1/nope".into(),
+        "udp://127.0.0.1:9".into(),
+    ];
+    let id = e.add_torrent(add).unwrap();
+    let want = vec![
+        vec!["http://127.0.0.1:9/announce".to_string()],
+        vec!["udp://127.0.0.1:9".to_string()],
+    ];
+    assert_eq!(e.trackers(id).unwrap(), want, "unusable URLs are dropped");
+    e.save_resume(id).unwrap();
+    e.shutdown().await.unwrap();
+    // Added again without them: the resume file brings them back.
+    let e = Engine::start(config([127, 0, 0, 1], 0)).unwrap();
+    let id = e
+        .add_torrent(AddTorrent::new(TorrentSource::Bytes(torrent), &out))
+        .unwrap();
+    assert_eq!(e.trackers(id).unwrap(), want);
+    e.shutdown().await.unwrap();
+}

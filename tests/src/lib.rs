@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 pub use payload::PayloadSpec;
 pub use proc::Proc;
-pub use ringtorrent::{ringtorrent_bin, run_download, Download, DownloadOutcome};
+pub use ringtorrent::{ringtorrent_bin, run_download, Download, DownloadOutcome, RunningDownload};
 pub use torrent::TorrentMeta;
 pub use wait::wait_until;
 

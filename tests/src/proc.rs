@@ -63,15 +63,34 @@ impl Proc {
     /// Spawns `cmd` in a new process group with stdout and stderr appended to
     /// `<work>/<name>.log`. `work` is the process's own directory (configs, chroot, ...).
     pub fn spawn(name: &str, cmd: Command, work: TempDir) -> Result<Self> {
-        Self::spawn_inner(name, cmd, work, false)
+        Self::spawn_inner(name, cmd, work, false, false)
     }
 
     /// Like [`Proc::spawn`], but stdout goes to `<name>.stdout` and stderr to `<name>.log`.
     pub fn spawn_split(name: &str, cmd: Command, work: TempDir) -> Result<Self> {
-        Self::spawn_inner(name, cmd, work, true)
+        Self::spawn_inner(name, cmd, work, true, false)
     }
 
-    fn spawn_inner(name: &str, mut cmd: Command, work: TempDir, split: bool) -> Result<Self> {
+    /// Like [`Proc::spawn_split`], with stdin a pipe that [`Proc::send_line`] writes to.
+    pub fn spawn_split_piped(name: &str, cmd: Command, work: TempDir) -> Result<Self> {
+        Self::spawn_inner(name, cmd, work, true, true)
+    }
+
+    /// Writes `line` and a newline to the process's stdin (started with a piped stdin).
+    pub fn send_line(&mut self, line: &str) -> Result<()> {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().context("stdin is not a pipe")?;
+        writeln!(stdin, "{line}").context("writing to stdin")?;
+        stdin.flush().context("flushing stdin")
+    }
+
+    fn spawn_inner(
+        name: &str,
+        mut cmd: Command,
+        work: TempDir,
+        split: bool,
+        piped: bool,
+    ) -> Result<Self> {
         let log_path = work.path().join(format!("{name}.log"));
         let log = File::create(&log_path).with_context(|| format!("creating {log_path:?}"))?;
         let (stdout, stdout_path) = if split {
@@ -80,7 +99,7 @@ impl Proc {
         } else {
             (log.try_clone()?, None)
         };
-        cmd.stdin(Stdio::null())
+        cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::from(stdout))
             .stderr(Stdio::from(log));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

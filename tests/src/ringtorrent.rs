@@ -102,6 +102,8 @@ pub struct Download {
     pub extra_args: Vec<String>,
     /// The run is killed after this long.
     pub timeout: Duration,
+    /// Stdin is a pipe for session commands ([`RunningDownload::command`]) instead of null.
+    pub commands: bool,
 }
 
 impl Download {
@@ -115,6 +117,7 @@ impl Download {
             quiet: true,
             extra_args: Vec::new(),
             timeout: Duration::from_secs(60),
+            commands: false,
         }
     }
 
@@ -161,8 +164,13 @@ impl Download {
         let work = tempfile::Builder::new()
             .prefix("rt-ringtorrent-")
             .tempdir()?;
+        let proc = if self.commands {
+            Proc::spawn_split_piped("ringtorrent", cmd, work)?
+        } else {
+            Proc::spawn_split("ringtorrent", cmd, work)?
+        };
         Ok(RunningDownload {
-            proc: Proc::spawn_split("ringtorrent", cmd, work)?,
+            proc,
             started: Instant::now(),
             timeout: self.timeout,
         })
@@ -188,6 +196,11 @@ impl RunningDownload {
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Types a session command (`pause`, `resume`, `quit`); needs [`Download::commands`].
+    pub fn command(&mut self, line: &str) -> Result<()> {
+        self.proc.send_line(line)
     }
 
     /// Waits for the exit, killing the process at the download's timeout.

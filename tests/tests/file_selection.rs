@@ -169,7 +169,8 @@ fn selected_files_only_and_straddled_bytes_in_the_part_file() {
         "--select-glob".into(),
         "*.txt".into(),
     ];
-    d.run().unwrap().ensure_success().unwrap();
+    let out = d.run().unwrap();
+    out.ensure_success().unwrap();
 
     let all = fx.content();
     let ranges = fx.ranges();
@@ -179,6 +180,22 @@ fn selected_files_only_and_straddled_bytes_in_the_part_file() {
             ranges[i].1 > ranges[i].0 && ranges[i].0 / plen <= p && p <= (ranges[i].1 - 1) / plen
         })
     };
+    // Progress and the summary count the selected pieces, not the whole torrent.
+    let total = all.len() as u64;
+    let wanted_bytes: u64 = (0..total.div_ceil(plen))
+        .filter(|&p| wanted(p))
+        .map(|p| plen.min(total - p * plen))
+        .sum();
+    assert!(wanted_bytes < total);
+    let summary = format!(
+        "complete: 1 torrent(s), {:.1} MiB",
+        wanted_bytes as f64 / 1048576.0
+    );
+    assert!(
+        out.stdout.contains(&summary),
+        "expected {summary:?} in stdout:\n{}",
+        out.stdout
+    );
     let part_path = fx
         .dl_dir
         .join(".ringtorrent")

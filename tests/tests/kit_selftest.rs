@@ -1,7 +1,7 @@
 //! Proves the test kit against real clients only (no ringtorrent involved): if these fail, the
 //! interop tests' failures say nothing about the engine.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rt_testkit::aria2::Aria2Leecher;
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
@@ -18,7 +18,6 @@ const PIECE: u32 = 64 * 1024;
 /// download must match the payload byte for byte.
 #[test]
 fn libtorrent_seeder_feeds_aria2_through_opentracker() {
-    let start = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (seed_dir, dl_dir) = (dir.path().join("seed"), dir.path().join("dl"));
     let spec = PayloadSpec::interop_multi(PIECE, 11);
@@ -55,7 +54,6 @@ fn libtorrent_seeder_feeds_aria2_through_opentracker() {
         leecher.proc.log_tail()
     );
     spec.verify(&dl_dir).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(60));
 }
 
 /// transmission-cli starts with its own config, seeds and answers a BitTorrent handshake for

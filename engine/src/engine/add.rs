@@ -54,6 +54,9 @@ pub struct AddTorrent {
     /// This torrent's own rate limits in bytes per second (0 = none), under the global ones.
     pub upload_rate_limit: u64,
     pub download_rate_limit: u64,
+    /// More tracker URLs, each its own tier after the torrent's. They are saved in the resume
+    /// file, so a later add of the same torrent announces to them too.
+    pub trackers: Vec<String>,
 }
 
 impl AddTorrent {
@@ -69,6 +72,7 @@ impl AddTorrent {
             sequential: false,
             upload_rate_limit: 0,
             download_rate_limit: 0,
+            trackers: Vec::new(),
         }
     }
 }
@@ -173,6 +177,12 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         inner.config.max_peers_per_torrent,
     ));
     let _ = cell.set(Arc::downgrade(&shared));
+    let extra: Vec<Vec<String>> = add.trackers.iter().map(|u| vec![u.clone()]).collect();
+    shared.set_trackers(crate::tracker::tiers::merge_tiers(&[
+        &meta.trackers,
+        &resume.trackers,
+        &extra,
+    ]));
     shared
         .limits
         .set(add.upload_rate_limit, add.download_rate_limit);

@@ -91,7 +91,7 @@ pub(crate) struct TorrentControl {
 impl TorrentControl {
     pub fn start(inner: &Arc<Inner>, t: &Arc<TorrentShared>) -> TorrentControl {
         let known = Arc::new(KnownPeers::default());
-        let announcer = (inner.config.use_trackers && !t.meta.trackers.is_empty())
+        let announcer = (inner.config.use_trackers && !t.trackers().is_empty())
             .then(|| start_announcer(inner, t, known.clone()));
         TorrentControl {
             last_downloaded: AtomicU64::new(0),
@@ -105,7 +105,7 @@ impl TorrentControl {
     /// Starts announcing again after [`TorrentControl::take_announcer`] (on resume).
     pub fn restart(&self, inner: &Arc<Inner>, t: &Arc<TorrentShared>) {
         let mut a = self.announcer.lock().unwrap_or_else(|e| e.into_inner());
-        if a.is_none() && inner.config.use_trackers && !t.meta.trackers.is_empty() {
+        if a.is_none() && inner.config.use_trackers && !t.trackers().is_empty() {
             *a = Some(start_announcer(inner, t, self.known.clone()));
         }
     }
@@ -218,16 +218,27 @@ fn start_announcer(
         transfer,
         on_event,
     );
-    let list = TrackerList::new(t.meta.trackers.clone(), &mut rand::rng());
+    let list = TrackerList::new(t.trackers().to_vec(), &mut rand::rng());
     Announcer::spawn(&inner.control.runtime, list, params)
 }
 
 /// A stats snapshot from the shared counters.
 pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats {
     let c = &t.counters;
+    // One pass over the piece words (16 Ki pieces for a 4 GiB torrent): cheap once a second.
+    let (mut wanted, mut wanted_verified) = (0u64, 0u64);
+    for p in t.lengths.pieces().filter(|&p| t.picker.is_wanted(p)) {
+        let len = u64::from(t.lengths.piece_len(p));
+        wanted += len;
+        if t.picker.have(p) {
+            wanted_verified += len;
+        }
+    }
     TorrentStats {
         total_bytes: t.lengths.total_length(),
         verified_bytes: c.verified_bytes.load(Ordering::Relaxed),
+        wanted_bytes: wanted,
+        wanted_verified_bytes: wanted_verified,
         downloaded_bytes: c.downloaded_bytes.load(Ordering::Relaxed),
         uploaded_bytes: c.uploaded_bytes.load(Ordering::Relaxed),
         wasted_bytes: c.wasted_bytes.load(Ordering::Relaxed),

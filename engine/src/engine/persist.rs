@@ -60,6 +60,8 @@ pub(crate) struct ResumeState {
     /// Totals of earlier sessions (from the resume file).
     base_uploaded: u64,
     base_downloaded: u64,
+    /// Trackers the resume file listed (merged with the torrent's at add time).
+    pub trackers: Vec<Vec<String>>,
     /// Verified pieces at the last successful save (u32::MAX: never saved).
     saved_have: AtomicU32,
     /// The next save syncs every file, not only those written since the last sync (set when
@@ -95,6 +97,7 @@ impl ResumeState {
             stamp_paths,
             base_uploaded: 0,
             base_downloaded: 0,
+            trackers: Vec::new(),
             saved_have: AtomicU32::new(u32::MAX),
             sync_all: AtomicBool::new(false),
             lock: Mutex::new(()),
@@ -127,9 +130,10 @@ impl ResumeState {
             Ok(d) => d,
             Err(e) => return Loaded::Distrusted(e.to_string()),
         };
-        // The totals carry over even when the pieces are rechecked.
+        // The totals and trackers carry over even when the pieces are rechecked.
         self.base_uploaded = data.uploaded_bytes;
         self.base_downloaded = data.downloaded_bytes;
+        self.trackers = data.trackers.clone();
         match data.check_files(&self.stamps()) {
             Ok(()) => Loaded::Trusted(data),
             Err(m) => Loaded::Distrusted(m.to_string()),
@@ -164,7 +168,7 @@ impl ResumeState {
         let data = ResumeData {
             info_hash: t.info_hash,
             files: self.stamps(),
-            trackers: t.meta.trackers.clone(),
+            trackers: t.trackers().to_vec(),
             uploaded_bytes: self
                 .base_uploaded
                 .saturating_add(c.uploaded_bytes.load(Ordering::Relaxed)),

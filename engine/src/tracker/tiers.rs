@@ -74,6 +74,26 @@ impl TrackerList {
     }
 }
 
+/// Joins tier lists in order of precedence (the torrent's, then the resume file's, then ones
+/// the user added), unshuffled: duplicates and unusable URLs dropped, empty tiers dropped, at
+/// most [`MAX_TRACKERS`] URLs. The result is what a resume file stores.
+pub fn merge_tiers(lists: &[&[Vec<String>]]) -> Vec<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for tier in lists.iter().flat_map(|l| l.iter()) {
+        let kept: Vec<String> = tier
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| usable_url(u))
+            .filter(|u| seen.len() < MAX_TRACKERS && seen.insert(u.clone()))
+            .collect();
+        if !kept.is_empty() {
+            out.push(kept);
+        }
+    }
+    out
+}
+
 fn usable_url(u: &str) -> bool {
     let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
     u.len() <= MAX_URL_LEN
@@ -87,6 +107,28 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn merged_tiers_keep_precedence_and_drop_repeats() {
+        let s = |v: &[&str]| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let meta = vec![s(&["http://a/announce", "udp://b:1"]), s(&["http://c/x"])];
+        let resume = vec![s(&["udp://b:1"]), s(&["http://d/y", "ftp://nope"])];
+        let user = vec![s(&[" http://e/z "]), s(&["http://a/announce"])];
+        let m = merge_tiers(&[&meta, &resume, &user]);
+        assert_eq!(
+            m,
+            vec![
+                s(&["http://a/announce", "udp://b:1"]),
+                s(&["http://c/x"]),
+                s(&["http://d/y"]),
+                s(&["http://e/z"]),
+            ]
+        );
+        let many: Vec<Vec<String>> = (0..MAX_TRACKERS + 5)
+            .map(|i| vec![format!("http://t{i}/a")])
+            .collect();
+        assert_eq!(merge_tiers(&[&many]).len(), MAX_TRACKERS);
+    }
 
     fn tiers() -> Vec<Vec<String>> {
         vec![
