@@ -182,7 +182,10 @@ fn kill_9_twenty_times_then_complete() {
             // the last resume save). Such a run verified nothing.
             if !known.is_empty() {
                 let killed_checking = !finished && err.contains("looking at existing data");
-                assert!(killed_checking, "run {n} did not look at existing data:\n{err}");
+                assert!(
+                    killed_checking,
+                    "run {n} did not look at existing data:\n{err}"
+                );
                 assert!(verified_pieces(&err).is_empty(), "{err}");
             }
         }

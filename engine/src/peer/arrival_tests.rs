@@ -90,3 +90,53 @@ fn data_for_a_claim_consumed_elsewhere_is_not_written() {
         .pick(&all, &[b.piece], 64, false, 0, &|_| false, &mut again);
     assert!(again.contains(&b), "the block was lost: {again:?}");
 }
+
+#[test]
+fn a_request_the_peer_skipped_is_cancelled_and_asked_again() {
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let t0 = Instant::now();
+    let mut s = session(&t, t0);
+    s.fill_requests(t0, &t);
+    let sent: Vec<BlockRef> = s.requests.iter().copied().collect();
+    assert!(sent.len() >= 3);
+    let skipped = sent[0];
+    // The peer answers the second request and not the first.
+    let later = sent[1];
+    let data = vec![1u8; later.len as usize];
+    s.on_block_chunk(later.piece.get(), later.offset, later.len, 0, &data, t0, &t)
+        .unwrap();
+    s.out.clear();
+    // Within the grace period: still waiting (peers may reorder their disk reads a little).
+    s.poll(t0 + Duration::from_secs(5), &t).unwrap();
+    assert!(s.requests.contains(&skipped));
+    // After it: a CANCEL goes out and the claim is back with the picker.
+    s.out.clear();
+    let late = t0 + outstanding::SKIP_GRACE + Duration::from_secs(1);
+    s.poll(late, &t).unwrap();
+    let request = wire::request_bytes(skipped.piece.get(), skipped.offset, skipped.len).to_vec();
+    let mut cancel = request.clone();
+    cancel[4] = 8; // CANCEL has REQUEST's layout with id 8
+    let at = |m: &[u8]| s.out.windows(m.len()).position(|w| w == m);
+    let cancelled_at = at(&cancel).expect("no CANCEL for the skipped block");
+    // Asked again at once (its piece is in progress): a fresh REQUEST after the CANCEL.
+    if s.requests.contains(&skipped) {
+        let again = s.out[cancelled_at..]
+            .windows(request.len())
+            .any(|w| w == request);
+        assert!(again, "outstanding without a new REQUEST");
+    }
+    // The block arriving after all is late, not unrequested.
+    let data = vec![2u8; skipped.len as usize];
+    s.on_block_chunk(
+        skipped.piece.get(),
+        skipped.offset,
+        skipped.len,
+        0,
+        &data,
+        late,
+        &t,
+    )
+    .unwrap();
+    assert_eq!(s.unrequested, 0);
+}

@@ -90,7 +90,7 @@ impl PeerSession {
     /// The hint for a pick: pieces with outstanding requests, then the exclusive ones we own.
     pub(super) fn hint_pieces(&mut self) {
         self.scratch_pieces.clear();
-        for r in &self.requests {
+        for r in self.requests.iter() {
             if self.scratch_pieces.last() != Some(&r.piece) {
                 self.scratch_pieces.push(r.piece);
             }

@@ -21,6 +21,7 @@ mod blame;
 #[cfg(test)]
 mod blame_tests;
 mod fast;
+mod outstanding;
 mod pipeline;
 #[cfg(test)]
 mod test_torrent;
@@ -39,6 +40,7 @@ use crate::picker::Begin;
 use crate::torrent::{FailedPiece, TorrentShared};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
+use outstanding::Outstanding;
 
 pub use fast::{allowed_fast_set, ALLOWED_FAST_K};
 pub use pipeline::Pipeline;
@@ -109,7 +111,7 @@ pub struct PeerSession {
     pub peer_choking: bool,
     pub peer_interested: bool,
     pub am_choking: bool,
-    requests: VecDeque<BlockRef>,
+    requests: Outstanding,
     /// Recently cancelled or released requests (at most [`CANCELLED_CAP`]).
     cancelled: VecDeque<BlockRef>,
     pipeline: Pipeline,
@@ -170,7 +172,7 @@ impl PeerSession {
             peer_choking: true,
             peer_interested: false,
             am_choking: true,
-            requests: VecDeque::new(),
+            requests: Outstanding::default(),
             cancelled: VecDeque::new(),
             pipeline: Pipeline::new(now),
             incoming: Incoming::None,
@@ -291,8 +293,7 @@ impl PeerSession {
             Message::HaveNone => {}
             Message::RejectRequest { piece, offset, len } => {
                 let b = t.lengths.block_from_wire(piece, offset, len)?;
-                if let Some(i) = self.requests.iter().position(|r| *r == b) {
-                    self.requests.remove(i);
+                if self.requests.remove(&b) {
                     t.picker.release(b);
                 }
             }
@@ -422,7 +423,7 @@ impl PeerSession {
         t: &TorrentShared,
     ) -> Result<Incoming, PeerError> {
         let block = t.lengths.block_from_wire(piece, offset, len)?;
-        let Some(i) = self.requests.iter().position(|r| *r == block) else {
+        if !self.requests.answered(&block) {
             if let Some(i) = self.cancelled.iter().position(|r| *r == block) {
                 // Requested once, then cancelled: late, not unrequested.
                 self.cancelled.remove(i);
@@ -433,8 +434,7 @@ impl PeerSession {
                 return Err(PeerError::Unrequested(self.unrequested));
             }
             return Ok(Incoming::Discard);
-        };
-        self.requests.remove(i);
+        }
         // The picker decides who writes a block: the data of a claim that was consumed (an
         // endgame duplicate whose piece then failed and was reset) must not land in the next
         // round's buffer uncounted.
@@ -495,6 +495,10 @@ impl PeerSession {
             self.snubbed = true;
             self.release_all(t);
         }
+        // Requests the peer skipped (it answered later ones): ask someone again.
+        while let Some(b) = self.requests.pop_skipped(now) {
+            self.give_up(b, t);
+        }
         if t.picker.in_endgame() {
             self.cancel_finished(t);
         }
@@ -527,23 +531,32 @@ impl PeerSession {
 
     /// In endgame, cancel requests for pieces that another peer already completed.
     fn cancel_finished(&mut self, t: &TorrentShared) {
-        let mut i = 0;
-        while i < self.requests.len() {
-            let b = self.requests[i];
-            if t.picker.have(b.piece) || t.block_done(b) {
-                self.requests.remove(i);
-                t.picker.release(b);
-                self.remember_cancelled(b);
-                let m = Message::Cancel {
-                    piece: b.piece.get(),
-                    offset: b.offset,
-                    len: b.len,
-                };
-                wire::encode(&m, &mut self.out);
-            } else {
-                i += 1;
+        self.scratch_blocks.clear();
+        let done = &mut self.scratch_blocks;
+        self.requests.retain(|b| {
+            let finished = t.picker.have(b.piece) || t.block_done(*b);
+            if finished {
+                done.push(*b);
             }
+            !finished
+        });
+        for i in 0..self.scratch_blocks.len() {
+            let b = self.scratch_blocks[i];
+            self.give_up(b, t);
         }
+    }
+
+    /// A request we no longer wait for: CANCEL it, give the claim back, and remember it so
+    /// that the block arriving anyway is not taken for unrequested data.
+    fn give_up(&mut self, b: BlockRef, t: &TorrentShared) {
+        t.picker.release(b);
+        self.remember_cancelled(b);
+        let m = Message::Cancel {
+            piece: b.piece.get(),
+            offset: b.offset,
+            len: b.len,
+        };
+        wire::encode(&m, &mut self.out);
     }
 
     fn fill_requests(&mut self, now: Instant, t: &TorrentShared) {
@@ -600,7 +613,7 @@ impl PeerSession {
                 t.picker.release(b);
                 continue;
             }
-            self.requests.push_back(b);
+            self.requests.push_back(b, now);
             issued += 1;
             self.out
                 .extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
