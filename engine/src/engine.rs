@@ -95,6 +95,10 @@ pub struct TorrentStats {
     pub wanted_bytes: u64,
     /// Bytes of selected pieces that are verified: `wanted_bytes` when done.
     pub wanted_verified_bytes: u64,
+    /// BEP 6 SUGGEST PIECE messages sent (pieces in the seeder's read cache pointed out to
+    /// other peers) and received.
+    pub suggests_sent: u32,
+    pub suggests_received: u32,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,

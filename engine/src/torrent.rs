@@ -50,6 +50,9 @@ pub struct Counters {
     pub verified_bytes: AtomicU64,
     pub hash_failures: AtomicU32,
     pub peers: AtomicU32,
+    /// BEP 6 SUGGEST PIECE messages sent to peers and received from them.
+    pub suggests_sent: AtomicU32,
+    pub suggests_received: AtomicU32,
 }
 
 /// Everything about a torrent that shards share.

@@ -239,6 +239,8 @@ pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats
         verified_bytes: c.verified_bytes.load(Ordering::Relaxed),
         wanted_bytes: wanted,
         wanted_verified_bytes: wanted_verified,
+        suggests_sent: c.suggests_sent.load(Ordering::Relaxed),
+        suggests_received: c.suggests_received.load(Ordering::Relaxed),
         downloaded_bytes: c.downloaded_bytes.load(Ordering::Relaxed),
         uploaded_bytes: c.uploaded_bytes.load(Ordering::Relaxed),
         wasted_bytes: c.wasted_bytes.load(Ordering::Relaxed),

@@ -122,6 +122,9 @@ impl PeerSession {
         // dropped from the hints then.
         t.lengths.piece(piece)?;
         self.suggest.on_received(piece);
+        t.counters
+            .suggests_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -164,6 +167,9 @@ impl PeerSession {
             return false;
         }
         wire::encode(&Message::SuggestPiece { piece: piece.get() }, &mut self.out);
+        t.counters
+            .suggests_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         true
     }
 

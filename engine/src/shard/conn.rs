@@ -285,6 +285,20 @@ impl Conn {
         self.out.append(&mut session.out);
     }
 
+    /// Suggests `piece` (BEP 6) to this peer if it is interested in us, speaks Fast, lacks the
+    /// piece and was not told before (`PeerSession::suggest_piece`).
+    pub fn suggest(&mut self, piece: crate::types::PieceIndex) {
+        if self.failed.is_some() {
+            return;
+        }
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return;
+        };
+        if session.peer_interested && session.suggest_piece(piece, t) {
+            self.out.append(&mut session.out);
+        }
+    }
+
     /// Hands pieces this connection completed to the disk pipeline (hash, then write).
     pub fn submit_completed(&mut self, disk: &uring_disk::DiskPipeline) {
         let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {

@@ -480,6 +480,21 @@ impl Shard {
             .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
         if let (Some(data), true) = (data, shared) {
             self.cache.insert(k, data);
+            if b.offset == 0 {
+                // The piece's first block is now in the cache: point the torrent's other peers
+                // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
+                self.suggest_to_others(done.torrent, b.piece, done.token);
+            }
+        }
+    }
+
+    fn suggest_to_others(&mut self, torrent: u64, piece: crate::types::PieceIndex, from: Token) {
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if let Some(conn) = c.as_mut() {
+                if i as Token != from && conn.torrent_id() == Some(torrent) {
+                    conn.suggest(piece);
+                }
+            }
         }
     }
 
