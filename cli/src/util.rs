@@ -15,11 +15,7 @@ pub struct RateArgs {
 
 /// Parses a `--tracker` URL: http, https or udp, at most 2048 bytes.
 pub fn parse_tracker(s: &str) -> Result<String, String> {
-    let lower = s.get(..8).unwrap_or(s).to_ascii_lowercase();
-    let scheme_ok = ["http://", "https://", "udp://"]
-        .iter()
-        .any(|p| lower.starts_with(p));
-    if !scheme_ok || s.len() > 2048 || s.len() < 10 {
+    if !ringtorrent::tracker::tiers::usable_url(s) || s.len() < 10 {
         return Err(format!(
             "invalid tracker {s:?}: expected an http://, https:// or udp:// announce URL"
         ));
@@ -117,6 +113,27 @@ mod tests {
             "17179869184TiB",
         ] {
             assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn tracker_urls() {
+        for ok in [
+            "http://127.0.0.1:6969/announce",
+            "UDP://t.example:80",
+            "https://a.b/x",
+        ] {
+            assert_eq!(parse_tracker(ok).as_deref(), Ok(ok));
+        }
+        let long = format!("http://a/{}", "x".repeat(2048));
+        for bad in [
+            "ftp://127.0.0.1/x",
+            "127.0.0.1:6969",
+            "udp://",
+            "",
+            long.as_str(),
+        ] {
+            assert!(parse_tracker(bad).is_err(), "{bad:?}");
         }
     }
 

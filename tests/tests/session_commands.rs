@@ -5,14 +5,60 @@
 //! remembered by the resume file, so the same download continues without it. The seeder is
 //! libtorrent, with an upload limit so the download lasts long enough to be interrupted.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
 use rt_testkit::torrent::make_torrent_libtorrent;
 use rt_testkit::tracker::Opentracker;
-use rt_testkit::{wait_until, Download, PayloadSpec};
+use rt_testkit::{
+    wait_until, Download, DownloadOutcome, PayloadSpec, RunningDownload, TorrentMeta,
+};
 
 const PIECE: u32 = 256 * 1024;
+
+/// A generated payload, its torrent (no tracker) and an empty download directory.
+struct Payload {
+    dir: tempfile::TempDir,
+    spec: PayloadSpec,
+    seed_dir: PathBuf,
+    dl_dir: PathBuf,
+    torrent: PathBuf,
+    meta: TorrentMeta,
+}
+
+impl Payload {
+    fn new(spec: PayloadSpec) -> Payload {
+        let dir = tempfile::tempdir().unwrap();
+        let seed_dir = dir.path().join("seed");
+        let dl_dir = dir.path().join("dl");
+        spec.generate(&seed_dir).unwrap();
+        let torrent = dir.path().join("t.torrent");
+        let meta =
+            make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+        Payload {
+            dir,
+            spec,
+            seed_dir,
+            dl_dir,
+            torrent,
+            meta,
+        }
+    }
+}
+
+/// Types `quit`: the run must stop like Ctrl-C (exit 130).
+fn quit(mut run: RunningDownload) -> DownloadOutcome {
+    run.command("quit").unwrap();
+    let out = run.wait().unwrap();
+    assert_eq!(
+        out.status.and_then(|s| s.code()),
+        Some(130),
+        "{}",
+        out.stderr
+    );
+    out
+}
 
 /// Verified-piece lines (`--verbose`) in `stderr`.
 fn verified(stderr: &str) -> usize {
@@ -21,13 +67,15 @@ fn verified(stderr: &str) -> usize {
 
 #[test]
 fn pause_and_resume_from_the_session_then_quit() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = PayloadSpec::single("paused.bin", 24 << 20, 17);
-    let seed_dir = dir.path().join("seed");
-    let dl_dir = dir.path().join("dl");
-    spec.generate(&seed_dir).unwrap();
-    let torrent = dir.path().join("p.torrent");
-    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    // `_dir` keeps the temporary directory alive for the whole test.
+    let Payload {
+        dir: _dir,
+        spec,
+        seed_dir,
+        dl_dir,
+        torrent,
+        ..
+    } = Payload::new(PayloadSpec::single("paused.bin", 24 << 20, 17));
     let opts = LtSeedOpts {
         upload_rate_limit_bytes_per_s: 4 << 20,
         ..Default::default()
@@ -92,14 +140,7 @@ fn pause_and_resume_from_the_session_then_quit() {
     )
     .unwrap();
     // `quit` stops like Ctrl-C: resume data saved, exit 130, and the same command continues.
-    run.command("quit").unwrap();
-    let out = run.wait().unwrap();
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(130),
-        "{}",
-        out.stderr
-    );
+    let out = quit(run);
     assert!(out.stderr.contains("saving resume data"), "{}", out.stderr);
 
     let mut again = Download::new(&torrent, &dl_dir)
@@ -119,15 +160,15 @@ fn pause_and_resume_from_the_session_then_quit() {
 
 #[test]
 fn a_tracker_from_the_command_line_is_remembered_by_the_resume_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = PayloadSpec::single("tracked.bin", 12 << 20, 23);
-    let seed_dir = dir.path().join("seed");
-    let dl_dir = dir.path().join("dl");
-    spec.generate(&seed_dir).unwrap();
     // The torrent names no tracker: only `--tracker` can find the seeder.
-    let torrent = dir.path().join("t.torrent");
-    let meta =
-        make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    let Payload {
+        dir,
+        spec,
+        seed_dir,
+        dl_dir,
+        torrent,
+        meta,
+    } = Payload::new(PayloadSpec::single("tracked.bin", 12 << 20, 23));
     let tracker = Opentracker::start(&[meta.info_hash]).unwrap();
     let url = tracker.announce_url();
     let opts = LtSeedOpts {
@@ -144,21 +185,14 @@ fn a_tracker_from_the_command_line_is_remembered_by_the_resume_file() {
     first.quiet = false;
     first.commands = true;
     first.extra_args = vec!["--verbose".into(), "--tracker".into(), url];
-    let mut run = first.start().unwrap();
+    let run = first.start().unwrap();
     wait_until(
         Duration::from_secs(30),
         "a piece through the tracker",
         || verified(&run.proc.stderr()) > 0,
     )
     .unwrap();
-    run.command("quit").unwrap();
-    let out = run.wait().unwrap();
-    assert_eq!(
-        out.status.and_then(|s| s.code()),
-        Some(130),
-        "{}",
-        out.stderr
-    );
+    quit(run);
 
     // Same command without `--tracker` and without peers: the resume file's tracker it is.
     let mut again = Download::new(&torrent, &dl_dir).timeout(Duration::from_secs(60));

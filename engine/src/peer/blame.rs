@@ -65,7 +65,13 @@ impl PeerSession {
 
     /// Records the exclusive pieces among this call's new claims (`scratch_blocks`).
     pub(super) fn note_owned(&mut self, t: &TorrentShared) {
+        let mut last = None;
         for b in &self.scratch_blocks {
+            // Claims come a piece at a time: look at each piece once.
+            if last == Some(b.piece) {
+                continue;
+            }
+            last = Some(b.piece);
             if !self.owned.contains(&b.piece) && t.picker.is_exclusive(b.piece) {
                 self.owned.push(b.piece);
             }

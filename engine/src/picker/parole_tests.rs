@@ -1,7 +1,7 @@
 //! Unit tests of exclusive pieces: parole picks, exclusive reopening after a shared failure,
 //! and the ways an exclusive piece is given back.
 
-use super::tests::check_quiescent;
+use super::tests::{check_quiescent, pick, receive_all};
 use super::*;
 use crate::types::BLOCK_LEN;
 
@@ -14,10 +14,9 @@ fn four_by_four() -> (Picker, Bitfield) {
     (pk, all)
 }
 
+/// A normal pick, endgame allowed.
 fn normal(pk: &Picker, has: &Bitfield, hint: &[PieceIndex], max: usize) -> Vec<BlockRef> {
-    let mut out = Vec::new();
-    pk.pick(has, hint, max, true, 3, &|_| false, &mut out);
-    out
+    pick(pk, has, hint, max, true)
 }
 
 fn parole(pk: &Picker, has: &Bitfield, hint: &[PieceIndex], max: usize) -> Vec<BlockRef> {
@@ -32,18 +31,6 @@ fn pieces(blocks: &[BlockRef]) -> Vec<PieceIndex> {
     v.sort();
     v.dedup();
     v
-}
-
-/// Receives and verifies every block of `blocks`.
-fn land(pk: &Picker, blocks: &[BlockRef]) {
-    for b in blocks {
-        if let Arrival::First {
-            piece_complete: true,
-        } = pk.block_arrived(*b)
-        {
-            assert!(pk.piece_verified(b.piece));
-        }
-    }
 }
 
 #[test]
@@ -78,10 +65,10 @@ fn a_peer_on_parole_starts_its_own_pieces_and_no_one_joins_them() {
         "the two free blocks of our half piece: {more:?}"
     );
     assert!(more.iter().all(|b| my_pieces.contains(&b.piece)));
-    land(&pk, &mine);
-    land(&pk, &more);
-    land(&pk, &other);
-    land(&pk, &next);
+    receive_all(&pk, &mine);
+    receive_all(&pk, &more);
+    receive_all(&pk, &other);
+    receive_all(&pk, &next);
     check_quiescent(&pk);
     assert!(pk.is_complete());
 }
@@ -91,7 +78,7 @@ fn ending_exclusivity_lets_others_finish_the_piece() {
     let (pk, all) = four_by_four();
     let mine = parole(&pk, &all, &[], 2);
     let p = mine[0].piece;
-    land(&pk, &mine[..1]);
+    receive_all(&pk, &mine[..1]);
     pk.release(mine[1]);
     // Half received, half free, and we are gone: nobody may join until we give it back.
     assert!(!normal(&pk, &all, &[], 16).iter().any(|b| b.piece == p));
@@ -134,8 +121,8 @@ fn a_shared_failure_reopens_the_piece_for_one_supplier() {
     check_quiescent(&pk);
     // A plain failure reopens it for anyone.
     let rest = normal(&pk, &all, &[], 16);
-    land(&pk, &first);
-    land(&pk, &rest);
+    receive_all(&pk, &first);
+    receive_all(&pk, &rest);
     let mut again = normal(&pk, &only_p, &[p], 4);
     again.retain(|x| x.piece == p);
     assert!(again.is_empty(), "piece verified, nothing left");
@@ -172,8 +159,8 @@ fn parole_joins_pieces_in_progress_when_nothing_new_is_left() {
     // in endgame, duplicates of the others' claims).
     let mine = parole(&pk, &all, &[], 16);
     assert_eq!(mine.iter().filter(|b| b.offset == 0).count(), 4, "{mine:?}");
-    land(&pk, &keep);
-    land(&pk, &mine);
+    receive_all(&pk, &keep);
+    receive_all(&pk, &mine);
     assert!(pk.is_complete());
     check_quiescent(&pk);
 }

@@ -24,6 +24,13 @@ use super::word::{Word, FREE};
 use super::{Picker, PieceState, MAX_DUPLICATES, PICKABLE};
 use crate::types::{Bitfield, BlockRef, PieceIndex};
 
+/// Which pick: a normal one, or one for a peer on parole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Normal { allow_endgame: bool },
+    Parole,
+}
+
 /// The arguments of one [`Picker::pick`] call.
 pub(super) struct Pick<'a> {
     pub(super) peer_has: &'a Bitfield,
@@ -56,39 +63,8 @@ impl Picker {
         already_requested: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) -> usize {
-        if max == 0 || peer_has.len() != self.lengths.num_pieces() {
-            return 0;
-        }
-        let mut pk = Pick {
-            peer_has,
-            already_requested,
-            first: out.len(),
-            out,
-            left: max,
-            parole: false,
-        };
-        for p in hint {
-            if pk.left == 0 {
-                break;
-            }
-            self.claim_free(p.idx(), true, &mut pk);
-        }
-        // Sequential mode finishes the lowest partial pieces first (see `order.rs`).
-        let start = if self.is_sequential() {
-            0
-        } else {
-            self.spread(seed)
-        };
-        if pk.left > 0 {
-            self.claim_partial(start, &mut pk);
-        }
-        if pk.left > 0 {
-            self.claim_new(start, &mut pk);
-        }
-        if pk.left > 0 && allow_endgame && self.counters[PICKABLE].load(SeqCst) == 0 {
-            self.claim_duplicates(start, &mut pk);
-        }
-        max - pk.left
+        let mode = Mode::Normal { allow_endgame };
+        self.pick_in(mode, peer_has, hint, max, seed, already_requested, out)
     }
 
     /// [`Self::pick`] for a peer on parole: free blocks of the exclusive pieces it works on
@@ -105,6 +81,29 @@ impl Picker {
         already_requested: &dyn Fn(BlockRef) -> bool,
         out: &mut Vec<BlockRef>,
     ) -> usize {
+        self.pick_in(
+            Mode::Parole,
+            peer_has,
+            hint,
+            max,
+            seed,
+            already_requested,
+            out,
+        )
+    }
+
+    /// The steps of both picks (see the module doc), in the order `mode` gives them.
+    #[allow(clippy::too_many_arguments)]
+    fn pick_in(
+        &self,
+        mode: Mode,
+        peer_has: &Bitfield,
+        hint: &[PieceIndex],
+        max: usize,
+        seed: u32,
+        already_requested: &dyn Fn(BlockRef) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) -> usize {
         if max == 0 || peer_has.len() != self.lengths.num_pieces() {
             return 0;
         }
@@ -114,7 +113,7 @@ impl Picker {
             first: out.len(),
             out,
             left: max,
-            parole: true,
+            parole: mode == Mode::Parole,
         };
         for p in hint {
             if pk.left == 0 {
@@ -122,20 +121,37 @@ impl Picker {
             }
             self.claim_free(p.idx(), true, &mut pk);
         }
+        // Sequential mode finishes the lowest partial pieces first (see `order.rs`).
         let start = if self.is_sequential() {
             0
         } else {
             self.spread(seed)
         };
-        if pk.left > 0 {
-            self.claim_new(start, &mut pk);
-        }
-        if pk.left == max {
-            pk.parole = false;
-            self.claim_partial(start, &mut pk);
-            if pk.left > 0 && self.counters[PICKABLE].load(SeqCst) == 0 {
-                self.claim_duplicates(start, &mut pk);
+        let allow_endgame = match mode {
+            Mode::Normal { allow_endgame } => {
+                if pk.left > 0 {
+                    self.claim_partial(start, &mut pk);
+                }
+                if pk.left > 0 {
+                    self.claim_new(start, &mut pk);
+                }
+                allow_endgame
             }
+            Mode::Parole => {
+                if pk.left > 0 {
+                    self.claim_new(start, &mut pk);
+                }
+                if pk.left < max {
+                    return max - pk.left;
+                }
+                // Nothing of its own to take: join pieces in progress rather than stall.
+                pk.parole = false;
+                self.claim_partial(start, &mut pk);
+                true
+            }
+        };
+        if pk.left > 0 && allow_endgame && self.counters[PICKABLE].load(SeqCst) == 0 {
+            self.claim_duplicates(start, &mut pk);
         }
         max - pk.left
     }

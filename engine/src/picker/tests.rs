@@ -87,7 +87,7 @@ fn set(n: u32, pieces: &[u32]) -> Bitfield {
     b
 }
 
-fn pick(
+pub(super) fn pick(
     pk: &Picker,
     has: &Bitfield,
     hint: &[PieceIndex],
@@ -108,7 +108,7 @@ fn pieces_of(blocks: &[BlockRef]) -> Vec<u32> {
 }
 
 /// Receives and verifies every block in `blocks`.
-fn receive_all(pk: &Picker, blocks: &[BlockRef]) {
+pub(super) fn receive_all(pk: &Picker, blocks: &[BlockRef]) {
     for b in blocks {
         if let Arrival::First {
             piece_complete: true,

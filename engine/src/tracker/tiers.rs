@@ -94,7 +94,8 @@ pub fn merge_tiers(lists: &[&[Vec<String>]]) -> Vec<Vec<String>> {
     out
 }
 
-fn usable_url(u: &str) -> bool {
+/// A tracker URL we can announce to: http, https or udp, at most [`MAX_URL_LEN`] bytes.
+pub fn usable_url(u: &str) -> bool {
     let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
     u.len() <= MAX_URL_LEN
         && (lower.starts_with("http://")
