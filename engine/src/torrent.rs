@@ -77,6 +77,9 @@ pub struct TorrentShared {
     /// Trackers announced to: the torrent's, the resume file's and the user's, merged once at
     /// add time ([`Self::set_trackers`]); the torrent's own until then.
     trackers: OnceLock<Vec<Vec<String>>>,
+    /// Maps blocks onto the torrent's open files, for the shards' own upload reads
+    /// ([`Self::set_reader`]); without it uploads are read by the disk pipeline.
+    reader: OnceLock<uring_disk::BlockReader>,
     pub connected: Mutex<HashSet<PeerId>>,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
@@ -131,6 +134,7 @@ impl TorrentShared {
             banned: Mutex::new(HashSet::new()),
             culprits: Mutex::new(HashSet::new()),
             trackers: OnceLock::new(),
+            reader: OnceLock::new(),
             connected: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
@@ -302,6 +306,16 @@ impl TorrentShared {
     /// Sets the merged tracker list (once, before announcing starts).
     pub fn set_trackers(&self, tiers: Vec<Vec<String>>) {
         let _ = self.trackers.set(tiers);
+    }
+
+    /// Sets the block reader the shards use to read uploads on their own rings (once).
+    pub fn set_reader(&self, reader: uring_disk::BlockReader) {
+        let _ = self.reader.set(reader);
+    }
+
+    /// The block reader, if one was set.
+    pub fn reader(&self) -> Option<&uring_disk::BlockReader> {
+        self.reader.get()
     }
 
     /// Bans the peer (session `key`, address `ip`) that alone supplied a piece that failed.

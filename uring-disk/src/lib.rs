@@ -45,4 +45,6 @@ pub use pipeline::{
 };
 pub use pool::{BufferPool, PoolError, PooledBuf, ALIGN};
 pub use probe::{uring_available, NO_URING_ENV};
-pub use storage::{FileSelector, Selection, Storage, StorageOptions};
+pub use storage::{
+    BlockReader, FileSelector, OpenFile, ReadPart, Selection, Storage, StorageOptions,
+};

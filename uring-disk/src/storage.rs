@@ -48,10 +48,12 @@ use crate::hash::files::check_layout;
 use crate::layout::{check_rel_path, resolve_paths, Layout, Parked, Spans, StorageFile};
 use crate::ops::fallocate::{reserve, Reserved};
 use parts::Parts;
+pub use reader::{BlockReader, OpenFile, ReadPart};
 
 mod parts;
 #[cfg(test)]
 mod parts_tests;
+mod reader;
 #[cfg(test)]
 mod tests;
 
@@ -283,6 +285,11 @@ impl Storage {
         let mut ok = check_layout(&inner.layout, &inner.paths, hashes, threads, progress)?;
         inner.parts.check_parked(inner, hashes, &mut ok)?;
         Ok(ok)
+    }
+
+    /// Maps blocks onto the open files, for reads on other threads' rings.
+    pub fn reader(&self) -> BlockReader {
+        BlockReader::new(Arc::clone(&self.inner))
     }
 
     /// A handle to select parked files later, from any thread.

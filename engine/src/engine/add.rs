@@ -140,6 +140,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         crate::files::storage_selection(&meta, &add.file_priorities),
     )?;
     let selector = storage.selector();
+    let reader = storage.reader();
     resume.reserve_space(&meta);
     let check = (add.check_existing, add.recheck, inner.config.hash_threads);
     // The id is taken before the check so that its progress alerts can name the torrent.
@@ -177,6 +178,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
         inner.config.max_peers_per_torrent,
     ));
     let _ = cell.set(Arc::downgrade(&shared));
+    shared.set_reader(reader);
     let extra: Vec<Vec<String>> = add.trackers.iter().map(|u| vec![u.clone()]).collect();
     shared.set_trackers(crate::tracker::tiers::merge_tiers(&[
         &meta.trackers,

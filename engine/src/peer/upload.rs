@@ -208,23 +208,23 @@ impl PeerSession {
             self.reject(b);
             return;
         };
-        if self.append_piece(b, t) {
+        if self.piece_ready(b, t) {
+            self.out
+                .extend_from_slice(&wire::piece_header(b.piece.get(), b.offset, b.len));
             self.out.extend_from_slice(data);
         }
     }
 
-    /// Accounts for a finished read of `b` and appends its PIECE header to `out` if the block
-    /// is still to be sent; the caller then sends the block's bytes right after the header
-    /// (copied into `out`, or as a second iovec). False (and a REJECT if due) otherwise.
-    pub fn append_piece(&mut self, b: BlockRef, t: &TorrentShared) -> bool {
+    /// Accounts for a finished read of `b`: true if its PIECE message is to be sent now, right
+    /// after what `out` holds (the shard sends the message it read the block into, header
+    /// included). False (and a REJECT if due) otherwise.
+    pub fn piece_ready(&mut self, b: BlockRef, t: &TorrentShared) -> bool {
         self.reads_in_flight = self.reads_in_flight.saturating_sub(1);
         if self.am_choking && !self.is_allowed_fast(b.piece.get()) {
             // Choked while the read was in flight: choke() already rejected the queue.
             self.reject(b);
             return false;
         }
-        self.out
-            .extend_from_slice(&wire::piece_header(b.piece.get(), b.offset, b.len));
         self.uploaded_bytes += b.len as u64;
         t.counters
             .uploaded_bytes

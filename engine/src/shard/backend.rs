@@ -7,13 +7,17 @@
 //!
 //! Ownership rule (as in tokio-uring): a buffer handed to the backend in an `Op::Send` belongs
 //! to the backend until its `Sent` completion, or until the connection's `Closed` completion if
-//! it was closed first. Received bytes are lent to the completion callback only; the backend
-//! recycles the receive buffer when the callback returns.
+//! it was closed first; the message of an `Op::ReadFile` until its `FileRead` completion (if
+//! the backend is dropped first, buffers of operations still in flight are leaked, never
+//! freed under the kernel). Received bytes are lent to the completion callback only; the
+//! backend recycles the receive buffer when the callback returns.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
+
+use super::sendq::{BlockMsg, SendBuf};
 
 /// A connection's handle inside one shard. Chosen by the shard; the backend maps it to a socket.
 /// A token is reusable only after its `Closed` completion.
@@ -28,8 +32,15 @@ pub enum Op {
     Adopt { token: Token, fd: OwnedFd },
     /// Start receiving on the connection; data keeps arriving as `Data` until `RecvEnded`.
     Recv { token: Token },
-    /// Send all of `buf` (the backend resubmits partial sends itself).
-    Send { token: Token, buf: Vec<u8> },
+    /// Send all of `buf`, its segments in order (the backend resubmits partial sends itself).
+    Send { token: Token, buf: SendBuf },
+    /// Read the `File` parts of a block into `msg`'s block, each at its offset (the shard
+    /// fills `Zeros` parts itself); answered by `FileRead` with the same `tag`.
+    ReadFile {
+        tag: u32,
+        parts: Vec<uring_disk::ReadPart>,
+        msg: BlockMsg,
+    },
     /// Cancel everything outstanding on the connection and close it.
     Close { token: Token },
 }
@@ -53,7 +64,14 @@ pub enum Completion<'a> {
     /// A send finished: the buffer comes back for reuse.
     Sent {
         token: Token,
-        buf: Vec<u8>,
+        buf: SendBuf,
+        result: io::Result<()>,
+    },
+    /// A file read finished: every byte asked for was read (`Ok`), or it failed (an error,
+    /// or end of file before the block's end).
+    FileRead {
+        tag: u32,
+        msg: BlockMsg,
         result: io::Result<()>,
     },
     /// Every operation on the connection has completed and its socket is closed.

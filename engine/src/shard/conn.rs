@@ -1,8 +1,10 @@
 //! One connection inside a shard: connect, the BEP 3 handshake, then the wire reader feeding
-//! the peer session, and the send buffer the backend owns while a send is in flight.
+//! the peer session, and the send queue (the session's bytes and PIECE messages, see
+//! [`super::sendq`]) that the backend owns while a send is in flight.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use crate::types::PeerId;
 use crate::wire;
 
 use super::backend::{Op, Token};
+use super::sendq::{BlockMsg, MsgPool, SendBuf};
 
 /// Give up on a TCP connect after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,6 +26,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Dial attempts per address after the first fails before the handshake (peers that are
 /// starting up refuse or drop connections for a moment; libtorrent and rqbit retry too).
 const MAX_REDIALS: u32 = 6;
+/// No new upload reads start for a connection with this many bytes queued or in flight to
+/// it (a slow reader cannot make us hold its whole request queue in memory).
+pub const SEND_HIGH_WATER: usize = 1 << 20;
 
 /// How long to wait before dial attempt `attempt + 1` of an address whose attempt `attempt`
 /// (0 = the first) failed before the handshake: 1, 2, 4, ... s, at most 30 s; `None` once
@@ -58,9 +64,14 @@ pub struct Conn {
     outgoing: bool,
     torrent: Option<Arc<TorrentShared>>,
     phase: Phase,
+    /// The session's bytes not yet in `pending`.
     out: Vec<u8>,
+    /// What the next send carries.
+    pending: SendBuf,
     spare: Vec<u8>,
     sending: bool,
+    /// Bytes of the send in flight.
+    sending_bytes: usize,
     failed: Option<String>,
     closed: bool,
     started: Instant,
@@ -111,8 +122,10 @@ impl Conn {
             torrent,
             phase,
             out: Vec::new(),
+            pending: SendBuf::default(),
             spare: Vec::new(),
             sending: false,
+            sending_bytes: 0,
             failed: None,
             closed: false,
             started: now,
@@ -268,21 +281,47 @@ impl Conn {
         if self.failed.is_some() {
             return None;
         }
-        session.next_reads_at(now, t, out);
+        let backlog = self.out.len() + self.pending.len() + self.sending_bytes;
+        if backlog < SEND_HIGH_WATER {
+            session.next_reads_at(now, t, out);
+        }
         Some(t.clone())
     }
 
-    /// A disk read (or a cache hit) for this connection: `data` is `None` if the read failed.
-    /// The block's bytes are copied once, after its PIECE header, into the send buffer.
-    pub fn deliver_read(&mut self, key: u64, block: crate::types::BlockRef, data: Option<&[u8]>) {
+    /// A disk read (or a cache hit) for this connection: `msg` is the block's PIECE message,
+    /// queued as it is (shared, not copied), or `None` if the read failed.
+    pub fn deliver_read(
+        &mut self,
+        key: u64,
+        block: crate::types::BlockRef,
+        msg: Option<&Rc<BlockMsg>>,
+    ) {
         if key != self.key || self.failed.is_some() {
             return;
         }
         let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
             return;
         };
-        session.on_read(block, data, t);
+        let ready = match msg {
+            Some(_) => session.piece_ready(block, t),
+            None => {
+                session.on_read(block, None, t);
+                false
+            }
+        };
         self.out.append(&mut session.out);
+        if let (true, Some(m)) = (ready, msg) {
+            self.move_out();
+            self.pending.push_msg(Rc::clone(m));
+        }
+    }
+
+    /// Moves the session's bytes into the next send, keeping their order with messages.
+    fn move_out(&mut self) {
+        if !self.out.is_empty() {
+            let bytes = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+            self.pending.push_bytes(bytes);
+        }
     }
 
     /// Suggests `piece` (BEP 6) to this peer if it is interested in us, speaks Fast, lacks the
@@ -316,13 +355,18 @@ impl Conn {
         }
     }
 
-    pub fn on_sent(&mut self, mut buf: Vec<u8>, result: std::io::Result<()>) {
+    /// A send finished: its messages go back to `pool`, a byte buffer is kept for reuse.
+    pub fn on_sent(&mut self, buf: SendBuf, result: std::io::Result<()>, pool: &mut MsgPool) {
         self.sending = false;
+        self.sending_bytes = 0;
         if let Err(e) = result {
             self.fail(format!("send failed: {e}"));
         }
-        buf.clear();
-        self.spare = buf;
+        if let Some(b) = buf.recycle(pool) {
+            if self.spare.capacity() < b.capacity() {
+                self.spare = b;
+            }
+        }
     }
 
     /// Timers and peer work; `slow` runs the periodic part.
@@ -405,20 +449,25 @@ impl Conn {
 
     /// Starts a send of everything queued, if none is in flight.
     pub fn flush(&mut self, ops: &mut Vec<Op>) {
-        if self.sending
-            || self.closed
-            || self.out.is_empty()
-            || matches!(self.phase, Phase::Connecting)
-        {
+        if self.sending || self.closed || matches!(self.phase, Phase::Connecting) {
             return;
         }
-        let mut buf = std::mem::take(&mut self.spare);
-        std::mem::swap(&mut buf, &mut self.out);
+        self.move_out();
+        if self.pending.is_empty() {
+            return;
+        }
+        let buf = std::mem::take(&mut self.pending);
+        self.sending_bytes = buf.len();
         ops.push(Op::Send {
             token: self.token,
             buf,
         });
         self.sending = true;
+    }
+
+    /// Hands back the messages still queued (a closed connection's), for the pool.
+    pub fn drain_queued(&mut self, pool: &mut MsgPool) {
+        let _ = std::mem::take(&mut self.pending).recycle(pool);
     }
 }
 

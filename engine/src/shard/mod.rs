@@ -15,11 +15,13 @@ pub mod backend;
 mod cache;
 mod conn;
 pub mod portable;
+pub mod sendq;
 pub mod uring;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -31,6 +33,7 @@ use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
 use cache::{BlockKey, ReadCache};
 use conn::Conn;
+use sendq::{BlockMsg, MsgPool};
 
 /// Longest wait for completions when idle.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -182,6 +185,9 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         waker,
         cache: ReadCache::default(),
         reads_inflight: HashMap::new(),
+        local_reads: HashMap::new(),
+        next_tag: 0,
+        msgs: MsgPool::default(),
         scratch_reads: Vec::new(),
         redials: Vec::new(),
     };
@@ -207,6 +213,14 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
     }
 }
 
+/// An upload read on the shard's ring: the block, and the connection that asked first.
+struct LocalRead {
+    key: BlockKey,
+    token: Token,
+    conn_key: u64,
+    block: crate::types::BlockRef,
+}
+
 struct Shard {
     torrents: HashMap<u64, Arc<TorrentShared>>,
     conns: Vec<Option<Conn>>,
@@ -227,6 +241,11 @@ struct Shard {
     cache: ReadCache,
     /// Upload reads in flight, with the other connections waiting for the same block.
     reads_inflight: HashMap<BlockKey, Vec<(Token, u64)>>,
+    /// Upload reads on this shard's own ring, by tag.
+    local_reads: HashMap<u32, LocalRead>,
+    next_tag: u32,
+    /// PIECE message buffers for reuse.
+    msgs: MsgPool,
     scratch_reads: Vec<crate::types::BlockRef>,
     /// Dials to retry, with when (outgoing connections that failed before the handshake).
     redials: Vec<(Instant, conn::Redial)>,
@@ -322,7 +341,8 @@ impl Shard {
             Completion::Wake => {}
             Completion::Closed { token } => {
                 if let Some(slot) = self.conns.get_mut(token as usize) {
-                    if slot.take().is_some() {
+                    if let Some(mut conn) = slot.take() {
+                        conn.drain_queued(&mut self.msgs);
                         self.free.push(token);
                         self.live -= 1;
                     }
@@ -355,12 +375,13 @@ impl Shard {
                 };
                 conn.fail(reason);
             }
-            Completion::Sent { token, buf, result } => {
-                let Some(conn) = self.conn_mut(token) else {
-                    return;
-                };
-                conn.on_sent(buf, result);
-            }
+            Completion::Sent { token, buf, result } => match self.conns.get_mut(token as usize) {
+                Some(Some(conn)) => conn.on_sent(buf, result, &mut self.msgs),
+                _ => {
+                    let _ = buf.recycle(&mut self.msgs);
+                }
+            },
+            Completion::FileRead { tag, msg, result } => self.local_read_done(tag, msg, result),
         }
     }
 
@@ -414,14 +435,18 @@ impl Shard {
         };
         for &b in &blocks {
             let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
-            if let Some(data) = self.cache.get(&k) {
+            if let Some(msg) = self.cache.get(&k) {
                 if let Some(conn) = self.conns[token as usize].as_mut() {
-                    conn.deliver_read(key, b, Some(data));
+                    conn.deliver_read(key, b, Some(&msg));
                 }
                 continue;
             }
             if let Some(waiters) = self.reads_inflight.get_mut(&k) {
                 waiters.push((token, key));
+                continue;
+            }
+            if self.read_locally(&t, token, key, b, k) {
+                self.reads_inflight.insert(k, Vec::new());
                 continue;
             }
             let (tx, waker) = (self.reads_tx.clone(), self.waker.clone());
@@ -456,35 +481,125 @@ impl Shard {
         self.scratch_reads = blocks;
     }
 
-    /// A disk read came back: to the connection that asked, every connection that waited for
-    /// the same block, and the cache when the torrent has several peers.
+    /// Starts the read of `b` on this shard's own ring, straight into a PIECE message: false
+    /// if the block cannot be mapped onto open files (bytes in the part file, or no reader),
+    /// in which case the disk pipeline reads it.
+    fn read_locally(
+        &mut self,
+        t: &TorrentShared,
+        token: Token,
+        conn_key: u64,
+        b: crate::types::BlockRef,
+        key: BlockKey,
+    ) -> bool {
+        let Some(reader) = t.reader() else {
+            return false;
+        };
+        let mut parts = Vec::new();
+        if !matches!(
+            reader.parts(b.piece.get(), b.offset, b.len, &mut parts),
+            Ok(true)
+        ) {
+            return false;
+        }
+        let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
+        let mut msg = self.msgs.take(&header, b.len as usize);
+        for p in &parts {
+            if let uring_disk::ReadPart::Zeros { at, len } = *p {
+                if let Some(z) = msg.block_mut().get_mut(at as usize..(at + len) as usize) {
+                    z.fill(0);
+                }
+            }
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.local_reads.insert(
+            tag,
+            LocalRead {
+                key,
+                token,
+                conn_key,
+                block: b,
+            },
+        );
+        self.ops.push(Op::ReadFile { tag, parts, msg });
+        true
+    }
+
+    /// A read on the shard's ring finished.
+    fn local_read_done(&mut self, tag: u32, msg: BlockMsg, result: std::io::Result<()>) {
+        let Some(r) = self.local_reads.remove(&tag) else {
+            self.msgs.put(msg);
+            return;
+        };
+        let msg = match result {
+            Ok(()) => Some(Rc::new(msg)),
+            Err(e) => {
+                tracing::warn!("torrent {}: read of {:?} failed: {e}", r.key.0, r.block);
+                self.msgs.put(msg);
+                None
+            }
+        };
+        self.finish_read(r.key, (r.token, r.conn_key), r.block, msg);
+    }
+
+    /// A disk pipeline read came back: its bytes are copied after a PIECE header.
     fn read_done(&mut self, done: ReadDone) {
         let b = done.block;
         let k: BlockKey = (done.torrent, b.piece.get(), b.offset, b.len);
-        let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
-        let data = match &done.data {
-            Ok(buf) => Some(buf.as_slice()),
+        let msg = match &done.data {
+            Ok(buf) if buf.len() == b.len as usize => {
+                let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
+                let mut m = self.msgs.take(&header, buf.len());
+                m.block_mut().copy_from_slice(buf);
+                Some(Rc::new(m))
+            }
+            Ok(_) => {
+                tracing::warn!("torrent {}: read of {b:?} came back short", done.torrent);
+                None
+            }
             Err(e) => {
                 tracing::warn!("torrent {}: read of {b:?} failed: {e}", done.torrent);
                 None
             }
         };
-        for (token, key) in std::iter::once((done.token, done.key)).chain(waiters) {
+        self.finish_read(k, (done.token, done.key), b, msg);
+    }
+
+    /// A block was read (`msg`) or could not be (`None`): to the connection that asked, every
+    /// connection that waited for the same block, and the cache when the torrent has several
+    /// peers.
+    fn finish_read(
+        &mut self,
+        k: BlockKey,
+        first: (Token, u64),
+        b: crate::types::BlockRef,
+        msg: Option<Rc<BlockMsg>>,
+    ) {
+        let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
+        for (token, key) in std::iter::once(first).chain(waiters) {
             if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-                conn.deliver_read(key, b, data);
+                conn.deliver_read(key, b, msg.as_ref());
             }
         }
+        let Some(msg) = msg else {
+            return;
+        };
         let shared = self
             .torrents
-            .get(&done.torrent)
+            .get(&k.0)
             .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
-        if let (Some(data), true) = (data, shared) {
-            self.cache.insert(k, data);
-            if b.offset == 0 {
-                // The piece's first block is now in the cache: point the torrent's other peers
-                // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
-                self.suggest_to_others(done.torrent, b.piece, done.token);
-            }
+        if !shared {
+            self.msgs.put_shared(msg);
+            return;
+        }
+        if let Some(old) = self.cache.insert(k, msg) {
+            self.msgs.put_shared(old);
+        }
+        if b.offset == 0 {
+            // The piece's first block is now in the cache: point the torrent's other peers
+            // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
+            self.suggest_to_others(k.0, b.piece, first.0);
         }
     }
 

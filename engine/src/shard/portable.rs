@@ -14,6 +14,7 @@ use polling::{Event, Events, Poller};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::backend::{Backend, Completion, Op, Token};
+use super::sendq::{BlockMsg, SendBuf};
 
 /// Keys at and above this value are listeners.
 const LISTENER_KEY: usize = 1 << 40;
@@ -26,7 +27,7 @@ struct Conn {
     stream: TcpStream,
     connecting: bool,
     recv: bool,
-    send: Option<(Vec<u8>, usize)>,
+    send: Option<SendBuf>,
 }
 
 /// See the module doc.
@@ -135,10 +136,18 @@ impl PortableBackend {
             Op::Send { token, buf } => {
                 if let Some(c) = self.conns.get_mut(&token) {
                     if c.send.is_none() {
-                        c.send = Some((buf, 0));
+                        c.send = Some(buf);
                     }
                 }
                 self.rearm(token);
+            }
+            Op::ReadFile {
+                tag,
+                parts,
+                mut msg,
+            } => {
+                let result = read_parts(&parts, &mut msg);
+                on(Completion::FileRead { tag, msg, result });
             }
             Op::Close { token } => self.close(token),
         }
@@ -161,12 +170,12 @@ impl PortableBackend {
             return;
         };
         if ev.writable && !c.connecting {
-            if let Some((buf, done)) = c.send.as_mut() {
-                match c.stream.write(&buf[*done..]) {
-                    Ok(n) => *done += n,
+            if let Some(buf) = c.send.as_mut() {
+                match c.stream.write_vectored(&buf.unsent()) {
+                    Ok(n) => buf.advance(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {
-                        let (buf, _) = c.send.take().unwrap_or_default();
+                        let buf = c.send.take().unwrap_or_default();
                         on(Completion::Sent {
                             token,
                             buf,
@@ -175,8 +184,8 @@ impl PortableBackend {
                     }
                 }
                 if let Some(c) = self.conns.get_mut(&token) {
-                    if c.send.as_ref().is_some_and(|(b, d)| *d >= b.len()) {
-                        let (buf, _) = c.send.take().unwrap_or_default();
+                    if c.send.as_ref().is_some_and(|b| b.is_done()) {
+                        let buf = c.send.take().unwrap_or_default();
                         on(Completion::Sent {
                             token,
                             buf,
@@ -320,4 +329,28 @@ impl PortableBackend {
         }
         let _ = self.poller.modify(l, Event::readable(LISTENER_KEY + idx));
     }
+}
+
+/// Reads the file parts of an upload block into `msg` with `pread` (the page cache answers
+/// most; a miss blocks this shard for one disk read, acceptable in the fallback).
+fn read_parts(parts: &[uring_disk::ReadPart], msg: &mut BlockMsg) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let block = msg.block_mut();
+    for p in parts {
+        let uring_disk::ReadPart::File {
+            file,
+            file_offset,
+            at,
+            len,
+        } = p
+        else {
+            continue;
+        };
+        let (at, len) = (*at as usize, *len as usize);
+        let dst = block
+            .get_mut(at..at + len)
+            .ok_or_else(|| io::Error::other("read part outside its block"))?;
+        file.file().read_exact_at(dst, *file_offset)?;
+    }
+    Ok(())
 }

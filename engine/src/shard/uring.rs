@@ -5,8 +5,11 @@
 //!
 //! Buffer ownership: the provided-buffer ring (`BufRing`) owns one pre-touched slab; the kernel
 //! picks a buffer per completion, the shard reads it inside the callback, and the buffer goes
-//! back to the ring right after. Send buffers live in the connection slot until their completion.
-//! A connection slot (and its socket) is freed only when no operation on it is in flight.
+//! back to the ring right after. Send buffers (and the iovec array and `msghdr` of a vectored
+//! send) live in the connection slot until their completion. A connection slot (and its
+//! socket) is freed only when no operation on it is in flight. Upload reads (`Op::ReadFile`,
+//! buffered `IORING_OP_READ` straight into the PIECE message after its header) live in the
+//! `reads` slab, with their files held open, until their last completion.
 //!
 //! At about 570 lines this file is over the house limit on purpose: it is the one place where
 //! SQE pointers and their owners meet, and keeping every op's submission next to its completion
@@ -23,6 +26,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::backend::{Backend, Completion, Op, Token};
+use super::sendq::{BlockMsg, SendBuf};
 
 const KIND_ACCEPT: u64 = 1;
 const KIND_CONNECT: u64 = 2;
@@ -30,6 +34,7 @@ const KIND_RECV: u64 = 3;
 const KIND_SEND: u64 = 4;
 const KIND_CANCEL: u64 = 5;
 const KIND_WAKE: u64 = 6;
+const KIND_FILE: u64 = 7;
 
 /// Buffer group id of the shard's receive buffer ring.
 const BGID: u16 = 7;
@@ -149,10 +154,26 @@ struct Conn {
     fd: OwnedFd,
     inflight: u32,
     closing: bool,
-    /// Buffer being sent and how much of it went out; owned here until the completion.
-    send: Option<(Vec<u8>, usize)>,
+    /// What is being sent; owned here until the completion.
+    send: Option<Sending>,
     /// Kept alive until the connect completion.
     addr: Option<Box<SockAddr>>,
+}
+
+/// A send in flight: the buffer, and the iovecs and header of its current `sendmsg`.
+struct Sending {
+    buf: SendBuf,
+    iov: Vec<libc::iovec>,
+    hdr: Box<libc::msghdr>,
+}
+
+/// An upload read in flight: part `part` of the block, `done` bytes of it read.
+struct FileRead {
+    tag: u32,
+    parts: Vec<uring_disk::ReadPart>,
+    msg: BlockMsg,
+    part: usize,
+    done: u32,
 }
 
 /// See the module doc.
@@ -167,6 +188,9 @@ pub struct UringBackend {
     rearm_recv: Vec<Token>,
     closed: Vec<Token>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Upload reads in flight, by slab index (the id in their user data).
+    reads: Vec<Option<FileRead>>,
+    free_reads: Vec<u32>,
     /// The shard's eventfd and the 8 bytes its pending read fills.
     waker: Option<(OwnedFd, Box<[u8; 8]>)>,
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
@@ -204,6 +228,8 @@ impl UringBackend {
             rearm_recv: Vec::new(),
             closed: Vec::new(),
             cqes: Vec::with_capacity(1024),
+            reads: Vec::new(),
+            free_reads: Vec::new(),
             waker: None,
             bind_ip,
         })
@@ -214,16 +240,17 @@ impl UringBackend {
     }
 
     fn push_sqe(&mut self, sqe: squeue::Entry) -> io::Result<()> {
-        // SAFETY: every pointer in our SQEs (send buffers, socket addresses, the buffer ring)
-        // is owned by a connection slot or the backend and outlives the operation: slots are
-        // freed only when their in-flight count is back to zero.
+        // Connection slots are freed only when their in-flight count is back to zero, read
+        // slots at their last completion, and Drop leaks whatever is still in flight.
+        // SAFETY: so every pointer in our SQEs (send buffers with their iovecs and msghdr,
+        // socket addresses, the buffer ring, read messages) outlives its operation.
         while unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.ring.submit()?;
         }
         Ok(())
     }
 
-    fn submit_op(&mut self, op: Op) -> io::Result<()> {
+    fn submit_op(&mut self, op: Op, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
         match op {
             Op::Connect { token, addr } => {
                 let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
@@ -255,8 +282,33 @@ impl UringBackend {
                 if c.closing || c.send.is_some() {
                     return Ok(());
                 }
-                c.send = Some((buf, 0));
+                c.send = Some(Sending {
+                    buf,
+                    iov: Vec::new(),
+                    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+                    hdr: Box::new(unsafe { std::mem::zeroed() }),
+                });
                 self.send_rest(token)?;
+            }
+            Op::ReadFile { tag, parts, msg } => {
+                let read = FileRead {
+                    tag,
+                    parts,
+                    msg,
+                    part: 0,
+                    done: 0,
+                };
+                let id = match self.free_reads.pop() {
+                    Some(id) => {
+                        self.reads[id as usize] = Some(read);
+                        id
+                    }
+                    None => {
+                        self.reads.push(Some(read));
+                        (self.reads.len() - 1) as u32
+                    }
+                };
+                self.read_next(id, on)?;
             }
             Op::Close { token } => {
                 let Some(c) = self.conn(token) else {
@@ -315,20 +367,126 @@ impl UringBackend {
         let Some(c) = self.conn(token) else {
             return Ok(());
         };
-        let Some((buf, done)) = c.send.as_ref() else {
+        let fd = types::Fd(c.fd.as_raw_fd());
+        let Some(s) = c.send.as_mut() else {
             return Ok(());
         };
-        let rest = &buf[*done..];
-        let sqe = opcode::Send::new(
-            types::Fd(c.fd.as_raw_fd()),
-            rest.as_ptr(),
-            rest.len() as u32,
-        )
+        s.iov.clear();
+        s.iov.extend(s.buf.unsent().iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+        let sqe = if let [one] = s.iov[..] {
+            opcode::Send::new(fd, one.iov_base as *const u8, one.iov_len as u32)
+        } else {
+            s.hdr.msg_iov = s.iov.as_mut_ptr();
+            s.hdr.msg_iovlen = s.iov.len() as _;
+            return self.push_sendmsg(token);
+        }
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(user_data(KIND_SEND, token));
         c.inflight += 1;
         self.push_sqe(sqe)
+    }
+
+    fn push_sendmsg(&mut self, token: Token) -> io::Result<()> {
+        let Some(c) = self.conn(token) else {
+            return Ok(());
+        };
+        let fd = types::Fd(c.fd.as_raw_fd());
+        let Some(s) = c.send.as_ref() else {
+            return Ok(());
+        };
+        let sqe = opcode::SendMsg::new(fd, &*s.hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build()
+            .user_data(user_data(KIND_SEND, token));
+        c.inflight += 1;
+        self.push_sqe(sqe)
+    }
+
+    /// Submits the read of the current part of upload read `id`, skipping zero parts; when
+    /// no part is left, hands the message to the shard and frees the slot.
+    fn read_next(&mut self, id: u32, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
+        let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.as_mut()) else {
+            return Ok(());
+        };
+        while let Some(part) = r.parts.get(r.part) {
+            let uring_disk::ReadPart::File {
+                file,
+                file_offset,
+                at,
+                len,
+            } = part
+            else {
+                r.part += 1;
+                continue;
+            };
+            let (base, block_len) = r.msg.block_ptr();
+            let (at, len, done) = (*at as usize, *len as usize, r.done as usize);
+            if at + len > block_len || done >= len {
+                return self.finish_read(
+                    id,
+                    Err(io::Error::other("read part outside its block")),
+                    on,
+                );
+            }
+            // The pointer stays inside the message's block (checked above).
+            let ptr = base.wrapping_add(at + done);
+            let sqe = opcode::Read::new(types::Fd(file.fd()), ptr, (len - done) as u32)
+                .offset(file_offset + done as u64)
+                .build()
+                .user_data(user_data(KIND_FILE, id));
+            return self.push_sqe(sqe);
+        }
+        self.finish_read(id, Ok(()), on)
+    }
+
+    fn finish_read(
+        &mut self,
+        id: u32,
+        result: io::Result<()>,
+        on: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        if let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.take()) {
+            self.free_reads.push(id);
+            on(Completion::FileRead {
+                tag: r.tag,
+                msg: r.msg,
+                result,
+            });
+        }
+        Ok(())
+    }
+
+    fn handle_file_read(
+        &mut self,
+        id: u32,
+        res: i32,
+        on: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.as_mut()) else {
+            return Ok(());
+        };
+        if res == -libc::EINTR || res == -libc::EAGAIN {
+            return self.read_next(id, on);
+        }
+        if res < 0 {
+            return self.finish_read(id, Err(io::Error::from_raw_os_error(-res)), on);
+        }
+        if res == 0 {
+            let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+            return self.finish_read(id, Err(eof), on);
+        }
+        r.done += res as u32;
+        if let Some(uring_disk::ReadPart::File { len, .. }) = r.parts.get(r.part) {
+            if r.done >= *len {
+                r.part += 1;
+                r.done = 0;
+            }
+        }
+        self.read_next(id, on)
     }
 
     fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
@@ -422,37 +580,37 @@ impl UringBackend {
                     return Ok(());
                 };
                 if res < 0 {
-                    if let Some((buf, _)) = c.send.take() {
+                    if let Some(s) = c.send.take() {
                         let err = io::Error::from_raw_os_error(-res);
                         on(Completion::Sent {
                             token: id,
-                            buf,
+                            buf: s.buf,
                             result: Err(err),
                         });
                     }
                     return Ok(());
                 }
                 let finished = match c.send.as_mut() {
-                    Some((buf, done)) => {
-                        *done += res as usize;
-                        *done >= buf.len()
+                    Some(s) => {
+                        s.buf.advance(res as usize);
+                        s.buf.is_done()
                     }
                     None => false,
                 };
                 if finished {
-                    if let Some((buf, _)) = c.send.take() {
+                    if let Some(s) = c.send.take() {
                         on(Completion::Sent {
                             token: id,
-                            buf,
+                            buf: s.buf,
                             result: Ok(()),
                         });
                     }
                 } else if res == 0 {
-                    if let Some((buf, _)) = c.send.take() {
+                    if let Some(s) = c.send.take() {
                         let err = io::Error::from(io::ErrorKind::WriteZero);
                         on(Completion::Sent {
                             token: id,
-                            buf,
+                            buf: s.buf,
                             result: Err(err),
                         });
                     }
@@ -467,6 +625,7 @@ impl UringBackend {
                 on(Completion::Wake);
                 self.arm_wake()?;
             }
+            KIND_FILE => self.handle_file_read(id, res, on)?,
             _ => {}
         }
         Ok(())
@@ -534,7 +693,7 @@ impl Backend for UringBackend {
             self.arm_recv(token)?;
         }
         for op in std::mem::take(&mut self.pending) {
-            self.submit_op(op)?;
+            self.submit_op(op, on)?;
         }
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
@@ -573,5 +732,15 @@ impl Backend for UringBackend {
 impl Drop for UringBackend {
     fn drop(&mut self) {
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        // The kernel may still be working on reads and sends in flight after the ring closes:
+        // their buffers (and the files of reads) are leaked rather than freed under it.
+        for r in self.reads.drain(..).flatten() {
+            std::mem::forget(r);
+        }
+        for c in self.conns.iter_mut().flatten() {
+            if let Some(s) = c.send.take() {
+                std::mem::forget(s);
+            }
+        }
     }
 }

@@ -243,3 +243,93 @@ fn recheck_without_part_file_fails_only_straddling_pieces() {
     std::fs::write(dir.path().join("t/c"), &content()[40..]).unwrap();
     assert_eq!(s.check_pieces(&hashes(), 1, &|_| {}).unwrap(), [false; 3]);
 }
+
+/// Reads a block the way a shard does: each file part with `pread` on the part's descriptor,
+/// zeros for padding. `None` when the reader refuses the block.
+fn read_with(r: &BlockReader, p: u32, offset: u32, len: u32) -> Option<Vec<u8>> {
+    let mut parts = Vec::new();
+    if !r.parts(p, offset, len, &mut parts).unwrap() {
+        assert!(parts.is_empty());
+        return None;
+    }
+    let mut out = vec![0xeeu8; len as usize];
+    for part in parts {
+        match part {
+            ReadPart::File {
+                file,
+                file_offset,
+                at,
+                len,
+            } => file
+                .file()
+                .read_exact_at(&mut out[at as usize..(at + len) as usize], file_offset)
+                .unwrap(),
+            ReadPart::Zeros { at, len } => out[at as usize..(at + len) as usize].fill(0),
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn the_block_reader_maps_stored_files_and_refuses_the_part_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), &[true, false, true]);
+    for p in 0..3 {
+        write_piece(&s, p);
+    }
+    let r = s.reader();
+    let data = content();
+    // Piece 0 straddles a (stored) and b (parked): refused, the disk thread serves it.
+    assert_eq!(read_with(&r, 0, 0, PIECE), None);
+    // A block of piece 0 inside a only is mapped.
+    assert_eq!(read_with(&r, 0, 2, 8).unwrap(), &data[2..10]);
+    // Piece 1 lies in b only.
+    assert_eq!(read_with(&r, 1, 0, PIECE), None);
+    assert!(r.parts(3, 0, 1, &mut Vec::new()).is_err(), "no piece 3");
+    assert!(
+        r.parts(2, 8, 9, &mut Vec::new()).is_err(),
+        "past the piece end"
+    );
+    // Once b is selected and moved out of the part file, every block maps onto files.
+    assert!(s.selector().select(1).unwrap());
+    s.apply_selections();
+    for p in 0..3u32 {
+        let len = s.piece_len(p).unwrap();
+        let lo = (p * PIECE) as usize;
+        assert_eq!(
+            read_with(&r, p, 0, len).unwrap(),
+            &data[lo..lo + len as usize]
+        );
+    }
+}
+
+#[test]
+fn the_block_reader_reads_padding_as_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![
+        StorageFile {
+            rel_path: PathBuf::from("x"),
+            length: 10,
+            padding: false,
+        },
+        StorageFile {
+            rel_path: PathBuf::from(".pad/6"),
+            length: 6,
+            padding: true,
+        },
+        StorageFile {
+            rel_path: PathBuf::from("y"),
+            length: 16,
+            padding: false,
+        },
+    ];
+    let s = Storage::open(dir.path(), files, PIECE, opts()).unwrap();
+    std::fs::write(dir.path().join("x"), [7u8; 10]).unwrap();
+    std::fs::write(dir.path().join("y"), [9u8; 16]).unwrap();
+    let r = s.reader();
+    let mut expect = vec![7u8; 10];
+    expect.extend([0u8; 6]);
+    assert_eq!(read_with(&r, 0, 0, PIECE).unwrap(), expect);
+    assert_eq!(read_with(&r, 0, 12, 4).unwrap(), [0u8; 4]);
+    assert_eq!(read_with(&r, 1, 0, PIECE).unwrap(), [9u8; 16]);
+}

@@ -151,7 +151,7 @@ fn a_read_that_finishes_after_a_choke_is_rejected_not_sent() {
     s.choke();
     assert_eq!(sent(&mut s), vec![Sent::Choke]);
     assert!(
-        !s.append_piece(reads[0], &f.t),
+        !s.piece_ready(reads[0], &f.t),
         "a PIECE went to a choked peer"
     );
     assert_eq!(sent(&mut s), vec![Sent::Reject(other, 0)]);

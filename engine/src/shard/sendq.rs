@@ -1,0 +1,268 @@
+//! What a connection sends: PIECE messages read straight into shard-owned buffers, interleaved
+//! with the session's other bytes, sent as one vectored send.
+//!
+//! A [`BlockMsg`] is a whole PIECE message (13-byte header, then the block) in one reusable
+//! buffer: the shard reads the block from disk right after the header, so the block is never
+//! copied in user space, and the same message is lent (`Rc`) to every peer that asked for the
+//! block and to the shard's read cache. A [`SendBuf`] is a list of segments (the session's
+//! bytes, messages) sent in order by one vectored send; buffers come back with its `Sent`
+//! completion and return to the shard's [`MsgPool`].
+
+use std::io::IoSlice;
+use std::rc::Rc;
+
+use crate::types::BLOCK_LEN;
+use crate::wire::PIECE_HEADER_LEN;
+
+/// Bytes of the largest PIECE message we send (header and a 16 KiB block).
+pub const MSG_CAPACITY: usize = PIECE_HEADER_LEN + BLOCK_LEN as usize;
+/// Free message buffers a shard keeps for reuse (4 MiB); more are dropped.
+const POOL_KEEP: usize = 256;
+/// Segments handed to one send at most (the rest go in the next one).
+pub const MAX_IOVECS: usize = 64;
+
+/// A PIECE message: `buf[..len]` is header and block. `buf` always has [`MSG_CAPACITY`]
+/// bytes (touched once, when it was allocated) so reuse never clears or grows it.
+#[derive(Debug)]
+pub struct BlockMsg {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl BlockMsg {
+    /// The message's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The block's bytes, after the header.
+    pub fn block_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[PIECE_HEADER_LEN..self.len]
+    }
+
+    /// Where the block starts in memory, and its length (for reads into it).
+    pub fn block_ptr(&mut self) -> (*mut u8, usize) {
+        let block = self.block_mut();
+        (block.as_mut_ptr(), block.len())
+    }
+}
+
+/// Reusable message buffers of one shard.
+#[derive(Default)]
+pub struct MsgPool {
+    free: Vec<Vec<u8>>,
+    /// Buffers allocated since the start (for tests and stats).
+    pub allocated: u64,
+}
+
+impl MsgPool {
+    /// A message for a block of `block_len` bytes (at most 16 KiB) with its PIECE header
+    /// written; the block's bytes are whatever the buffer held before and must be filled.
+    pub fn take(&mut self, header: &[u8; PIECE_HEADER_LEN], block_len: usize) -> BlockMsg {
+        let mut buf = self.free.pop().unwrap_or_else(|| {
+            self.allocated += 1;
+            vec![0u8; MSG_CAPACITY]
+        });
+        buf[..PIECE_HEADER_LEN].copy_from_slice(header);
+        BlockMsg {
+            buf,
+            len: PIECE_HEADER_LEN + block_len.min(BLOCK_LEN as usize),
+        }
+    }
+
+    /// Takes a message back (kept if the pool is not full).
+    pub fn put(&mut self, msg: BlockMsg) {
+        if self.free.len() < POOL_KEEP && msg.buf.len() == MSG_CAPACITY {
+            self.free.push(msg.buf);
+        }
+    }
+
+    /// Takes a shared message back if nobody else holds it.
+    pub fn put_shared(&mut self, msg: Rc<BlockMsg>) {
+        if let Ok(m) = Rc::try_unwrap(msg) {
+            self.put(m);
+        }
+    }
+}
+
+/// One piece of a [`SendBuf`].
+#[derive(Debug)]
+pub enum Seg {
+    Bytes(Vec<u8>),
+    Msg(Rc<BlockMsg>),
+}
+
+impl Seg {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Seg::Bytes(b) => b,
+            Seg::Msg(m) => m.as_slice(),
+        }
+    }
+}
+
+/// Segments to send in order; `sent` bytes of them went out already.
+#[derive(Debug, Default)]
+pub struct SendBuf {
+    segs: Vec<Seg>,
+    len: usize,
+    sent: usize,
+    /// Index of the first segment not completely sent, and bytes of it sent.
+    cursor: (usize, usize),
+}
+
+impl SendBuf {
+    /// A buffer of plain bytes.
+    pub fn from_bytes(bytes: Vec<u8>) -> SendBuf {
+        let mut b = SendBuf::default();
+        b.push_bytes(bytes);
+        b
+    }
+
+    /// Appends bytes (ignored if empty).
+    pub fn push_bytes(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.segs.push(Seg::Bytes(bytes));
+        }
+    }
+
+    /// Appends a PIECE message.
+    pub fn push_msg(&mut self, msg: Rc<BlockMsg>) {
+        self.len += msg.as_slice().len();
+        self.segs.push(Seg::Msg(msg));
+    }
+
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes still to send.
+    pub fn remaining(&self) -> usize {
+        self.len - self.sent
+    }
+
+    /// True when everything went out.
+    pub fn is_done(&self) -> bool {
+        self.sent >= self.len
+    }
+
+    /// The unsent bytes as at most [`MAX_IOVECS`] slices, in order.
+    pub fn unsent(&self) -> Vec<IoSlice<'_>> {
+        let (first, skip) = self.cursor;
+        self.segs
+            .iter()
+            .skip(first)
+            .take(MAX_IOVECS)
+            .enumerate()
+            .map(|(i, s)| {
+                let b = s.as_slice();
+                IoSlice::new(if i == 0 { &b[skip.min(b.len())..] } else { b })
+            })
+            .collect()
+    }
+
+    /// Records that `n` more bytes went out.
+    pub fn advance(&mut self, mut n: usize) {
+        n = n.min(self.remaining());
+        self.sent += n;
+        let (mut seg, mut off) = self.cursor;
+        while n > 0 {
+            let Some(s) = self.segs.get(seg) else { break };
+            let left = s.as_slice().len() - off;
+            if n < left {
+                off += n;
+                n = 0;
+            } else {
+                n -= left;
+                seg += 1;
+                off = 0;
+            }
+        }
+        self.cursor = (seg, off);
+    }
+
+    /// Empties the buffer: messages go back to `pool`, the first byte buffer is returned
+    /// (cleared) for reuse.
+    pub fn recycle(self, pool: &mut MsgPool) -> Option<Vec<u8>> {
+        let mut spare = None;
+        for s in self.segs {
+            match s {
+                Seg::Msg(m) => pool.put_shared(m),
+                Seg::Bytes(mut b) if spare.is_none() => {
+                    b.clear();
+                    spare = Some(b);
+                }
+                Seg::Bytes(_) => {}
+            }
+        }
+        spare
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(pool: &mut MsgPool, fill: u8, len: usize) -> Rc<BlockMsg> {
+        let mut m = pool.take(&[fill; PIECE_HEADER_LEN], len);
+        m.block_mut().fill(fill);
+        Rc::new(m)
+    }
+
+    fn concat(b: &SendBuf) -> Vec<u8> {
+        b.unsent().iter().flat_map(|s| s.to_vec()).collect()
+    }
+
+    #[test]
+    fn segments_go_out_in_order_across_partial_sends() {
+        let mut pool = MsgPool::default();
+        let mut b = SendBuf::from_bytes(vec![1, 2, 3]);
+        b.push_msg(msg(&mut pool, 9, 5));
+        b.push_bytes(vec![4]);
+        b.push_bytes(Vec::new());
+        assert_eq!(b.len(), 3 + 13 + 5 + 1);
+        let all = concat(&b);
+        assert_eq!(&all[..3], &[1, 2, 3]);
+        assert!(all[3..21].iter().all(|&x| x == 9));
+        assert_eq!(all[21], 4);
+        // Partial sends: within a segment, exactly to its end, across two.
+        let mut sent = Vec::new();
+        for n in [2, 1, 10, 9] {
+            let now = concat(&b);
+            sent.extend_from_slice(&now[..n]);
+            b.advance(n);
+        }
+        assert!(b.is_done());
+        assert_eq!(sent, all);
+        assert_eq!(b.unsent().iter().map(|s| s.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn at_most_max_iovecs_per_send_and_buffers_come_back() {
+        let mut pool = MsgPool::default();
+        let mut b = SendBuf::default();
+        let shared = msg(&mut pool, 1, 16);
+        for _ in 0..MAX_IOVECS + 5 {
+            b.push_msg(Rc::clone(&shared));
+        }
+        assert_eq!(b.unsent().len(), MAX_IOVECS);
+        b.advance(29 * MAX_IOVECS);
+        assert_eq!(b.unsent().len(), 5);
+        drop(shared);
+        assert_eq!(b.recycle(&mut pool), None);
+        assert_eq!(
+            pool.free.len(),
+            1,
+            "the shared message returned once, when last held"
+        );
+        let again = pool.take(&[0; PIECE_HEADER_LEN], 100);
+        assert_eq!(pool.allocated, 1, "reused, not allocated");
+        assert_eq!(again.as_slice().len(), PIECE_HEADER_LEN + 100);
+    }
+}
