@@ -99,6 +99,9 @@ pub struct TorrentStats {
     /// other peers) and received.
     pub suggests_sent: u32,
     pub suggests_received: u32,
+    /// Pieces the seeder read whole with one O_DIRECT read for uploads (their blocks were not
+    /// in the page cache).
+    pub direct_piece_reads: u32,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,

@@ -53,6 +53,8 @@ pub struct Counters {
     /// BEP 6 SUGGEST PIECE messages sent to peers and received from them.
     pub suggests_sent: AtomicU32,
     pub suggests_received: AtomicU32,
+    /// Pieces read whole with O_DIRECT for uploads.
+    pub direct_piece_reads: AtomicU32,
 }
 
 /// Everything about a torrent that shards share.

@@ -46,5 +46,5 @@ pub use pipeline::{
 pub use pool::{BufferPool, PoolError, PooledBuf, ALIGN};
 pub use probe::{uring_available, NO_URING_ENV};
 pub use storage::{
-    BlockReader, FileSelector, OpenFile, ReadPart, Selection, Storage, StorageOptions,
+    BlockReader, DirectPiece, FileSelector, OpenFile, ReadPart, Selection, Storage, StorageOptions,
 };

@@ -48,7 +48,7 @@ use crate::hash::files::check_layout;
 use crate::layout::{check_rel_path, resolve_paths, Layout, Parked, Spans, StorageFile};
 use crate::ops::fallocate::{reserve, Reserved};
 use parts::Parts;
-pub use reader::{BlockReader, OpenFile, ReadPart};
+pub use reader::{BlockReader, DirectPiece, OpenFile, ReadPart};
 
 mod parts;
 #[cfg(test)]

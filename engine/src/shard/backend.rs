@@ -41,6 +41,15 @@ pub enum Op {
         parts: Vec<uring_disk::ReadPart>,
         msg: BlockMsg,
     },
+    /// Read `len` bytes at `offset` of `file` through its O_DIRECT descriptor into `buf`
+    /// (aligned); answered by `PieceRead` with the same `tag`.
+    ReadPiece {
+        tag: u32,
+        file: uring_disk::OpenFile,
+        offset: u64,
+        len: u32,
+        buf: uring_disk::PooledBuf,
+    },
     /// Cancel everything outstanding on the connection and close it.
     Close { token: Token },
 }
@@ -73,6 +82,12 @@ pub enum Completion<'a> {
         tag: u32,
         msg: BlockMsg,
         result: io::Result<()>,
+    },
+    /// A piece read finished: the bytes read (fewer than asked at the end of the file).
+    PieceRead {
+        tag: u32,
+        buf: uring_disk::PooledBuf,
+        result: io::Result<usize>,
     },
     /// Every operation on the connection has completed and its socket is closed.
     Closed { token: Token },

@@ -17,7 +17,7 @@ use crate::types::PeerId;
 use crate::wire;
 
 use super::backend::{Op, Token};
-use super::sendq::{BlockMsg, MsgPool, SendBuf};
+use super::sendq::{BlockMsg, MsgPool, PieceData, SendBuf};
 
 /// Give up on a TCP connect after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -313,6 +313,39 @@ impl Conn {
         if let (true, Some(m)) = (ready, msg) {
             self.move_out();
             self.pending.push_msg(Rc::clone(m));
+        }
+    }
+
+    /// A block served from a piece read whole: its PIECE header goes into the byte stream and
+    /// the block as a slice of the piece (not copied).
+    pub fn deliver_slice(
+        &mut self,
+        key: u64,
+        block: crate::types::BlockRef,
+        piece: &Rc<PieceData>,
+    ) {
+        if key != self.key || self.failed.is_some() {
+            return;
+        }
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return;
+        };
+        if piece.get(block.offset, block.len).is_none() {
+            session.on_read(block, None, t);
+            self.out.append(&mut session.out);
+            return;
+        }
+        let ready = session.piece_ready(block, t);
+        self.out.append(&mut session.out);
+        if ready {
+            self.out.extend_from_slice(&crate::wire::piece_header(
+                block.piece.get(),
+                block.offset,
+                block.len,
+            ));
+            self.move_out();
+            self.pending
+                .push_slice(Rc::clone(piece), block.offset, block.len);
         }
     }
 

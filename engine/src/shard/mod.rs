@@ -14,14 +14,15 @@
 pub mod backend;
 mod cache;
 mod conn;
+mod pieces;
 pub mod portable;
 pub mod sendq;
+mod uploads;
 pub mod uring;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
 use cache::{BlockKey, ReadCache};
 use conn::Conn;
-use sendq::{BlockMsg, MsgPool};
+use sendq::MsgPool;
 
 /// Longest wait for completions when idle.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -188,6 +189,10 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         local_reads: HashMap::new(),
         next_tag: 0,
         msgs: MsgPool::default(),
+        pieces: pieces::PieceCache::default(),
+        piece_reads: pieces::PieceReads::default(),
+        piece_pool: None,
+        cached_pieces: std::collections::VecDeque::new(),
         scratch_reads: Vec::new(),
         redials: Vec::new(),
     };
@@ -246,6 +251,12 @@ struct Shard {
     next_tag: u32,
     /// PIECE message buffers for reuse.
     msgs: MsgPool,
+    /// Pieces read whole with O_DIRECT (kept, and in flight), and their buffers.
+    pieces: pieces::PieceCache,
+    piece_reads: pieces::PieceReads,
+    piece_pool: Option<Arc<uring_disk::BufferPool>>,
+    /// Pieces recently found all in the page cache (read block by block, buffered).
+    cached_pieces: std::collections::VecDeque<(u64, u32)>,
     scratch_reads: Vec<crate::types::BlockRef>,
     /// Dials to retry, with when (outgoing connections that failed before the handshake).
     redials: Vec<(Instant, conn::Redial)>,
@@ -261,6 +272,7 @@ impl Shard {
             Command::RemoveTorrent(id) => {
                 self.torrents.remove(&id);
                 self.cache.forget_torrent(id);
+                self.pieces.forget_torrent(id);
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
                         c.fail("torrent removed".into());
@@ -382,6 +394,7 @@ impl Shard {
                 }
             },
             Completion::FileRead { tag, msg, result } => self.local_read_done(tag, msg, result),
+            Completion::PieceRead { tag, buf, result } => self.piece_read_done(tag, buf, result),
         }
     }
 
@@ -418,199 +431,6 @@ impl Shard {
             self.redial_due(now);
         }
         let _ = self.index;
-    }
-
-    /// Starts the upload reads connection `token` may do now: served from the cache, joined
-    /// to a read of the same block already in flight, or sent to the disk pipeline.
-    fn issue_reads(&mut self, token: Token, now: Instant) {
-        let mut blocks = std::mem::take(&mut self.scratch_reads);
-        blocks.clear();
-        let Some(conn) = self.conns[token as usize].as_mut() else {
-            return;
-        };
-        let key = conn.key();
-        let Some(t) = conn.take_reads(now, &mut blocks) else {
-            self.scratch_reads = blocks;
-            return;
-        };
-        for &b in &blocks {
-            let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
-            if let Some(msg) = self.cache.get(&k) {
-                if let Some(conn) = self.conns[token as usize].as_mut() {
-                    conn.deliver_read(key, b, Some(&msg));
-                }
-                continue;
-            }
-            if let Some(waiters) = self.reads_inflight.get_mut(&k) {
-                waiters.push((token, key));
-                continue;
-            }
-            if self.read_locally(&t, token, key, b, k) {
-                self.reads_inflight.insert(k, Vec::new());
-                continue;
-            }
-            let (tx, waker) = (self.reads_tx.clone(), self.waker.clone());
-            let torrent = t.id;
-            let reply = Box::new(move |data| {
-                let _ = tx.send(ReadDone {
-                    token,
-                    key,
-                    torrent,
-                    block: b,
-                    data,
-                });
-                if let Some(w) = waker {
-                    w.wake();
-                }
-            });
-            match self
-                .disk
-                .read(t.disk_slot, b.piece.get(), b.offset, b.len, reply)
-            {
-                Ok(()) => {
-                    self.reads_inflight.insert(k, Vec::new());
-                }
-                Err(e) => {
-                    tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
-                    if let Some(conn) = self.conns[token as usize].as_mut() {
-                        conn.deliver_read(key, b, None);
-                    }
-                }
-            }
-        }
-        self.scratch_reads = blocks;
-    }
-
-    /// Starts the read of `b` on this shard's own ring, straight into a PIECE message: false
-    /// if the block cannot be mapped onto open files (bytes in the part file, or no reader),
-    /// in which case the disk pipeline reads it.
-    fn read_locally(
-        &mut self,
-        t: &TorrentShared,
-        token: Token,
-        conn_key: u64,
-        b: crate::types::BlockRef,
-        key: BlockKey,
-    ) -> bool {
-        let Some(reader) = t.reader() else {
-            return false;
-        };
-        let mut parts = Vec::new();
-        if !matches!(
-            reader.parts(b.piece.get(), b.offset, b.len, &mut parts),
-            Ok(true)
-        ) {
-            return false;
-        }
-        let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
-        let mut msg = self.msgs.take(&header, b.len as usize);
-        for p in &parts {
-            if let uring_disk::ReadPart::Zeros { at, len } = *p {
-                if let Some(z) = msg.block_mut().get_mut(at as usize..(at + len) as usize) {
-                    z.fill(0);
-                }
-            }
-        }
-        let tag = self.next_tag;
-        self.next_tag = self.next_tag.wrapping_add(1);
-        self.local_reads.insert(
-            tag,
-            LocalRead {
-                key,
-                token,
-                conn_key,
-                block: b,
-            },
-        );
-        self.ops.push(Op::ReadFile { tag, parts, msg });
-        true
-    }
-
-    /// A read on the shard's ring finished.
-    fn local_read_done(&mut self, tag: u32, msg: BlockMsg, result: std::io::Result<()>) {
-        let Some(r) = self.local_reads.remove(&tag) else {
-            self.msgs.put(msg);
-            return;
-        };
-        let msg = match result {
-            Ok(()) => Some(Rc::new(msg)),
-            Err(e) => {
-                tracing::warn!("torrent {}: read of {:?} failed: {e}", r.key.0, r.block);
-                self.msgs.put(msg);
-                None
-            }
-        };
-        self.finish_read(r.key, (r.token, r.conn_key), r.block, msg);
-    }
-
-    /// A disk pipeline read came back: its bytes are copied after a PIECE header.
-    fn read_done(&mut self, done: ReadDone) {
-        let b = done.block;
-        let k: BlockKey = (done.torrent, b.piece.get(), b.offset, b.len);
-        let msg = match &done.data {
-            Ok(buf) if buf.len() == b.len as usize => {
-                let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
-                let mut m = self.msgs.take(&header, buf.len());
-                m.block_mut().copy_from_slice(buf);
-                Some(Rc::new(m))
-            }
-            Ok(_) => {
-                tracing::warn!("torrent {}: read of {b:?} came back short", done.torrent);
-                None
-            }
-            Err(e) => {
-                tracing::warn!("torrent {}: read of {b:?} failed: {e}", done.torrent);
-                None
-            }
-        };
-        self.finish_read(k, (done.token, done.key), b, msg);
-    }
-
-    /// A block was read (`msg`) or could not be (`None`): to the connection that asked, every
-    /// connection that waited for the same block, and the cache when the torrent has several
-    /// peers.
-    fn finish_read(
-        &mut self,
-        k: BlockKey,
-        first: (Token, u64),
-        b: crate::types::BlockRef,
-        msg: Option<Rc<BlockMsg>>,
-    ) {
-        let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
-        for (token, key) in std::iter::once(first).chain(waiters) {
-            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-                conn.deliver_read(key, b, msg.as_ref());
-            }
-        }
-        let Some(msg) = msg else {
-            return;
-        };
-        let shared = self
-            .torrents
-            .get(&k.0)
-            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
-        if !shared {
-            self.msgs.put_shared(msg);
-            return;
-        }
-        if let Some(old) = self.cache.insert(k, msg) {
-            self.msgs.put_shared(old);
-        }
-        if b.offset == 0 {
-            // The piece's first block is now in the cache: point the torrent's other peers
-            // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
-            self.suggest_to_others(k.0, b.piece, first.0);
-        }
-    }
-
-    fn suggest_to_others(&mut self, torrent: u64, piece: crate::types::PieceIndex, from: Token) {
-        for (i, c) in self.conns.iter_mut().enumerate() {
-            if let Some(conn) = c.as_mut() {
-                if i as Token != from && conn.torrent_id() == Some(torrent) {
-                    conn.suggest(piece);
-                }
-            }
-        }
     }
 
     fn flush_one(&mut self, token: Token) {

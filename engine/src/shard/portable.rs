@@ -149,6 +149,20 @@ impl PortableBackend {
                 let result = read_parts(&parts, &mut msg);
                 on(Completion::FileRead { tag, msg, result });
             }
+            Op::ReadPiece {
+                tag,
+                file,
+                offset,
+                len,
+                mut buf,
+            } => {
+                // Buffered here: the fallback keeps to plain reads.
+                let result = match buf.as_mut_slice().get_mut(..len as usize) {
+                    Some(dst) => read_full_at(file.file(), dst, offset),
+                    None => Err(io::Error::other("piece read too long")),
+                };
+                on(Completion::PieceRead { tag, buf, result });
+            }
             Op::Close { token } => self.close(token),
         }
         Ok(())
@@ -353,4 +367,19 @@ fn read_parts(parts: &[uring_disk::ReadPart], msg: &mut BlockMsg) -> io::Result<
         file.file().read_exact_at(dst, *file_offset)?;
     }
     Ok(())
+}
+
+/// Reads until `dst` is full or the file ends; the bytes read.
+fn read_full_at(f: &std::fs::File, dst: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < dst.len() {
+        match f.read_at(&mut dst[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }

@@ -85,11 +85,39 @@ impl MsgPool {
     }
 }
 
+/// A whole piece read with O_DIRECT into an aligned pooled buffer (back to its pool when the
+/// last holder drops it): blocks are sent as slices of it, after a header in the byte stream.
+#[derive(Debug)]
+pub struct PieceData {
+    buf: uring_disk::PooledBuf,
+    len: usize,
+}
+
+impl PieceData {
+    /// The first `len` bytes of `buf` are the piece (checked by the caller against its length).
+    pub fn new(buf: uring_disk::PooledBuf, len: usize) -> PieceData {
+        let len = len.min(buf.len());
+        PieceData { buf, len }
+    }
+
+    /// Bytes `[off, off + len)` of the piece, if inside it.
+    pub fn get(&self, off: u32, len: u32) -> Option<&[u8]> {
+        let (off, len) = (off as usize, len as usize);
+        self.buf.as_slice()[..self.len].get(off..off.checked_add(len)?)
+    }
+}
+
 /// One piece of a [`SendBuf`].
 #[derive(Debug)]
 pub enum Seg {
     Bytes(Vec<u8>),
     Msg(Rc<BlockMsg>),
+    /// `len` bytes at `off` of a piece (a block, its header sent before it).
+    Slice {
+        piece: Rc<PieceData>,
+        off: u32,
+        len: u32,
+    },
 }
 
 impl Seg {
@@ -97,6 +125,7 @@ impl Seg {
         match self {
             Seg::Bytes(b) => b,
             Seg::Msg(m) => m.as_slice(),
+            Seg::Slice { piece, off, len } => piece.get(*off, *len).unwrap_or(&[]),
         }
     }
 }
@@ -124,6 +153,14 @@ impl SendBuf {
         if !bytes.is_empty() {
             self.len += bytes.len();
             self.segs.push(Seg::Bytes(bytes));
+        }
+    }
+
+    /// Appends a slice of a piece (ignored if outside it).
+    pub fn push_slice(&mut self, piece: Rc<PieceData>, off: u32, len: u32) {
+        if piece.get(off, len).is_some() {
+            self.len += len as usize;
+            self.segs.push(Seg::Slice { piece, off, len });
         }
     }
 
@@ -198,7 +235,7 @@ impl SendBuf {
                     b.clear();
                     spare = Some(b);
                 }
-                Seg::Bytes(_) => {}
+                Seg::Bytes(_) | Seg::Slice { .. } => {}
             }
         }
         spare

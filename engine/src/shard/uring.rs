@@ -35,6 +35,7 @@ const KIND_SEND: u64 = 4;
 const KIND_CANCEL: u64 = 5;
 const KIND_WAKE: u64 = 6;
 const KIND_FILE: u64 = 7;
+const KIND_PIECE: u64 = 8;
 
 /// Buffer group id of the shard's receive buffer ring.
 const BGID: u16 = 7;
@@ -176,6 +177,15 @@ struct FileRead {
     done: u32,
 }
 
+/// An O_DIRECT piece read in flight.
+struct PieceRead {
+    tag: u32,
+    file: uring_disk::OpenFile,
+    offset: u64,
+    len: u32,
+    buf: uring_disk::PooledBuf,
+}
+
 /// See the module doc.
 pub struct UringBackend {
     // Field order matters: the ring is dropped (closing it) before the buffer ring memory.
@@ -191,6 +201,9 @@ pub struct UringBackend {
     /// Upload reads in flight, by slab index (the id in their user data).
     reads: Vec<Option<FileRead>>,
     free_reads: Vec<u32>,
+    /// Piece reads in flight, likewise.
+    pieces: Vec<Option<PieceRead>>,
+    free_pieces: Vec<u32>,
     /// The shard's eventfd and the 8 bytes its pending read fills.
     waker: Option<(OwnedFd, Box<[u8; 8]>)>,
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
@@ -230,6 +243,8 @@ impl UringBackend {
             cqes: Vec::with_capacity(1024),
             reads: Vec::new(),
             free_reads: Vec::new(),
+            pieces: Vec::new(),
+            free_pieces: Vec::new(),
             waker: None,
             bind_ip,
         })
@@ -289,6 +304,32 @@ impl UringBackend {
                     hdr: Box::new(unsafe { std::mem::zeroed() }),
                 });
                 self.send_rest(token)?;
+            }
+            Op::ReadPiece {
+                tag,
+                file,
+                offset,
+                len,
+                buf,
+            } => {
+                let read = PieceRead {
+                    tag,
+                    file,
+                    offset,
+                    len,
+                    buf,
+                };
+                let id = match self.free_pieces.pop() {
+                    Some(id) => {
+                        self.pieces[id as usize] = Some(read);
+                        id
+                    }
+                    None => {
+                        self.pieces.push(Some(read));
+                        (self.pieces.len() - 1) as u32
+                    }
+                };
+                self.piece_submit(id, on)?;
             }
             Op::ReadFile { tag, parts, msg } => {
                 let read = FileRead {
@@ -626,6 +667,15 @@ impl UringBackend {
                 self.arm_wake()?;
             }
             KIND_FILE => self.handle_file_read(id, res, on)?,
+            KIND_PIECE => {
+                if res == -libc::EINTR || res == -libc::EAGAIN {
+                    self.piece_submit(id, on)?;
+                } else if res < 0 {
+                    self.piece_finish(id, Err(io::Error::from_raw_os_error(-res)), on)?;
+                } else {
+                    self.piece_finish(id, Ok(res as usize), on)?;
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -664,6 +714,45 @@ impl UringBackend {
                 result: Err(io::Error::from_raw_os_error(-res)),
             });
         }
+    }
+}
+
+impl UringBackend {
+    /// Submits (or resubmits) piece read `id`; a file without a usable O_DIRECT descriptor
+    /// fails it at once.
+    fn piece_submit(&mut self, id: u32, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
+        let Some(p) = self.pieces.get_mut(id as usize).and_then(|p| p.as_mut()) else {
+            return Ok(());
+        };
+        let Some(fd) = p.file.direct_fd() else {
+            return self.piece_finish(id, Err(io::Error::from_raw_os_error(libc::EINVAL)), on);
+        };
+        let buf = p.buf.as_mut_slice();
+        if (p.len as usize) > buf.len() {
+            return self.piece_finish(id, Err(io::Error::other("piece read too long")), on);
+        }
+        let sqe = opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), p.len)
+            .offset(p.offset)
+            .build()
+            .user_data(user_data(KIND_PIECE, id));
+        self.push_sqe(sqe)
+    }
+
+    fn piece_finish(
+        &mut self,
+        id: u32,
+        result: io::Result<usize>,
+        on: &mut dyn FnMut(Completion<'_>),
+    ) -> io::Result<()> {
+        if let Some(p) = self.pieces.get_mut(id as usize).and_then(|p| p.take()) {
+            self.free_pieces.push(id);
+            on(Completion::PieceRead {
+                tag: p.tag,
+                buf: p.buf,
+                result,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -736,6 +825,9 @@ impl Drop for UringBackend {
         // their buffers (and the files of reads) are leaked rather than freed under it.
         for r in self.reads.drain(..).flatten() {
             std::mem::forget(r);
+        }
+        for p in self.pieces.drain(..).flatten() {
+            std::mem::forget(p);
         }
         for c in self.conns.iter_mut().flatten() {
             if let Some(s) = c.send.take() {

@@ -33,6 +33,54 @@ impl OpenFile {
         self.0.buffered.as_raw_fd()
     }
 
+    /// The O_DIRECT descriptor, if the file has one and direct transfers were not refused.
+    pub fn direct_fd(&self) -> Option<RawFd> {
+        self.0.direct().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Whether every page of `[offset, offset + len)` is in the page cache (`cachestat(2)`,
+    /// Linux 6.5+); `None` if the kernel cannot tell.
+    pub fn is_cached(&self, offset: u64, len: u64) -> Option<bool> {
+        #[repr(C)]
+        struct Range {
+            off: u64,
+            len: u64,
+        }
+        #[repr(C)]
+        #[derive(Default)]
+        struct Stat {
+            nr_cache: u64,
+            nr_dirty: u64,
+            nr_writeback: u64,
+            nr_evicted: u64,
+            nr_recently_evicted: u64,
+        }
+        const SYS_CACHESTAT: libc::c_long = 451;
+        let range = Range { off: offset, len };
+        let mut stat = Stat::default();
+        // SAFETY: cachestat reads `range` and writes `stat`, both live locals of the layouts
+        // the kernel expects; the descriptor is open while `self` lives.
+        let rc = unsafe {
+            libc::syscall(
+                SYS_CACHESTAT,
+                self.fd(),
+                &range as *const Range,
+                &mut stat as *mut Stat,
+                0u32,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let pages = (offset + len).div_ceil(4096) - offset / 4096;
+        Some(stat.nr_cache >= pages)
+    }
+
+    /// Stops using O_DIRECT on this file (the filesystem refused a direct transfer).
+    pub fn refuse_direct(&self) {
+        self.0.disable_direct();
+    }
+
     /// The buffered descriptor as a file (for blocking reads).
     pub fn file(&self) -> &std::fs::File {
         &self.0.buffered
@@ -62,7 +110,42 @@ pub enum ReadPart {
     },
 }
 
+/// A whole piece that can be read with one O_DIRECT read (see [`BlockReader::direct_piece`]).
+#[derive(Clone, Debug)]
+pub struct DirectPiece {
+    /// The file, held open (use [`OpenFile::direct_fd`]).
+    pub file: OpenFile,
+    /// Where the piece starts in the file (a multiple of [`crate::ALIGN`]).
+    pub file_offset: u64,
+    /// The piece's length.
+    pub len: u32,
+    /// Bytes to ask for: `len` rounded up to [`crate::ALIGN`] (the file may end sooner).
+    pub read_len: u32,
+}
+
 impl BlockReader {
+    /// The whole of `piece` as one O_DIRECT read, if it lies in one stored file with a direct
+    /// descriptor, starts at an aligned offset, and is at most `max_len` bytes.
+    pub fn direct_piece(&self, piece: u32, max_len: u32) -> Option<DirectPiece> {
+        let len = self.inner.layout.piece_len(piece)?;
+        if len > max_len {
+            return None;
+        }
+        let mut spans = self.inner.layout.spans(piece, 0, len).ok()?;
+        let s = spans.next()?;
+        if spans.next().is_some() || s.padding || s.file_offset % crate::ALIGN as u64 != 0 {
+            return None;
+        }
+        let h = self.inner.handles.get(s.file)?.get()?;
+        h.direct()?;
+        Some(DirectPiece {
+            file: OpenFile(Arc::clone(h)),
+            file_offset: s.file_offset,
+            len,
+            read_len: u32::try_from((len as usize).next_multiple_of(crate::ALIGN)).ok()?,
+        })
+    }
+
     pub(super) fn new(inner: Arc<Inner>) -> BlockReader {
         BlockReader { inner }
     }

@@ -102,3 +102,46 @@ fn file_in_place_of_directory_is_an_io_error() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_block_reader_offers_whole_aligned_pieces_and_tells_what_is_cached() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![file("a", 3 * 8192 + 100, false), file("b", 5000, false)];
+    let s = Storage::open(dir.path(), files, 8192, StorageOptions::default()).unwrap();
+    let r = s.reader();
+    if s.handle(0).unwrap().direct().is_none() {
+        eprintln!("no O_DIRECT on this filesystem: nothing to check");
+        return;
+    }
+    let d = r.direct_piece(1, 8192).expect("piece 1 lies in a, aligned");
+    assert_eq!((d.file_offset, d.len, d.read_len), (8192, 8192, 8192));
+    assert!(r.direct_piece(1, 4096).is_none(), "longer than allowed");
+    assert!(
+        r.direct_piece(3, 8192).is_none(),
+        "piece 3 straddles a and b"
+    );
+    assert!(r.direct_piece(9, 8192).is_none(), "no such piece");
+    // The page cache: written and read back through it, then dropped from it.
+    let h = s.handle(0).unwrap();
+    h.buffered.write_all_at(&[7u8; 8192], 8192).unwrap();
+    let mut back = [0u8; 8192];
+    h.buffered.read_exact_at(&mut back, 8192).unwrap();
+    let Some(cached) = d.file.is_cached(8192, 8192) else {
+        eprintln!("no cachestat(2) in this kernel");
+        return;
+    };
+    assert!(cached);
+    h.buffered.sync_all().unwrap();
+    // SAFETY: posix_fadvise takes no pointers; the descriptor is open.
+    let rc = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&h.buffered),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(rc, 0);
+    assert_eq!(d.file.is_cached(8192, 8192), Some(false));
+}

@@ -1,0 +1,332 @@
+//! A shard's upload reads: each block a peer may have now comes from the shard's message
+//! cache, joins a read of it in flight, comes from a piece held whole, or is read: with one
+//! O_DIRECT read of the whole piece when the page cache does not hold all of it
+//! (`cachestat`), else on the shard's own ring straight into a PIECE message, or by the disk
+//! pipeline for bytes in the part file. See DESIGN.md, "Anatomy of an upload".
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::backend::{Op, Token};
+use super::cache::BlockKey;
+use super::sendq::{BlockMsg, PieceData};
+use super::{LocalRead, ReadDone, Shard};
+use std::sync::Arc;
+
+use super::pieces::{PIECE_BUFS, PIECE_BUF_LEN};
+use crate::torrent::TorrentShared;
+use crate::types::BlockRef;
+
+impl Shard {
+    /// Starts the upload reads connection `token` may do now: served from the cache, joined
+    /// to a read of the same block already in flight, or sent to the disk pipeline.
+    pub(super) fn issue_reads(&mut self, token: Token, now: Instant) {
+        let mut blocks = std::mem::take(&mut self.scratch_reads);
+        blocks.clear();
+        let Some(conn) = self.conns[token as usize].as_mut() else {
+            return;
+        };
+        let key = conn.key();
+        let Some(t) = conn.take_reads(now, &mut blocks) else {
+            self.scratch_reads = blocks;
+            return;
+        };
+        for &b in &blocks {
+            let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
+            if let Some(msg) = self.cache.get(&k) {
+                if let Some(conn) = self.conns[token as usize].as_mut() {
+                    conn.deliver_read(key, b, Some(&msg));
+                }
+                continue;
+            }
+            if let Some(waiters) = self.reads_inflight.get_mut(&k) {
+                waiters.push((token, key));
+                continue;
+            }
+            if let Some(piece) = self.pieces.get(t.id, b.piece.get()) {
+                if let Some(conn) = self.conns[token as usize].as_mut() {
+                    conn.deliver_slice(key, b, &piece);
+                }
+                continue;
+            }
+            if let Some(w) = self.piece_reads.waiters(t.id, b.piece.get()) {
+                w.push((token, key, b));
+                continue;
+            }
+            if self.read_piece_if_uncached(&t, (token, key, b)) {
+                continue;
+            }
+            if self.read_locally(&t, token, key, b, k) {
+                self.reads_inflight.insert(k, Vec::new());
+                continue;
+            }
+            let (tx, waker) = (self.reads_tx.clone(), self.waker.clone());
+            let torrent = t.id;
+            let reply = Box::new(move |data| {
+                let _ = tx.send(ReadDone {
+                    token,
+                    key,
+                    torrent,
+                    block: b,
+                    data,
+                });
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+            match self
+                .disk
+                .read(t.disk_slot, b.piece.get(), b.offset, b.len, reply)
+            {
+                Ok(()) => {
+                    self.reads_inflight.insert(k, Vec::new());
+                }
+                Err(e) => {
+                    tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
+                    if let Some(conn) = self.conns[token as usize].as_mut() {
+                        conn.deliver_read(key, b, None);
+                    }
+                }
+            }
+        }
+        self.scratch_reads = blocks;
+    }
+
+    /// Starts the read of `b` on this shard's own ring, straight into a PIECE message: false
+    /// if the block cannot be mapped onto open files (bytes in the part file, or no reader),
+    /// in which case the disk pipeline reads it.
+    fn read_locally(
+        &mut self,
+        t: &TorrentShared,
+        token: Token,
+        conn_key: u64,
+        b: crate::types::BlockRef,
+        key: BlockKey,
+    ) -> bool {
+        let Some(reader) = t.reader() else {
+            return false;
+        };
+        let mut parts = Vec::new();
+        if !matches!(
+            reader.parts(b.piece.get(), b.offset, b.len, &mut parts),
+            Ok(true)
+        ) {
+            return false;
+        }
+        let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
+        let mut msg = self.msgs.take(&header, b.len as usize);
+        for p in &parts {
+            if let uring_disk::ReadPart::Zeros { at, len } = *p {
+                if let Some(z) = msg.block_mut().get_mut(at as usize..(at + len) as usize) {
+                    z.fill(0);
+                }
+            }
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.local_reads.insert(
+            tag,
+            LocalRead {
+                key,
+                token,
+                conn_key,
+                block: b,
+            },
+        );
+        self.ops.push(Op::ReadFile { tag, parts, msg });
+        true
+    }
+
+    /// A read on the shard's ring finished.
+    pub(super) fn local_read_done(&mut self, tag: u32, msg: BlockMsg, result: std::io::Result<()>) {
+        let Some(r) = self.local_reads.remove(&tag) else {
+            self.msgs.put(msg);
+            return;
+        };
+        let msg = match result {
+            Ok(()) => Some(Rc::new(msg)),
+            Err(e) => {
+                tracing::warn!("torrent {}: read of {:?} failed: {e}", r.key.0, r.block);
+                self.msgs.put(msg);
+                None
+            }
+        };
+        self.finish_read(r.key, (r.token, r.conn_key), r.block, msg);
+    }
+
+    /// A disk pipeline read came back: its bytes are copied after a PIECE header.
+    pub(super) fn read_done(&mut self, done: ReadDone) {
+        let b = done.block;
+        let k: BlockKey = (done.torrent, b.piece.get(), b.offset, b.len);
+        let msg = match &done.data {
+            Ok(buf) if buf.len() == b.len as usize => {
+                let header = crate::wire::piece_header(b.piece.get(), b.offset, b.len);
+                let mut m = self.msgs.take(&header, buf.len());
+                m.block_mut().copy_from_slice(buf);
+                Some(Rc::new(m))
+            }
+            Ok(_) => {
+                tracing::warn!("torrent {}: read of {b:?} came back short", done.torrent);
+                None
+            }
+            Err(e) => {
+                tracing::warn!("torrent {}: read of {b:?} failed: {e}", done.torrent);
+                None
+            }
+        };
+        self.finish_read(k, (done.token, done.key), b, msg);
+    }
+
+    /// A block was read (`msg`) or could not be (`None`): to the connection that asked, every
+    /// connection that waited for the same block, and the cache when the torrent has several
+    /// peers.
+    fn finish_read(
+        &mut self,
+        k: BlockKey,
+        first: (Token, u64),
+        b: crate::types::BlockRef,
+        msg: Option<Rc<BlockMsg>>,
+    ) {
+        let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
+        for (token, key) in std::iter::once(first).chain(waiters) {
+            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_read(key, b, msg.as_ref());
+            }
+        }
+        let Some(msg) = msg else {
+            return;
+        };
+        let shared = self
+            .torrents
+            .get(&k.0)
+            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
+        if !shared {
+            self.msgs.put_shared(msg);
+            return;
+        }
+        if let Some(old) = self.cache.insert(k, msg) {
+            self.msgs.put_shared(old);
+        }
+        if b.offset == 0 {
+            // The piece's first block is now in the cache: point the torrent's other peers
+            // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
+            self.suggest_to_others(k.0, b.piece, first.0);
+        }
+    }
+
+    fn suggest_to_others(&mut self, torrent: u64, piece: crate::types::PieceIndex, from: Token) {
+        for (i, c) in self.conns.iter_mut().enumerate() {
+            if let Some(conn) = c.as_mut() {
+                if i as Token != from && conn.torrent_id() == Some(torrent) {
+                    conn.suggest(piece);
+                }
+            }
+        }
+    }
+
+    /// If `block`'s piece can be read whole with O_DIRECT and is not all in the page cache,
+    /// starts that read with `block` waiting for it (true). Pieces found cached are
+    /// remembered for a while, so the check (`cachestat`) runs about once per piece.
+    fn read_piece_if_uncached(
+        &mut self,
+        t: &Arc<TorrentShared>,
+        block: (Token, u64, BlockRef),
+    ) -> bool {
+        let piece = block.2.piece.get();
+        if self.cached_pieces.contains(&(t.id, piece)) {
+            return false;
+        }
+        let Some(d) = t
+            .reader()
+            .and_then(|r| r.direct_piece(piece, PIECE_BUF_LEN as u32))
+        else {
+            return false;
+        };
+        // A kernel that cannot tell (before 6.5) keeps to the page cache.
+        if d.file.is_cached(d.file_offset, u64::from(d.len)) != Some(false) {
+            if self.cached_pieces.len() >= 64 {
+                self.cached_pieces.pop_front();
+            }
+            self.cached_pieces.push_back((t.id, piece));
+            return false;
+        }
+        let Some(buf) = self
+            .piece_pool
+            .get_or_insert_with(|| uring_disk::BufferPool::new(PIECE_BUF_LEN, PIECE_BUFS))
+            .try_take()
+        else {
+            return false;
+        };
+        t.counters
+            .direct_piece_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.piece_reads.start(tag, t.id, piece, d.len, vec![block]);
+        self.ops.push(Op::ReadPiece {
+            tag,
+            file: d.file,
+            offset: d.file_offset,
+            len: d.read_len,
+            buf,
+        });
+        true
+    }
+
+    /// Reads `blocks` through the page cache (their piece could not be read whole).
+    fn reread_buffered(&mut self, t: &Arc<TorrentShared>, blocks: Vec<(Token, u64, BlockRef)>) {
+        for (token, key, b) in blocks {
+            let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
+            if let Some(w) = self.reads_inflight.get_mut(&k) {
+                w.push((token, key));
+            } else if self.read_locally(t, token, key, b, k) {
+                self.reads_inflight.insert(k, Vec::new());
+            } else if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_read(key, b, None);
+            }
+        }
+    }
+
+    /// A whole-piece read finished: its waiting blocks go out as slices of it, and the piece
+    /// is kept for the blocks asked for next.
+    pub(super) fn piece_read_done(
+        &mut self,
+        tag: u32,
+        buf: uring_disk::PooledBuf,
+        result: std::io::Result<usize>,
+    ) {
+        let Some(w) = self.piece_reads.finish(tag) else {
+            return;
+        };
+        let piece = match result {
+            Ok(n) if n >= w.len as usize => Rc::new(PieceData::new(buf, w.len as usize)),
+            other => {
+                tracing::debug!(
+                    "torrent {}: O_DIRECT read of piece {} gave {other:?}; reading blocks buffered",
+                    w.torrent,
+                    w.piece
+                );
+                if let (Err(e), Some(t)) = (&other, self.torrents.get(&w.torrent)) {
+                    if e.raw_os_error() == Some(libc::EINVAL) {
+                        if let Some(d) = t
+                            .reader()
+                            .and_then(|r| r.direct_piece(w.piece, PIECE_BUF_LEN as u32))
+                        {
+                            d.file.refuse_direct();
+                        }
+                    }
+                }
+                if let Some(t) = self.torrents.get(&w.torrent).cloned() {
+                    self.reread_buffered(&t, w.blocks);
+                }
+                return;
+            }
+        };
+        for (token, key, b) in w.blocks {
+            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_slice(key, b, &piece);
+            }
+        }
+        self.pieces.insert(w.torrent, w.piece, piece);
+    }
+}
