@@ -1,6 +1,7 @@
 //! BEP 6 SUGGEST PIECE from a seeder, with real engines on loopback: when a piece's first block
-//! is read into the seeder's cache for one leecher, the torrent's other leechers on that shard
-//! that lack it are told, so their requests for it can hit the cache.
+//! is read into the seeder's cache for one leecher (or, with the file not in the page cache,
+//! the whole piece is read with O_DIRECT), the torrent's other leechers on that shard that lack
+//! it are told, so their requests for it can hit the cache.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,31 @@ async fn wait_complete(
     }
 }
 
+/// Drops the file's clean pages from the page cache; false if O_DIRECT does not work here.
+fn evict(path: &std::path::Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    rustix::fs::fadvise(f.as_fd(), 0, None, rustix::fs::Advice::DontNeed).unwrap();
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seeder_suggests_cached_pieces_to_its_other_leechers() {
+    suggests(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeder_suggests_pieces_it_read_whole_from_disk() {
+    suggests(true).await;
+}
+
+async fn suggests(cold: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = common::pseudo_random(8 << 20, 0x5a5a);
     let torrent = common::single_file_torrent(dir.path(), "s.bin", &data, PIECE);
@@ -41,6 +65,7 @@ async fn a_seeder_suggests_cached_pieces_to_its_other_leechers() {
     add.check_existing = true;
     let sid = seeder.add_torrent(add).unwrap();
     assert!(seeder.stats(sid).unwrap().complete);
+    let direct = cold && evict(&dir.path().join("s.bin"));
 
     // Two leechers at 3 MiB/s each, so that both are downloading at the same time.
     let mut leechers = Vec::new();
@@ -66,6 +91,12 @@ async fn a_seeder_suggests_cached_pieces_to_its_other_leechers() {
     assert!(sent > 0, "the seeder suggested nothing");
     assert!(received > 0, "no leecher got a suggestion (sent {sent})");
     assert!(received <= sent);
+    if direct {
+        assert!(
+            seeder.stats(sid).unwrap().direct_piece_reads > 0,
+            "the evicted file was not read with O_DIRECT"
+        );
+    }
     for (i, (e, _, _)) in leechers.into_iter().enumerate() {
         let got = std::fs::read(dir.path().join(format!("l{i}")).join("s.bin")).unwrap();
         assert!(got == data, "leecher {i} content differs");

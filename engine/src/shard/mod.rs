@@ -191,7 +191,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         msgs: MsgPool::default(),
         pieces: pieces::PieceCache::default(),
         piece_reads: pieces::PieceReads::default(),
-        piece_pool: None,
+        piece_pools: pieces::PiecePools::default(),
         cached_pieces: std::collections::VecDeque::new(),
         scratch_reads: Vec::new(),
         redials: Vec::new(),
@@ -254,7 +254,7 @@ struct Shard {
     /// Pieces read whole with O_DIRECT (kept, and in flight), and their buffers.
     pieces: pieces::PieceCache,
     piece_reads: pieces::PieceReads,
-    piece_pool: Option<Arc<uring_disk::BufferPool>>,
+    piece_pools: pieces::PiecePools,
     /// Pieces recently found all in the page cache (read block by block, buffered).
     cached_pieces: std::collections::VecDeque<(u64, u32)>,
     scratch_reads: Vec<crate::types::BlockRef>,

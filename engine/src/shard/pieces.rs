@@ -10,26 +10,61 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::backend::Token;
 use super::sendq::PieceData;
 use crate::types::BlockRef;
 
-/// Size of a shard's piece buffers; longer pieces are read block by block.
+/// Longest piece read whole; longer pieces are read block by block.
 pub const PIECE_BUF_LEN: usize = 1 << 20;
-/// Piece buffers per shard (allocated on the first whole-piece read).
-pub const PIECE_BUFS: usize = 8;
-/// Pieces kept after their read (fewer than the buffers, so a read can always start unless
-/// sends still hold old pieces).
-const KEEP: usize = PIECE_BUFS - 2;
+/// Bytes of piece buffers per shard and buffer size (allocated and touched on first use).
+const POOL_BYTES: usize = 8 << 20;
+/// Buffer bytes of the pieces kept after their read: half the pool, so a read can start
+/// while sends still hold older pieces.
+const KEEP_BYTES: usize = POOL_BYTES / 2;
+
+/// A shard's aligned piece buffers, one pool per size (a power of two, 64 KiB to 1 MiB).
+#[derive(Default)]
+pub struct PiecePools {
+    pools: HashMap<usize, Arc<uring_disk::BufferPool>>,
+}
+
+impl PiecePools {
+    /// A buffer for `len` bytes, if the piece is short enough and one is free.
+    pub fn take(&mut self, len: usize) -> Option<uring_disk::PooledBuf> {
+        let size = len.next_power_of_two().max(64 << 10);
+        if size > PIECE_BUF_LEN {
+            return None;
+        }
+        self.pools
+            .entry(size)
+            .or_insert_with(|| uring_disk::BufferPool::new(size, POOL_BYTES / size))
+            .try_take()
+    }
+}
 
 /// The pieces kept, oldest first.
-#[derive(Default)]
 pub struct PieceCache {
     kept: VecDeque<((u64, u32), Rc<PieceData>)>,
+    limit: usize,
+}
+
+impl Default for PieceCache {
+    fn default() -> Self {
+        PieceCache::with_limit(KEEP_BYTES)
+    }
 }
 
 impl PieceCache {
+    /// Keeps pieces whose buffers add up to at most `limit` bytes (at least one).
+    pub fn with_limit(limit: usize) -> PieceCache {
+        PieceCache {
+            kept: VecDeque::new(),
+            limit,
+        }
+    }
+
     pub fn get(&self, torrent: u64, piece: u32) -> Option<Rc<PieceData>> {
         self.kept
             .iter()
@@ -37,12 +72,15 @@ impl PieceCache {
             .map(|(_, p)| Rc::clone(p))
     }
 
-    /// Keeps `data` as the newest, dropping the oldest beyond [`KEEP`].
+    /// Keeps `data` as the newest, dropping the oldest beyond the limit.
     pub fn insert(&mut self, torrent: u64, piece: u32, data: Rc<PieceData>) {
         self.kept.retain(|(k, _)| *k != (torrent, piece));
         self.kept.push_back(((torrent, piece), data));
-        while self.kept.len() > KEEP {
-            self.kept.pop_front();
+        let mut bytes: usize = self.kept.iter().map(|(_, d)| d.buf_len()).sum();
+        while bytes > self.limit && self.kept.len() > 1 {
+            if let Some((_, d)) = self.kept.pop_front() {
+                bytes -= d.buf_len();
+            }
         }
     }
 
@@ -119,19 +157,27 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_pieces_and_tracks_reads() {
-        let mut c = PieceCache::default();
-        for p in 0..KEEP as u32 + 2 {
+        let mut c = PieceCache::with_limit(3 * 4096);
+        for p in 0..5u32 {
             c.insert(1, p, data(p as u8));
         }
         assert!(
             c.get(1, 0).is_none() && c.get(1, 1).is_none(),
             "oldest dropped"
         );
-        let last = c.get(1, KEEP as u32 + 1).unwrap();
-        assert_eq!(last.get(0, 100).unwrap()[99], KEEP as u8 + 1);
+        assert!(c.get(1, 2).is_some(), "three buffers' worth kept");
+        let last = c.get(1, 4).unwrap();
+        assert_eq!(last.get(0, 100).unwrap()[99], 4);
         assert!(last.get(1, 100).is_none(), "past the piece's length");
         c.forget_torrent(1);
-        assert!(c.get(1, KEEP as u32 + 1).is_none());
+        assert!(c.get(1, 4).is_none());
+        let mut pools = PiecePools::default();
+        assert_eq!(pools.take(256 << 10).unwrap().len(), 256 << 10);
+        assert_eq!(pools.take(5000).unwrap().len(), 64 << 10, "at least 64 KiB");
+        assert!(
+            pools.take(PIECE_BUF_LEN + 1).is_none(),
+            "too long to read whole"
+        );
 
         let mut r = PieceReads::default();
         r.start(7, 1, 3, 100, Vec::new());

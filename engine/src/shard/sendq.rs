@@ -100,6 +100,11 @@ impl PieceData {
         PieceData { buf, len }
     }
 
+    /// Bytes of the buffer holding the piece.
+    pub fn buf_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes `[off, off + len)` of the piece, if inside it.
     pub fn get(&self, off: u32, len: u32) -> Option<&[u8]> {
         let (off, len) = (off as usize, len as usize);

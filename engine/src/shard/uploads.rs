@@ -13,7 +13,7 @@ use super::sendq::{BlockMsg, PieceData};
 use super::{LocalRead, ReadDone, Shard};
 use std::sync::Arc;
 
-use super::pieces::{PIECE_BUFS, PIECE_BUF_LEN};
+use super::pieces::PIECE_BUF_LEN;
 use crate::torrent::TorrentShared;
 use crate::types::BlockRef;
 
@@ -250,11 +250,7 @@ impl Shard {
             self.cached_pieces.push_back((t.id, piece));
             return false;
         }
-        let Some(buf) = self
-            .piece_pool
-            .get_or_insert_with(|| uring_disk::BufferPool::new(PIECE_BUF_LEN, PIECE_BUFS))
-            .try_take()
-        else {
+        let Some(buf) = self.piece_pools.take(d.read_len as usize) else {
             return false;
         };
         t.counters
@@ -322,11 +318,20 @@ impl Shard {
                 return;
             }
         };
+        let first = w.blocks.first().map(|&(token, _, b)| (token, b.piece));
         for (token, key, b) in w.blocks {
             if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
                 conn.deliver_slice(key, b, &piece);
             }
         }
         self.pieces.insert(w.torrent, w.piece, piece);
+        let shared = self
+            .torrents
+            .get(&w.torrent)
+            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
+        if let (Some((from, index)), true) = (first, shared) {
+            // The whole piece is in memory now: point the torrent's other peers here at it.
+            self.suggest_to_others(w.torrent, index, from);
+        }
     }
 }
