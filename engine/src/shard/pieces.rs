@@ -96,6 +96,8 @@ pub struct PieceWait {
     pub piece: u32,
     /// The piece's length (the read may ask for more, rounded up).
     pub len: u32,
+    /// Its file (O_DIRECT is turned off for it if the read is refused).
+    pub file: uring_disk::OpenFile,
     /// Blocks to send when it lands: connection, its key, block.
     pub blocks: Vec<(Token, u64, BlockRef)>,
 }
@@ -108,24 +110,9 @@ pub struct PieceReads {
 }
 
 impl PieceReads {
-    pub fn start(
-        &mut self,
-        tag: u32,
-        torrent: u64,
-        piece: u32,
-        len: u32,
-        blocks: Vec<(Token, u64, BlockRef)>,
-    ) {
-        self.by_piece.insert((torrent, piece), tag);
-        self.by_tag.insert(
-            tag,
-            PieceWait {
-                torrent,
-                piece,
-                len,
-                blocks,
-            },
-        );
+    pub fn start(&mut self, tag: u32, wait: PieceWait) {
+        self.by_piece.insert((wait.torrent, wait.piece), tag);
+        self.by_tag.insert(tag, wait);
     }
 
     /// The waiting list of a read in flight for this piece, to join it.
@@ -155,6 +142,23 @@ mod tests {
         Rc::new(PieceData::new(buf, 100))
     }
 
+    /// A stored file, held open (its storage is dropped, the descriptor stays).
+    fn some_file() -> uring_disk::OpenFile {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![uring_disk::StorageFile {
+            rel_path: "f".into(),
+            length: 4096,
+            padding: false,
+        }];
+        let s = uring_disk::Storage::open(dir.path(), files, 4096, Default::default()).unwrap();
+        let mut parts = Vec::new();
+        assert!(s.reader().parts(0, 0, 4096, &mut parts).unwrap());
+        match parts.pop() {
+            Some(uring_disk::ReadPart::File { file, .. }) => file,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn keeps_the_newest_pieces_and_tracks_reads() {
         let mut c = PieceCache::with_limit(3 * 4096);
@@ -180,7 +184,16 @@ mod tests {
         );
 
         let mut r = PieceReads::default();
-        r.start(7, 1, 3, 100, Vec::new());
+        r.start(
+            7,
+            PieceWait {
+                torrent: 1,
+                piece: 3,
+                len: 100,
+                file: some_file(),
+                blocks: Vec::new(),
+            },
+        );
         assert!(r.waiters(1, 4).is_none());
         assert!(r.waiters(1, 3).is_some_and(|w| w.is_empty()));
         let w = r.finish(7).unwrap();

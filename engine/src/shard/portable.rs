@@ -185,7 +185,7 @@ impl PortableBackend {
         };
         if ev.writable && !c.connecting {
             if let Some(buf) = c.send.as_mut() {
-                match c.stream.write_vectored(&buf.unsent()) {
+                match c.stream.write_vectored(&buf.unsent_io()) {
                     Ok(n) => buf.advance(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => {

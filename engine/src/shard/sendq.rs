@@ -195,18 +195,26 @@ impl SendBuf {
     }
 
     /// The unsent bytes as at most [`MAX_IOVECS`] slices, in order.
-    pub fn unsent(&self) -> Vec<IoSlice<'_>> {
+    pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
         let (first, skip) = self.cursor;
         self.segs
             .iter()
             .skip(first)
             .take(MAX_IOVECS)
             .enumerate()
-            .map(|(i, s)| {
+            .map(move |(i, s)| {
                 let b = s.as_slice();
-                IoSlice::new(if i == 0 { &b[skip.min(b.len())..] } else { b })
+                if i == 0 {
+                    &b[skip.min(b.len())..]
+                } else {
+                    b
+                }
             })
-            .collect()
+    }
+
+    /// [`Self::unsent`] for `write_vectored`.
+    pub fn unsent_io(&self) -> Vec<IoSlice<'_>> {
+        self.unsent().map(IoSlice::new).collect()
     }
 
     /// Records that `n` more bytes went out.
@@ -258,7 +266,7 @@ mod tests {
     }
 
     fn concat(b: &SendBuf) -> Vec<u8> {
-        b.unsent().iter().flat_map(|s| s.to_vec()).collect()
+        b.unsent().flat_map(|s| s.to_vec()).collect()
     }
 
     #[test]
@@ -282,7 +290,7 @@ mod tests {
         }
         assert!(b.is_done());
         assert_eq!(sent, all);
-        assert_eq!(b.unsent().iter().map(|s| s.len()).sum::<usize>(), 0);
+        assert_eq!(b.unsent().map(|s| s.len()).sum::<usize>(), 0);
     }
 
     #[test]
@@ -293,9 +301,9 @@ mod tests {
         for _ in 0..MAX_IOVECS + 5 {
             b.push_msg(Rc::clone(&shared));
         }
-        assert_eq!(b.unsent().len(), MAX_IOVECS);
+        assert_eq!(b.unsent().count(), MAX_IOVECS);
         b.advance(29 * MAX_IOVECS);
-        assert_eq!(b.unsent().len(), 5);
+        assert_eq!(b.unsent().count(), 5);
         drop(shared);
         assert_eq!(b.recycle(&mut pool), None);
         assert_eq!(

@@ -13,7 +13,7 @@ use super::sendq::{BlockMsg, PieceData};
 use super::{LocalRead, ReadDone, Shard};
 use std::sync::Arc;
 
-use super::pieces::PIECE_BUF_LEN;
+use super::pieces::{PieceWait, PIECE_BUF_LEN};
 use crate::torrent::TorrentShared;
 use crate::types::BlockRef;
 
@@ -196,11 +196,7 @@ impl Shard {
         let Some(msg) = msg else {
             return;
         };
-        let shared = self
-            .torrents
-            .get(&k.0)
-            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
-        if !shared {
+        if !self.has_other_peers(k.0) {
             self.msgs.put_shared(msg);
             return;
         }
@@ -212,6 +208,13 @@ impl Shard {
             // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
             self.suggest_to_others(k.0, b.piece, first.0);
         }
+    }
+
+    /// Whether the torrent has more peers than the one being served (worth caching for).
+    fn has_other_peers(&self, torrent: u64) -> bool {
+        self.torrents
+            .get(&torrent)
+            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1)
     }
 
     fn suggest_to_others(&mut self, torrent: u64, piece: crate::types::PieceIndex, from: Token) {
@@ -258,7 +261,16 @@ impl Shard {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tag = self.next_tag;
         self.next_tag = self.next_tag.wrapping_add(1);
-        self.piece_reads.start(tag, t.id, piece, d.len, vec![block]);
+        self.piece_reads.start(
+            tag,
+            PieceWait {
+                torrent: t.id,
+                piece,
+                len: d.len,
+                file: d.file.clone(),
+                blocks: vec![block],
+            },
+        );
         self.ops.push(Op::ReadPiece {
             tag,
             file: d.file,
@@ -302,15 +314,11 @@ impl Shard {
                     w.torrent,
                     w.piece
                 );
-                if let (Err(e), Some(t)) = (&other, self.torrents.get(&w.torrent)) {
-                    if e.raw_os_error() == Some(libc::EINVAL) {
-                        if let Some(d) = t
-                            .reader()
-                            .and_then(|r| r.direct_piece(w.piece, PIECE_BUF_LEN as u32))
-                        {
-                            d.file.refuse_direct();
-                        }
-                    }
+                if other
+                    .as_ref()
+                    .is_err_and(|e| e.raw_os_error() == Some(libc::EINVAL))
+                {
+                    w.file.refuse_direct();
                 }
                 if let Some(t) = self.torrents.get(&w.torrent).cloned() {
                     self.reread_buffered(&t, w.blocks);
@@ -325,11 +333,7 @@ impl Shard {
             }
         }
         self.pieces.insert(w.torrent, w.piece, piece);
-        let shared = self
-            .torrents
-            .get(&w.torrent)
-            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1);
-        if let (Some((from, index)), true) = (first, shared) {
+        if let (Some((from, index)), true) = (first, self.has_other_peers(w.torrent)) {
             // The whole piece is in memory now: point the torrent's other peers here at it.
             self.suggest_to_others(w.torrent, index, from);
         }

@@ -28,7 +28,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::backend::{Backend, Completion, Op, Token};
 use super::sendq::SendBuf;
-use reads::{FileRead, PieceRead};
+use reads::{FileRead, PieceRead, Slab};
 
 mod reads;
 
@@ -185,11 +185,9 @@ pub struct UringBackend {
     closed: Vec<Token>,
     cqes: Vec<(u64, i32, u32)>,
     /// Upload reads in flight, by slab index (the id in their user data).
-    reads: Vec<Option<FileRead>>,
-    free_reads: Vec<u32>,
+    reads: Slab<FileRead>,
     /// Piece reads in flight, likewise.
-    pieces: Vec<Option<PieceRead>>,
-    free_pieces: Vec<u32>,
+    pieces: Slab<PieceRead>,
     /// The shard's eventfd and the 8 bytes its pending read fills.
     waker: Option<(OwnedFd, Box<[u8; 8]>)>,
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
@@ -227,10 +225,8 @@ impl UringBackend {
             rearm_recv: Vec::new(),
             closed: Vec::new(),
             cqes: Vec::with_capacity(1024),
-            reads: Vec::new(),
-            free_reads: Vec::new(),
-            pieces: Vec::new(),
-            free_pieces: Vec::new(),
+            reads: Slab::default(),
+            pieces: Slab::default(),
             waker: None,
             bind_ip,
         })
@@ -379,38 +375,23 @@ impl UringBackend {
             return Ok(());
         };
         s.iov.clear();
-        s.iov.extend(s.buf.unsent().iter().map(|b| libc::iovec {
+        s.iov.extend(s.buf.unsent().map(|b| libc::iovec {
             iov_base: b.as_ptr() as *mut libc::c_void,
             iov_len: b.len(),
         }));
         let sqe = if let [one] = s.iov[..] {
             opcode::Send::new(fd, one.iov_base as *const u8, one.iov_len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
         } else {
             s.hdr.msg_iov = s.iov.as_mut_ptr();
             s.hdr.msg_iovlen = s.iov.len() as _;
-            return self.push_sendmsg(token);
-        }
-        .flags(libc::MSG_NOSIGNAL)
-        .build()
-        .user_data(user_data(KIND_SEND, token));
-        c.inflight += 1;
-        self.push_sqe(sqe)
-    }
-
-    fn push_sendmsg(&mut self, token: Token) -> io::Result<()> {
-        let Some(c) = self.conn(token) else {
-            return Ok(());
+            opcode::SendMsg::new(fd, &*s.hdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
         };
-        let fd = types::Fd(c.fd.as_raw_fd());
-        let Some(s) = c.send.as_ref() else {
-            return Ok(());
-        };
-        let sqe = opcode::SendMsg::new(fd, &*s.hdr)
-            .flags(libc::MSG_NOSIGNAL as u32)
-            .build()
-            .user_data(user_data(KIND_SEND, token));
         c.inflight += 1;
-        self.push_sqe(sqe)
+        self.push_sqe(sqe.user_data(user_data(KIND_SEND, token)))
     }
 
     fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
@@ -667,10 +648,10 @@ impl Drop for UringBackend {
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
         // The kernel may still be working on reads and sends in flight after the ring closes:
         // their buffers (and the files of reads) are leaked rather than freed under it.
-        for r in self.reads.drain(..).flatten() {
+        for r in self.reads.drain() {
             std::mem::forget(r);
         }
-        for p in self.pieces.drain(..).flatten() {
+        for p in self.pieces.drain() {
             std::mem::forget(p);
         }
         for c in self.conns.iter_mut().flatten() {

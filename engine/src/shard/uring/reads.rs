@@ -29,22 +29,61 @@ pub(super) struct PieceRead {
     pub(super) buf: uring_disk::PooledBuf,
 }
 
+/// Reads in flight by slot (the id in their user data); freed slots are reused.
+pub(super) struct Slab<T> {
+    slots: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    fn insert(&mut self, v: T) -> u32 {
+        match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(v);
+                id
+            }
+            None => {
+                self.slots.push(Some(v));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        self.slots.get_mut(id as usize).and_then(|s| s.as_mut())
+    }
+
+    fn remove(&mut self, id: u32) -> Option<T> {
+        let v = self.slots.get_mut(id as usize).and_then(|s| s.take());
+        if v.is_some() {
+            self.free.push(id);
+        }
+        v
+    }
+
+    /// Everything still in flight (for Drop, which leaks it).
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.free.clear();
+        self.slots.drain(..).flatten()
+    }
+}
+
 impl UringBackend {
     pub(super) fn start_file_read(
         &mut self,
         read: FileRead,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let id = match self.free_reads.pop() {
-            Some(id) => {
-                self.reads[id as usize] = Some(read);
-                id
-            }
-            None => {
-                self.reads.push(Some(read));
-                (self.reads.len() - 1) as u32
-            }
-        };
+        let id = self.reads.insert(read);
         self.read_next(id, on)
     }
 
@@ -53,23 +92,14 @@ impl UringBackend {
         read: PieceRead,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let id = match self.free_pieces.pop() {
-            Some(id) => {
-                self.pieces[id as usize] = Some(read);
-                id
-            }
-            None => {
-                self.pieces.push(Some(read));
-                (self.pieces.len() - 1) as u32
-            }
-        };
+        let id = self.pieces.insert(read);
         self.piece_submit(id, on)
     }
 
     /// Submits the read of the current part of upload read `id`, skipping zero parts; when
     /// no part is left, hands the message to the shard and frees the slot.
     fn read_next(&mut self, id: u32, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()> {
-        let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.as_mut()) else {
+        let Some(r) = self.reads.get_mut(id) else {
             return Ok(());
         };
         while let Some(part) = r.parts.get(r.part) {
@@ -109,8 +139,7 @@ impl UringBackend {
         result: io::Result<()>,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        if let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.take()) {
-            self.free_reads.push(id);
+        if let Some(r) = self.reads.remove(id) {
             on(Completion::FileRead {
                 tag: r.tag,
                 msg: r.msg,
@@ -126,7 +155,7 @@ impl UringBackend {
         res: i32,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let Some(r) = self.reads.get_mut(id as usize).and_then(|r| r.as_mut()) else {
+        let Some(r) = self.reads.get_mut(id) else {
             return Ok(());
         };
         if res == -libc::EINTR || res == -libc::EAGAIN {
@@ -156,7 +185,7 @@ impl UringBackend {
         id: u32,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        let Some(p) = self.pieces.get_mut(id as usize).and_then(|p| p.as_mut()) else {
+        let Some(p) = self.pieces.get_mut(id) else {
             return Ok(());
         };
         let Some(fd) = p.file.direct_fd() else {
@@ -179,8 +208,7 @@ impl UringBackend {
         result: io::Result<usize>,
         on: &mut dyn FnMut(Completion<'_>),
     ) -> io::Result<()> {
-        if let Some(p) = self.pieces.get_mut(id as usize).and_then(|p| p.take()) {
-            self.free_pieces.push(id);
+        if let Some(p) = self.pieces.remove(id) {
             on(Completion::PieceRead {
                 tag: p.tag,
                 buf: p.buf,
