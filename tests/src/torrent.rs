@@ -198,6 +198,44 @@ fn run_tool(mut cmd: Command) -> Result<()> {
     Ok(())
 }
 
+/// A generated payload, its torrent (made by libtorrent, no tracker) and an empty download
+/// directory, all inside one temporary directory (removed on drop).
+pub struct PayloadFixture {
+    pub dir: tempfile::TempDir,
+    pub spec: crate::PayloadSpec,
+    pub seed_dir: PathBuf,
+    pub dl_dir: PathBuf,
+    pub torrent: PathBuf,
+    pub meta: TorrentMeta,
+}
+
+impl PayloadFixture {
+    pub fn new(spec: crate::PayloadSpec, piece_length: u32) -> Result<PayloadFixture> {
+        let dir = tempfile::tempdir()?;
+        let seed_dir = dir.path().join("seed");
+        let dl_dir = dir.path().join("dl");
+        std::fs::create_dir_all(&dl_dir)?;
+        spec.generate(&seed_dir)?;
+        let torrent = dir.path().join("bare.torrent");
+        let meta =
+            make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, piece_length, None)?;
+        ensure!(
+            meta.total_len() == spec.total_len(),
+            "torrent length {} but payload {}",
+            meta.total_len(),
+            spec.total_len()
+        );
+        Ok(PayloadFixture {
+            dir,
+            spec,
+            seed_dir,
+            dl_dir,
+            torrent,
+            meta,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

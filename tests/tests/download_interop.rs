@@ -10,42 +10,26 @@ use std::time::Duration;
 use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
 use rt_testkit::payload::{copy_content, corrupt_pieces};
-use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce};
+use rt_testkit::torrent::{write_with_announce, PayloadFixture};
 use rt_testkit::tracker::Opentracker;
 use rt_testkit::transmission::TransmissionSeeder;
-use rt_testkit::{wait_until, Download, PayloadSpec, TorrentMeta};
+use rt_testkit::{wait_until, Download, PayloadSpec};
 
 const PIECE: u32 = 256 * 1024;
 
 /// A payload on disk, its torrent (no tracker) and an empty download directory.
-struct Fixture {
-    dir: tempfile::TempDir,
-    spec: PayloadSpec,
-    seed_dir: PathBuf,
-    dl_dir: PathBuf,
-    torrent: PathBuf,
-    meta: TorrentMeta,
+struct Fixture(PayloadFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = PayloadFixture;
+    fn deref(&self) -> &PayloadFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new(spec: PayloadSpec) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let seed_dir = dir.path().join("seed");
-        let dl_dir = dir.path().join("dl");
-        std::fs::create_dir_all(&dl_dir).unwrap();
-        spec.generate(&seed_dir).unwrap();
-        let torrent = dir.path().join("bare.torrent");
-        let meta =
-            make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
-        assert_eq!(meta.total_len(), spec.total_len());
-        Fixture {
-            dir,
-            spec,
-            seed_dir,
-            dl_dir,
-            torrent,
-            meta,
-        }
+        Fixture(PayloadFixture::new(spec, PIECE).unwrap())
     }
 
     /// The same torrent announcing to `url`.

@@ -5,47 +5,14 @@
 //! remembered by the resume file, so the same download continues without it. The seeder is
 //! libtorrent, with an upload limit so the download lasts long enough to be interrupted.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
-use rt_testkit::torrent::make_torrent_libtorrent;
+use rt_testkit::torrent::PayloadFixture;
 use rt_testkit::tracker::Opentracker;
-use rt_testkit::{
-    wait_until, Download, DownloadOutcome, PayloadSpec, RunningDownload, TorrentMeta,
-};
+use rt_testkit::{wait_until, Download, DownloadOutcome, PayloadSpec, RunningDownload};
 
 const PIECE: u32 = 256 * 1024;
-
-/// A generated payload, its torrent (no tracker) and an empty download directory.
-struct Payload {
-    dir: tempfile::TempDir,
-    spec: PayloadSpec,
-    seed_dir: PathBuf,
-    dl_dir: PathBuf,
-    torrent: PathBuf,
-    meta: TorrentMeta,
-}
-
-impl Payload {
-    fn new(spec: PayloadSpec) -> Payload {
-        let dir = tempfile::tempdir().unwrap();
-        let seed_dir = dir.path().join("seed");
-        let dl_dir = dir.path().join("dl");
-        spec.generate(&seed_dir).unwrap();
-        let torrent = dir.path().join("t.torrent");
-        let meta =
-            make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
-        Payload {
-            dir,
-            spec,
-            seed_dir,
-            dl_dir,
-            torrent,
-            meta,
-        }
-    }
-}
 
 /// Types `quit`: the run must stop like Ctrl-C (exit 130).
 fn quit(mut run: RunningDownload) -> DownloadOutcome {
@@ -68,14 +35,14 @@ fn verified(stderr: &str) -> usize {
 #[test]
 fn pause_and_resume_from_the_session_then_quit() {
     // `_dir` keeps the temporary directory alive for the whole test.
-    let Payload {
+    let PayloadFixture {
         dir: _dir,
         spec,
         seed_dir,
         dl_dir,
         torrent,
         ..
-    } = Payload::new(PayloadSpec::single("paused.bin", 24 << 20, 17));
+    } = PayloadFixture::new(PayloadSpec::single("paused.bin", 24 << 20, 17), PIECE).unwrap();
     let opts = LtSeedOpts {
         upload_rate_limit_bytes_per_s: 4 << 20,
         ..Default::default()
@@ -161,14 +128,14 @@ fn pause_and_resume_from_the_session_then_quit() {
 #[test]
 fn a_tracker_from_the_command_line_is_remembered_by_the_resume_file() {
     // The torrent names no tracker: only `--tracker` can find the seeder.
-    let Payload {
+    let PayloadFixture {
         dir,
         spec,
         seed_dir,
         dl_dir,
         torrent,
         meta,
-    } = Payload::new(PayloadSpec::single("tracked.bin", 12 << 20, 23));
+    } = PayloadFixture::new(PayloadSpec::single("tracked.bin", 12 << 20, 23), PIECE).unwrap();
     let tracker = Opentracker::start(&[meta.info_hash]).unwrap();
     let url = tracker.announce_url();
     let opts = LtSeedOpts {
