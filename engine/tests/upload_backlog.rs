@@ -1,6 +1,7 @@
 //! Loopback: a leecher that asks for a lot and does not read is not given our memory. The
 //! seeder stops reading blocks for a peer once about 1 MiB is queued or in flight to it
-//! (`shard::conn::SEND_HIGH_WATER`), and resumes when the peer reads again.
+//! (`shard::conn::SEND_HIGH_WATER`), and resumes when the peer reads again. A block the file
+//! lost after the check (someone truncated it) is answered with REJECT, never with bytes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -103,6 +104,67 @@ async fn a_leecher_that_stops_reading_does_not_make_the_seeder_queue_its_request
             "piece {piece} offset {offset}"
         );
         got += 1;
+    }
+    seeder.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_the_file_no_longer_has_is_rejected_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::pseudo_random(4 * PIECE as usize, 0x7a11_0c07);
+    let bytes = common::single_file_torrent(dir.path(), "short", &data, PIECE);
+    let seeder = Engine::start(common::config([127, 0, 0, 9])).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
+    add.check_existing = true;
+    seeder.add_torrent(add).unwrap();
+    let meta = ringtorrent::metainfo::Metainfo::from_bytes(&bytes).unwrap();
+    // Someone else cuts the file after the check: the last two pieces are gone.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("short"))
+        .unwrap()
+        .set_len(2 * u64::from(PIECE))
+        .unwrap();
+
+    let mut s = connect_small_window(seeder.listen_addr());
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hs = Handshake::ours(meta.info_hash, PeerId(*b"-XX0001-truncated000"));
+    s.write_all(&hs.to_bytes()).unwrap();
+    let mut theirs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut theirs).unwrap();
+    let mut out = Vec::new();
+    wire::encode(&Message::Interested, &mut out);
+    s.write_all(&out).unwrap();
+    while read_msg(&mut s).first() != Some(&1) {}
+    out.clear();
+    for (piece, offset) in [(0, 0), (3, PIECE - BLOCK)] {
+        wire::encode(
+            &Message::Request {
+                piece,
+                offset,
+                len: BLOCK,
+            },
+            &mut out,
+        );
+    }
+    s.write_all(&out).unwrap();
+    // One answer each: the block still on disk, byte-exact; a REJECT for the missing one.
+    let (mut piece_ok, mut rejected) = (false, false);
+    while !(piece_ok && rejected) {
+        let m = read_msg(&mut s);
+        match m.first() {
+            Some(7) => {
+                let piece = u32::from_be_bytes(m[1..5].try_into().unwrap());
+                assert_eq!(piece, 0, "bytes sent for a block the file does not have");
+                assert_eq!(&m[9..], &data[..BLOCK as usize]);
+                piece_ok = true;
+            }
+            Some(16) => {
+                assert_eq!(u32::from_be_bytes(m[1..5].try_into().unwrap()), 3);
+                rejected = true;
+            }
+            _ => {}
+        }
     }
     seeder.shutdown().await.unwrap();
 }
