@@ -102,6 +102,9 @@ pub struct TorrentStats {
     /// Pieces the seeder read whole with one O_DIRECT read for uploads (their blocks were not
     /// in the page cache).
     pub direct_piece_reads: u32,
+    /// Blocks sent straight from the page cache by the kernel (`sendfile`; no read into
+    /// memory here).
+    pub page_cache_sends: u64,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,

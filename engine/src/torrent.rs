@@ -55,6 +55,8 @@ pub struct Counters {
     pub suggests_received: AtomicU32,
     /// Pieces read whole with O_DIRECT for uploads.
     pub direct_piece_reads: AtomicU32,
+    /// Blocks sent from the page cache with `sendfile`.
+    pub page_cache_sends: AtomicU64,
 }
 
 /// Everything about a torrent that shards share.

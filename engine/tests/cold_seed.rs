@@ -75,7 +75,7 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
         eprintln!("this filesystem refuses O_DIRECT: only the fallback was exercised");
     }
 
-    // Cached now (read it through the page cache): served by buffered reads.
+    // Cached now (read it through the page cache): sent from the page cache (sendfile).
     let _ = std::fs::read(dir.path().join("cold")).unwrap();
     let out = dir.path().join("out2");
     download_from(&seeder, bytes, &out).await;
@@ -83,10 +83,14 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
         std::fs::read(out.join("cold")).unwrap() == data,
         "data differs"
     );
+    let stats = seeder.stats(id).unwrap();
     assert_eq!(
-        seeder.stats(id).unwrap().direct_piece_reads,
-        cold,
+        stats.direct_piece_reads, cold,
         "a cached piece was read with O_DIRECT"
+    );
+    assert!(
+        stats.page_cache_sends > 0,
+        "no block was sent from the page cache"
     );
     seeder.shutdown().await.unwrap();
 }

@@ -97,6 +97,17 @@ pub(crate) struct FileHandle {
 }
 
 impl FileHandle {
+    /// A handle with no O_DIRECT descriptor.
+    pub(crate) fn read_only(path: PathBuf, buffered: File) -> FileHandle {
+        FileHandle {
+            path,
+            buffered,
+            direct: None,
+            direct_ok: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+        }
+    }
+
     /// The O_DIRECT descriptor, if there is one and it still works.
     pub(crate) fn direct(&self) -> Option<&File> {
         self.direct

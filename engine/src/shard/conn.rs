@@ -349,6 +349,34 @@ impl Conn {
         }
     }
 
+    /// A block the page cache holds at `off` of `file`: its PIECE header goes into the byte
+    /// stream, and the block is sent from the file by the kernel (`sendfile`, not read here).
+    pub fn deliver_file(
+        &mut self,
+        key: u64,
+        block: crate::types::BlockRef,
+        file: uring_disk::OpenFile,
+        off: u64,
+    ) {
+        if key != self.key || self.failed.is_some() {
+            return;
+        }
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return;
+        };
+        let ready = session.piece_ready(block, t);
+        self.out.append(&mut session.out);
+        if ready {
+            self.out.extend_from_slice(&crate::wire::piece_header(
+                block.piece.get(),
+                block.offset,
+                block.len,
+            ));
+            self.move_out();
+            self.pending.push_file(file, off, block.len);
+        }
+    }
+
     /// Moves the session's bytes into the next send, keeping their order with messages.
     fn move_out(&mut self) {
         if !self.out.is_empty() {

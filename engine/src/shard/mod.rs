@@ -14,6 +14,7 @@
 pub mod backend;
 mod cache;
 mod conn;
+mod flush;
 mod pieces;
 pub mod portable;
 pub mod sendq;
@@ -194,6 +195,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         piece_pools: pieces::PiecePools::default(),
         cached_pieces: std::collections::VecDeque::new(),
         scratch_reads: Vec::new(),
+        scratch_parts: Vec::new(),
         redials: Vec::new(),
     };
     loop {
@@ -255,9 +257,11 @@ struct Shard {
     pieces: pieces::PieceCache,
     piece_reads: pieces::PieceReads,
     piece_pools: pieces::PiecePools,
-    /// Pieces recently found all in the page cache (read block by block, buffered).
-    cached_pieces: std::collections::VecDeque<(u64, u32)>,
+    /// Pieces whose page cache state was checked recently, and whether all of the piece was
+    /// there (served with `sendfile`) or the kernel could not tell (read buffered).
+    cached_pieces: std::collections::VecDeque<(u64, u32, bool)>,
     scratch_reads: Vec<crate::types::BlockRef>,
+    scratch_parts: Vec<uring_disk::ReadPart>,
     /// Dials to retry, with when (outgoing connections that failed before the handshake).
     redials: Vec<(Instant, conn::Redial)>,
 }

@@ -4,10 +4,10 @@
 #![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use polling::{Event, Events, Poller};
@@ -185,9 +185,8 @@ impl PortableBackend {
         };
         if ev.writable && !c.connecting {
             if let Some(buf) = c.send.as_mut() {
-                match c.stream.write_vectored(&buf.unsent_io()) {
-                    Ok(n) => buf.advance(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                match super::flush::flush_nonblocking(c.stream.as_fd(), buf) {
+                    Ok(_) => {}
                     Err(e) => {
                         let buf = c.send.take().unwrap_or_default();
                         on(Completion::Sent {

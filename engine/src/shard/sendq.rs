@@ -8,7 +8,6 @@
 //! bytes, messages) sent in order by one vectored send; buffers come back with its `Sent`
 //! completion and return to the shard's [`MsgPool`].
 
-use std::io::IoSlice;
 use std::rc::Rc;
 
 use crate::types::BLOCK_LEN;
@@ -123,16 +122,39 @@ pub enum Seg {
         off: u32,
         len: u32,
     },
+    /// `len` bytes at `off` of a file the page cache holds (a block, its header sent before
+    /// it), sent by the kernel from the page cache (`sendfile`), never read into memory here.
+    File {
+        file: uring_disk::OpenFile,
+        off: u64,
+        len: u32,
+    },
 }
 
 impl Seg {
+    /// The segment's bytes, if they are in memory (empty for a file segment).
     fn as_slice(&self) -> &[u8] {
         match self {
             Seg::Bytes(b) => b,
             Seg::Msg(m) => m.as_slice(),
             Seg::Slice { piece, off, len } => piece.get(*off, *len).unwrap_or(&[]),
+            Seg::File { .. } => &[],
         }
     }
+
+    fn len(&self) -> usize {
+        match self {
+            Seg::File { len, .. } => *len as usize,
+            s => s.as_slice().len(),
+        }
+    }
+}
+
+/// The next bytes of a [`SendBuf`] that are in a file: `len` bytes at `off` of `file`.
+pub struct FileRun<'a> {
+    pub file: &'a std::fs::File,
+    pub off: u64,
+    pub len: usize,
 }
 
 /// Segments to send in order; `sent` bytes of them went out already.
@@ -141,6 +163,8 @@ pub struct SendBuf {
     segs: Vec<Seg>,
     len: usize,
     sent: usize,
+    /// Whether any segment is a file segment (such buffers are sent with `sendfile`).
+    files: bool,
     /// Index of the first segment not completely sent, and bytes of it sent.
     cursor: (usize, usize),
 }
@@ -169,6 +193,21 @@ impl SendBuf {
         }
     }
 
+    /// Appends `len` bytes at `off` of `file` (the caller checked that the page cache holds
+    /// them, so sending does not wait for the disk).
+    pub fn push_file(&mut self, file: uring_disk::OpenFile, off: u64, len: u32) {
+        if len > 0 {
+            self.len += len as usize;
+            self.files = true;
+            self.segs.push(Seg::File { file, off, len });
+        }
+    }
+
+    /// Whether some bytes come from files (see [`Seg::File`]).
+    pub fn has_files(&self) -> bool {
+        self.files
+    }
+
     /// Appends a PIECE message.
     pub fn push_msg(&mut self, msg: Rc<BlockMsg>) {
         self.len += msg.as_slice().len();
@@ -194,13 +233,15 @@ impl SendBuf {
         self.sent >= self.len
     }
 
-    /// The unsent bytes as at most [`MAX_IOVECS`] slices, in order.
+    /// The next unsent bytes in memory as at most [`MAX_IOVECS`] slices, in order: up to the
+    /// next file segment (nothing if the next bytes are a file's, see [`Self::file_run`]).
     pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
         let (first, skip) = self.cursor;
         self.segs
             .iter()
             .skip(first)
             .take(MAX_IOVECS)
+            .take_while(|s| !matches!(s, Seg::File { .. }))
             .enumerate()
             .map(move |(i, s)| {
                 let b = s.as_slice();
@@ -212,9 +253,26 @@ impl SendBuf {
             })
     }
 
-    /// [`Self::unsent`] for `write_vectored`.
-    pub fn unsent_io(&self) -> Vec<IoSlice<'_>> {
-        self.unsent().map(IoSlice::new).collect()
+    /// The next unsent bytes if they are in a file.
+    pub fn file_run(&self) -> Option<FileRun<'_>> {
+        let (seg, skip) = self.cursor;
+        match self.segs.get(seg)? {
+            Seg::File { file, off, len } => Some(FileRun {
+                file: file.file(),
+                off: off + skip as u64,
+                len: (*len as usize).saturating_sub(skip),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether a file segment comes right after the bytes [`Self::unsent`] gives now.
+    pub fn file_follows(&self) -> bool {
+        self.segs
+            .iter()
+            .skip(self.cursor.0)
+            .take(MAX_IOVECS + 1)
+            .any(|s| matches!(s, Seg::File { .. }))
     }
 
     /// Records that `n` more bytes went out.
@@ -224,7 +282,7 @@ impl SendBuf {
         let (mut seg, mut off) = self.cursor;
         while n > 0 {
             let Some(s) = self.segs.get(seg) else { break };
-            let left = s.as_slice().len() - off;
+            let left = s.len() - off;
             if n < left {
                 off += n;
                 n = 0;
@@ -248,7 +306,7 @@ impl SendBuf {
                     b.clear();
                     spare = Some(b);
                 }
-                Seg::Bytes(_) | Seg::Slice { .. } => {}
+                Seg::Bytes(_) | Seg::Slice { .. } | Seg::File { .. } => {}
             }
         }
         spare

@@ -53,7 +53,9 @@ impl Shard {
                 w.push((token, key, b));
                 continue;
             }
-            if self.read_piece_if_uncached(&t, (token, key, b)) {
+            if self.read_piece_if_uncached(&t, (token, key, b))
+                || self.send_from_page_cache(&t, token, key, b)
+            {
                 continue;
             }
             if self.read_locally(&t, token, key, b, k) {
@@ -236,7 +238,7 @@ impl Shard {
         block: (Token, u64, BlockRef),
     ) -> bool {
         let piece = block.2.piece.get();
-        if self.cached_pieces.contains(&(t.id, piece)) {
+        if self.cache_state(t.id, piece).is_some() {
             return false;
         }
         let Some(d) = t
@@ -245,12 +247,14 @@ impl Shard {
         else {
             return false;
         };
-        // A kernel that cannot tell (before 6.5) keeps to the page cache.
-        if d.file.is_cached(d.file_offset, u64::from(d.len)) != Some(false) {
+        // A kernel that cannot tell (before 6.5) keeps to the page cache, read on the ring.
+        let cached = d.file.is_cached(d.file_offset, u64::from(d.len));
+        if cached != Some(false) {
             if self.cached_pieces.len() >= 64 {
                 self.cached_pieces.pop_front();
             }
-            self.cached_pieces.push_back((t.id, piece));
+            self.cached_pieces
+                .push_back((t.id, piece, cached == Some(true)));
             return false;
         }
         let Some(buf) = self.piece_pools.take(d.read_len as usize) else {
@@ -278,6 +282,68 @@ impl Shard {
             len: d.read_len,
             buf,
         });
+        true
+    }
+
+    /// What the last check of `piece`'s page cache state found (see `cached_pieces`).
+    fn cache_state(&self, torrent: u64, piece: u32) -> Option<bool> {
+        self.cached_pieces
+            .iter()
+            .find(|&&(t, p, _)| t == torrent && p == piece)
+            .map(|&(_, _, all)| all)
+    }
+
+    /// Queues `b` to be sent from the page cache by the kernel (`sendfile`: no read, no copy
+    /// here) if it lies in one stored file and the page cache holds it: its piece was found
+    /// all cached, or else `cachestat` says so for the block. False otherwise (it is read),
+    /// so that the shard thread never waits for the disk inside `sendfile`.
+    fn send_from_page_cache(
+        &mut self,
+        t: &TorrentShared,
+        token: Token,
+        key: u64,
+        b: BlockRef,
+    ) -> bool {
+        let Some(reader) = t.reader() else {
+            return false;
+        };
+        let mut parts = std::mem::take(&mut self.scratch_parts);
+        parts.clear();
+        let mapped = reader.parts(b.piece.get(), b.offset, b.len, &mut parts);
+        let one = match (mapped, parts.as_slice()) {
+            (
+                Ok(true),
+                [uring_disk::ReadPart::File {
+                    file,
+                    file_offset,
+                    len,
+                    ..
+                }],
+            ) if *len == b.len => Some((file.clone(), *file_offset)),
+            _ => None,
+        };
+        parts.clear();
+        self.scratch_parts = parts;
+        let Some((file, off)) = one else {
+            return false;
+        };
+        let cached = match self.cache_state(t.id, b.piece.get()) {
+            Some(all) => all,
+            None => file.is_cached(off, u64::from(b.len)) == Some(true),
+        };
+        if !cached {
+            return false;
+        }
+        if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            conn.deliver_file(key, b, file, off);
+        }
+        t.counters
+            .page_cache_sends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if b.offset == 0 && self.has_other_peers(t.id) {
+            // The piece is in the page cache: point the torrent's other peers here at it.
+            self.suggest_to_others(t.id, b.piece, token);
+        }
         true
     }
 

@@ -27,10 +27,11 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::backend::{Backend, Completion, Op, Token};
-use super::sendq::SendBuf;
 use reads::{FileRead, PieceRead, Slab};
+use send::Sending;
 
 mod reads;
+mod send;
 
 const KIND_ACCEPT: u64 = 1;
 const KIND_CONNECT: u64 = 2;
@@ -40,9 +41,16 @@ const KIND_CANCEL: u64 = 5;
 const KIND_WAKE: u64 = 6;
 const KIND_FILE: u64 = 7;
 const KIND_PIECE: u64 = 8;
+const KIND_WRITABLE: u64 = 9;
 
 /// Buffer group id of the shard's receive buffer ring.
 const BGID: u16 = 7;
+
+/// An empty `msghdr` for a connection's vectored sends.
+fn empty_msghdr() -> Box<libc::msghdr> {
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    Box::new(unsafe { std::mem::zeroed() })
+}
 
 fn user_data(kind: u64, id: u32) -> u64 {
     (kind << 32) | id as u64
@@ -161,15 +169,10 @@ struct Conn {
     closing: bool,
     /// What is being sent; owned here until the completion.
     send: Option<Sending>,
+    /// Set non-blocking (for `sendfile`, see `uring/send.rs`).
+    nonblocking: bool,
     /// Kept alive until the connect completion.
     addr: Option<Box<SockAddr>>,
-}
-
-/// A send in flight: the buffer, and the iovecs and header of its current `sendmsg`.
-struct Sending {
-    buf: SendBuf,
-    iov: Vec<libc::iovec>,
-    hdr: Box<libc::msghdr>,
 }
 
 /// See the module doc.
@@ -188,6 +191,8 @@ pub struct UringBackend {
     reads: Slab<FileRead>,
     /// Piece reads in flight, likewise.
     pieces: Slab<PieceRead>,
+    /// A send completed inside `submit_op` (a `sendfile` flush) since the last wait.
+    sent_inline: bool,
     /// The shard's eventfd and the 8 bytes its pending read fills.
     waker: Option<(OwnedFd, Box<[u8; 8]>)>,
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
@@ -227,6 +232,7 @@ impl UringBackend {
             cqes: Vec::with_capacity(1024),
             reads: Slab::default(),
             pieces: Slab::default(),
+            sent_inline: false,
             waker: None,
             bind_ip,
         })
@@ -272,21 +278,7 @@ impl UringBackend {
                 self.insert(token, fd, None);
             }
             Op::Recv { token } => self.arm_recv(token)?,
-            Op::Send { token, buf } => {
-                let Some(c) = self.conn(token) else {
-                    return Ok(());
-                };
-                if c.closing || c.send.is_some() {
-                    return Ok(());
-                }
-                c.send = Some(Sending {
-                    buf,
-                    iov: Vec::new(),
-                    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-                    hdr: Box::new(unsafe { std::mem::zeroed() }),
-                });
-                self.send_rest(token)?;
-            }
+            Op::Send { token, buf } => self.start_send(token, buf, on)?,
             Op::ReadPiece {
                 tag,
                 file,
@@ -348,6 +340,7 @@ impl UringBackend {
             inflight,
             closing: false,
             send: None,
+            nonblocking: false,
             addr,
         });
     }
@@ -364,34 +357,6 @@ impl UringBackend {
             .build()
             .user_data(user_data(KIND_RECV, token));
         self.push_sqe(sqe)
-    }
-
-    fn send_rest(&mut self, token: Token) -> io::Result<()> {
-        let Some(c) = self.conn(token) else {
-            return Ok(());
-        };
-        let fd = types::Fd(c.fd.as_raw_fd());
-        let Some(s) = c.send.as_mut() else {
-            return Ok(());
-        };
-        s.iov.clear();
-        s.iov.extend(s.buf.unsent().map(|b| libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        }));
-        let sqe = if let [one] = s.iov[..] {
-            opcode::Send::new(fd, one.iov_base as *const u8, one.iov_len as u32)
-                .flags(libc::MSG_NOSIGNAL)
-                .build()
-        } else {
-            s.hdr.msg_iov = s.iov.as_mut_ptr();
-            s.hdr.msg_iovlen = s.iov.len() as _;
-            opcode::SendMsg::new(fd, &*s.hdr)
-                .flags(libc::MSG_NOSIGNAL as u32)
-                .build()
-        };
-        c.inflight += 1;
-        self.push_sqe(sqe.user_data(user_data(KIND_SEND, token)))
     }
 
     fn arm_accept(&mut self, idx: u32) -> io::Result<()> {
@@ -477,52 +442,8 @@ impl UringBackend {
                 }
             }
             KIND_RECV => self.handle_recv(id, res, flags, on),
-            KIND_SEND => {
-                if self.op_done(id) {
-                    return Ok(());
-                }
-                let Some(c) = self.conn(id) else {
-                    return Ok(());
-                };
-                if res < 0 {
-                    if let Some(s) = c.send.take() {
-                        let err = io::Error::from_raw_os_error(-res);
-                        on(Completion::Sent {
-                            token: id,
-                            buf: s.buf,
-                            result: Err(err),
-                        });
-                    }
-                    return Ok(());
-                }
-                let finished = match c.send.as_mut() {
-                    Some(s) => {
-                        s.buf.advance(res as usize);
-                        s.buf.is_done()
-                    }
-                    None => false,
-                };
-                if finished {
-                    if let Some(s) = c.send.take() {
-                        on(Completion::Sent {
-                            token: id,
-                            buf: s.buf,
-                            result: Ok(()),
-                        });
-                    }
-                } else if res == 0 {
-                    if let Some(s) = c.send.take() {
-                        let err = io::Error::from(io::ErrorKind::WriteZero);
-                        on(Completion::Sent {
-                            token: id,
-                            buf: s.buf,
-                            result: Err(err),
-                        });
-                    }
-                } else {
-                    self.send_rest(id)?;
-                }
-            }
+            KIND_SEND => self.handle_sent(id, res, on)?,
+            KIND_WRITABLE => self.handle_writable(id, res, on)?,
             KIND_CANCEL => {
                 self.op_done(id);
             }
@@ -609,9 +530,15 @@ impl Backend for UringBackend {
         for op in std::mem::take(&mut self.pending) {
             self.submit_op(op, on)?;
         }
+        // A send that finished inline may let the shard send more at once: do not sleep.
+        let want = if std::mem::take(&mut self.sent_inline) {
+            0
+        } else {
+            1
+        };
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(_) => {}
             Err(e)
                 if matches!(

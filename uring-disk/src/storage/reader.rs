@@ -28,6 +28,14 @@ pub struct BlockReader {
 pub struct OpenFile(Arc<FileHandle>);
 
 impl OpenFile {
+    /// A file outside any storage, opened for buffered reads only (tests and tools).
+    pub fn open_read_only(path: &std::path::Path) -> std::io::Result<OpenFile> {
+        Ok(OpenFile(Arc::new(FileHandle::read_only(
+            path.to_path_buf(),
+            std::fs::File::open(path)?,
+        ))))
+    }
+
     /// The buffered (page cache) descriptor; valid as long as this value lives.
     pub fn fd(&self) -> RawFd {
         self.0.buffered.as_raw_fd()
@@ -39,7 +47,7 @@ impl OpenFile {
     }
 
     /// Whether every page of `[offset, offset + len)` is in the page cache (`cachestat(2)`,
-    /// Linux 6.5+); `None` if the kernel cannot tell.
+    /// Linux 6.5+) and the file still reaches `offset + len`; `None` if the kernel cannot tell.
     pub fn is_cached(&self, offset: u64, len: u64) -> Option<bool> {
         #[repr(C)]
         struct Range {
@@ -71,6 +79,12 @@ impl OpenFile {
         };
         if rc != 0 {
             return None;
+        }
+        // cachestat counts pages past the end of file as cached: bytes the file no longer
+        // has (truncated by someone) are not.
+        match self.0.buffered.metadata() {
+            Ok(m) if m.len() >= offset.saturating_add(len) => {}
+            _ => return Some(false),
         }
         let pages = (offset + len).div_ceil(4096) - offset / 4096;
         Some(stat.nr_cache >= pages)

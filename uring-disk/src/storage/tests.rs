@@ -145,3 +145,27 @@ fn the_block_reader_offers_whole_aligned_pieces_and_tells_what_is_cached() {
     assert_eq!(rc, 0);
     assert_eq!(d.file.is_cached(8192, 8192), Some(false));
 }
+
+#[test]
+fn bytes_a_file_lost_to_truncation_are_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut");
+    std::fs::write(&path, vec![5u8; 1 << 20]).unwrap();
+    let f = crate::OpenFile::open_read_only(&path).unwrap();
+    let _ = std::fs::read(&path).unwrap();
+    if f.is_cached(0, 1 << 20).is_none() {
+        eprintln!("no cachestat(2) in this kernel");
+        return;
+    }
+    // Cut by someone else. cachestat alone counts the pages past the new end as cached here
+    // (the large folio that held them stays whole); is_cached must not.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(512 * 1024)
+        .unwrap();
+    assert_eq!(f.is_cached(0, 16384), Some(true));
+    assert_eq!(f.is_cached(768 * 1024, 16384), Some(false));
+    assert_eq!(f.is_cached(512 * 1024 - 4096, 8192), Some(false));
+}
