@@ -7,6 +7,12 @@
 //! before every download), so every byte a leecher gets, that seeder uploaded. Order per run:
 //! for each leecher, each seeder in turn (A B A B). The seeder's CPU is read from
 //! `/proc/<pid>/stat` before and after each download; the leecher's from `wait4`.
+//!
+//! Before every download the payload is read through the page cache (not timed), so each
+//! seeder starts from the same state: the data in memory, as on a box with memory to spare.
+//! Our VMs evict cold page cache on their own (a 4 GiB payload was found 2.3 GiB resident
+//! with 19 GiB free), and a seeder that reads with O_DIRECT leaves it cold for the next one
+//! while one that maps the file warms it. `--page-cache as-is` skips this.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,6 +52,37 @@ pub struct SeedArgs {
     /// Round-trip time between peers (see `swarm --rtt-ms`).
     #[arg(long, default_value_t = 0)]
     pub rtt_ms: u32,
+    /// `warm`: read the payload through the page cache before every download; `as-is`:
+    /// leave the page cache as the last run left it.
+    #[arg(long, value_enum, default_value = "warm")]
+    pub page_cache: PageCache,
+    /// `ringtorrent seed --zero-copy` for our seeder: `remote` (its default: the loopback
+    /// leechers here get copies), `always` (`sendfile` to them too), `never`.
+    #[arg(long, default_value = "remote")]
+    pub ringtorrent_zero_copy: String,
+}
+
+/// The page cache state each download starts from (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PageCache {
+    Warm,
+    AsIs,
+}
+
+/// Reads every file under `path` through the page cache.
+fn warm(path: &Path) -> Result<()> {
+    use std::io::Read;
+    if path.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            warm(&e?.path())?;
+        }
+        return Ok(());
+    }
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {path:?}"))?;
+    let mut buf = vec![0u8; 4 << 20];
+    while f.read(&mut buf)? > 0 {}
+    Ok(())
 }
 
 /// One download from one seeder.
@@ -93,7 +130,11 @@ pub fn run(args: &SeedArgs) -> Result<()> {
     let mut seeders = Vec::new();
     for kind in &args.seeders {
         // The seeders get the torrent without a tracker: they only wait to be dialled.
-        let s = Seeder::start(*kind, &bare, &save_dir, Discovery::None)
+        let rt_args = [
+            "--zero-copy".to_string(),
+            args.ringtorrent_zero_copy.clone(),
+        ];
+        let s = Seeder::start_with(*kind, &bare, &save_dir, Discovery::None, &rt_args)
             .with_context(|| format!("starting the {} seeder", kind.name()))?;
         eprintln!("{} seeder on {}", kind.name(), s.addr());
         seeders.push((*kind, s));
@@ -119,6 +160,9 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                     bail!("seeder {} is not on IPv4", kind.name());
                 };
                 tracker.set_peers(&[addr]);
+                if args.page_cache == PageCache::Warm {
+                    warm(&spec.content_path(&save_dir))?;
+                }
                 let what = format!("{} <- {} run {}", leecher.name(), kind.name(), run + 1);
                 match one_upload(args, *leecher, seeder, &torrent, &run_dir, &spec) {
                     Ok(s) => {
@@ -145,12 +189,14 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         }
     }
     println!(
-        "## seed: {} in {} file(s), piece {}, {} run(s){}\n",
+        "## seed: {} in {} file(s), piece {}, {} run(s){}, ringtorrent --zero-copy {}, page cache {:?}\n",
         format_size(args.common.size),
         args.common.files.max(1),
         format_size(args.common.piece_length),
         args.common.runs,
-        rtt_note(args.rtt_ms)
+        rtt_note(args.rtt_ms),
+        args.ringtorrent_zero_copy,
+        args.page_cache,
     );
     print!("{}", table(&pairs, spec.total_len(), &notes));
     if let Some(path) = &args.common.json {

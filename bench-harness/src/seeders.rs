@@ -55,6 +55,17 @@ impl Seeder {
         save_dir: &Path,
         discovery: Discovery<'_>,
     ) -> Result<Seeder> {
+        Self::start_with(kind, torrent, save_dir, discovery, &[])
+    }
+
+    /// [`Seeder::start`], with `rt_args` appended to a ringtorrent seeder's command line.
+    pub fn start_with(
+        kind: SeederKind,
+        torrent: &Path,
+        save_dir: &Path,
+        discovery: Discovery<'_>,
+        rt_args: &[String],
+    ) -> Result<Seeder> {
         let tracker = match discovery {
             Discovery::Tracker(url) => Some(url.to_string()),
             Discovery::None => None,
@@ -84,6 +95,7 @@ impl Seeder {
                 let port = free_port(ip)?;
                 let mut opts = RtSeedOpts::listen(SocketAddr::from((ip, port)));
                 opts.trackers = tracker.is_some();
+                opts.extra_args = rt_args.to_vec();
                 Seeder::Rt(RtSeeder::start(torrent, save_dir, &opts)?)
             }
         })

@@ -36,6 +36,10 @@ pub struct SeedArgs {
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
+    /// Which peers get cached blocks with `sendfile` (no copy in the seeder): `remote`
+    /// (peers on other hosts), `always`, `never`.
+    #[arg(long, default_value = "remote")]
+    pub zero_copy: ringtorrent::ZeroCopyUploads,
     #[command(flatten)]
     pub rates: crate::util::RateArgs,
     /// Hash-check the data even if the resume file (`<data dir>/.ringtorrent/<infohash>.resume`)
@@ -78,6 +82,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         buffer_pool_bytes: 8 << 20,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
+        zero_copy_uploads: args.zero_copy,
         ..Config::default()
     };
     if let Some(n) = args.shards {

@@ -52,6 +52,51 @@ pub struct Config {
     pub download_rate_limit: u64,
     /// Regular upload slots per torrent (BEP 3 choking; one optimistic slot comes on top).
     pub upload_slots: usize,
+    /// Which peers get blocks from the page cache with `sendfile` (no read, no copy here).
+    pub zero_copy_uploads: ZeroCopyUploads,
+}
+
+/// Which peers are sent blocks the page cache holds with `sendfile` instead of reading them
+/// into memory and copying them into the socket (DESIGN.md, "Anatomy of an upload").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroCopyUploads {
+    /// Peers on other hosts. A peer on this host (a loopback address, or the address we
+    /// listen on) is sent copies: it then copies our bytes out of the CPU cache instead of
+    /// out of memory, and on our 2-core machines it downloaded faster that way (our own
+    /// downloader fed by four local seeders: 1.14-1.16 CPU-s/GiB with copies against
+    /// 1.21-1.30 with `sendfile`).
+    #[default]
+    RemotePeers,
+    /// Every peer (what a seeder on this host costs least with).
+    Always,
+    /// No peer.
+    Never,
+}
+
+impl ZeroCopyUploads {
+    /// Whether `peer` gets `sendfile`, when we listen on `own` (if a specific address).
+    pub fn allows(self, peer: std::net::IpAddr, own: Option<std::net::IpAddr>) -> bool {
+        match self {
+            ZeroCopyUploads::Always => true,
+            ZeroCopyUploads::Never => false,
+            ZeroCopyUploads::RemotePeers => {
+                let peer = peer.to_canonical();
+                !peer.is_loopback() && Some(peer) != own.map(|o| o.to_canonical())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for ZeroCopyUploads {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "remote" => Ok(ZeroCopyUploads::RemotePeers),
+            "always" => Ok(ZeroCopyUploads::Always),
+            "never" => Ok(ZeroCopyUploads::Never),
+            _ => Err(format!("{s:?}: expected remote, always or never")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -71,6 +116,7 @@ impl Default for Config {
             upload_rate_limit: 0,
             download_rate_limit: 0,
             upload_slots: 4,
+            zero_copy_uploads: ZeroCopyUploads::default(),
         }
     }
 }
@@ -318,6 +364,7 @@ impl Engine {
                 disk: disk.clone(),
                 global_limits: global_limits.clone(),
                 upload_slots: config.upload_slots.max(1),
+                zero_copy_uploads: config.zero_copy_uploads,
             };
             shards.push(shard::spawn(cfg).map_err(EngineError::Thread)?);
         }
@@ -519,5 +566,36 @@ pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[Sock
             torrent: t.id,
             addr,
         });
+    }
+}
+
+#[cfg(test)]
+mod zero_copy_tests {
+    use super::ZeroCopyUploads;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_peers_on_other_hosts_get_sendfile_by_default() {
+        let d = ZeroCopyUploads::default();
+        let own = Some(ip("10.0.0.5"));
+        assert!(d.allows(ip("10.0.0.6"), own));
+        assert!(d.allows(ip("2001:db8::1"), None));
+        assert!(!d.allows(ip("127.0.0.3"), own));
+        assert!(!d.allows(ip("::1"), own));
+        assert!(!d.allows(ip("::ffff:127.0.0.1"), None), "mapped loopback");
+        assert!(!d.allows(ip("10.0.0.5"), own), "our own address");
+        assert!(
+            !d.allows(ip("::ffff:10.0.0.5"), own),
+            "our own address, mapped"
+        );
+        assert!(ZeroCopyUploads::Always.allows(ip("127.0.0.3"), own));
+        assert!(!ZeroCopyUploads::Never.allows(ip("10.0.0.6"), own));
+        assert_eq!("always".parse(), Ok(ZeroCopyUploads::Always));
+        assert_eq!("remote".parse(), Ok(ZeroCopyUploads::RemotePeers));
+        assert!("sometimes".parse::<ZeroCopyUploads>().is_err());
     }
 }

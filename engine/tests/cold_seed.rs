@@ -1,12 +1,13 @@
 //! Loopback: a seeder whose data is not in the page cache reads whole pieces with O_DIRECT
 //! (its first `RWF_NOWAIT` read of each piece says "not cached") and serves their blocks as
 //! slices of them; the leecher gets every byte right. Then the same with the data cached:
-//! plain page-cache reads, no direct piece read.
+//! no direct piece read, blocks sent from the page cache with `sendfile` when zero-copy
+//! uploads are on for every peer, and copies for a peer on this host by default.
 
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use ringtorrent::{AddTorrent, Alert, Engine, TorrentSource};
+use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentSource, ZeroCopyUploads};
 
 mod common;
 
@@ -53,7 +54,11 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
     // Not a whole number of pieces: the last piece's direct read ends at the end of file.
     let data = common::pseudo_random(6 * PIECE as usize + 5000, 0xc01d_5eed);
     let bytes = common::single_file_torrent(dir.path(), "cold", &data, PIECE);
-    let seeder = Engine::start(common::config([127, 0, 0, 8])).unwrap();
+    let seeder = Engine::start(Config {
+        zero_copy_uploads: ZeroCopyUploads::Always,
+        ..common::config([127, 0, 0, 8])
+    })
+    .unwrap();
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
     add.check_existing = true;
     let id = seeder.add_torrent(add).unwrap();
@@ -75,8 +80,19 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
         eprintln!("this filesystem refuses O_DIRECT: only the fallback was exercised");
     }
 
-    // Cached now (read it through the page cache): sent from the page cache (sendfile).
+    seeder.shutdown().await.unwrap();
+
+    // Cached now (read it through the page cache), and a new seeder (whose shards hold no
+    // piece read whole): blocks go out from the page cache (sendfile), none read O_DIRECT.
     let _ = std::fs::read(dir.path().join("cold")).unwrap();
+    let seeder = Engine::start(Config {
+        zero_copy_uploads: ZeroCopyUploads::Always,
+        ..common::config([127, 0, 0, 8])
+    })
+    .unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
+    add.check_existing = true;
+    let id = seeder.add_torrent(add).unwrap();
     let out = dir.path().join("out2");
     download_from(&seeder, bytes, &out).await;
     assert!(
@@ -85,12 +101,34 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
     );
     let stats = seeder.stats(id).unwrap();
     assert_eq!(
-        stats.direct_piece_reads, cold,
+        stats.direct_piece_reads, 0,
         "a cached piece was read with O_DIRECT"
     );
     assert!(
         stats.page_cache_sends > 0,
         "no block was sent from the page cache"
     );
+    seeder.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_on_this_host_is_sent_copies_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::pseudo_random(3 * PIECE as usize + 777, 0x10ca_1000);
+    let bytes = common::single_file_torrent(dir.path(), "local", &data, PIECE);
+    let seeder = Engine::start(common::config([127, 0, 0, 10])).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
+    add.check_existing = true;
+    let id = seeder.add_torrent(add).unwrap();
+    let _ = std::fs::read(dir.path().join("local")).unwrap();
+    let out = dir.path().join("out");
+    download_from(&seeder, bytes, &out).await;
+    assert!(
+        std::fs::read(out.join("local")).unwrap() == data,
+        "data differs"
+    );
+    let stats = seeder.stats(id).unwrap();
+    assert!(stats.uploaded_bytes >= data.len() as u64, "{stats:?}");
+    assert_eq!(stats.page_cache_sends, 0, "a loopback peer got sendfile");
     seeder.shutdown().await.unwrap();
 }

@@ -55,9 +55,12 @@ fn make_content(dir: &Path) -> (Vec<u8>, Metainfo) {
     (bytes, meta)
 }
 
+/// Both backends; seeders here send cached blocks with `sendfile` even to these loopback
+/// peers (`ZeroCopyUploads::Always`), so that path runs on both.
 fn config(force_portable: bool, ip: [u8; 4]) -> Config {
     Config {
         force_portable,
+        zero_copy_uploads: ringtorrent::ZeroCopyUploads::Always,
         ..common::config(ip)
     }
 }

@@ -87,6 +87,7 @@ pub struct ShardConfig {
     pub global_limits: Arc<crate::ratelimit::RateLimits>,
     /// Regular upload slots per torrent (the choker's).
     pub upload_slots: usize,
+    pub zero_copy_uploads: crate::engine::ZeroCopyUploads,
 }
 
 /// The engine's handle to a running shard.
@@ -177,6 +178,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         disk: cfg.disk.clone(),
         global_limits: cfg.global_limits.clone(),
         upload_slots: cfg.upload_slots,
+        zero_copy: (cfg.zero_copy_uploads, cfg.bind_ip),
         index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
@@ -237,6 +239,8 @@ struct Shard {
     disk: Arc<uring_disk::DiskPipeline>,
     global_limits: Arc<crate::ratelimit::RateLimits>,
     upload_slots: usize,
+    /// Which peers get `sendfile`, and the address we listen on (see `ZeroCopyUploads`).
+    zero_copy: (crate::engine::ZeroCopyUploads, Option<std::net::IpAddr>),
     index: usize,
     next_key: u64,
     ops: Vec<Op>,

@@ -304,6 +304,13 @@ impl Shard {
         key: u64,
         b: BlockRef,
     ) -> bool {
+        let (mode, own) = self.zero_copy;
+        let Some(Some(conn)) = self.conns.get(token as usize) else {
+            return false;
+        };
+        if !mode.allows(conn.addr.ip(), own) {
+            return false;
+        }
         let Some(reader) = t.reader() else {
             return false;
         };
