@@ -11,7 +11,7 @@
 //! buffered `IORING_OP_READ` straight into the PIECE message after its header) live in the
 //! `reads` slab, with their files held open, until their last completion.
 //!
-//! At about 680 lines this file is over the house limit on purpose: it is the one place where
+//! At about 590 lines this file is over the house limit on purpose: it is the one place where
 //! SQE pointers and their owners meet, and keeping every op's submission next to its completion
 //! keeps the ownership rules checkable in one read (upload reads, whose slab slots own their
 //! buffers the same way, are in `uring/reads.rs`).
