@@ -112,6 +112,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         no_trackers: true,
         trackers: Vec::new(),
         no_uring: false,
+        zero_copy: ringtorrent::ZeroCopyUploads::default(),
         quiet: false,
         verbose: false,
         timeout: 600,

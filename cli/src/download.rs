@@ -37,6 +37,10 @@ pub struct DownloadArgs {
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
+    /// Which peers get cached blocks with `sendfile` while seeding: `remote` (peers on other
+    /// hosts), `always`, `never`.
+    #[arg(long, default_value = "remote")]
+    pub zero_copy: ringtorrent::ZeroCopyUploads,
     /// No progress output, only the final summary.
     #[arg(short, long)]
     pub quiet: bool,
@@ -123,6 +127,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         listen: args.listen,
         use_trackers: !args.no_trackers,
         force_portable: args.no_uring,
+        zero_copy_uploads: args.zero_copy,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
         ..Config::default()

@@ -314,6 +314,8 @@ fn usage_errors_exit_2_and_help_exits_0() {
     usage_error(&["frobnicate"]);
     usage_error(&["create", "x"]);
     usage_error(&["info", "--bogus", "x"]);
+    usage_error(&["seed", "x.torrent", "data", "--zero-copy", "sometimes"]);
+    usage_error(&["download", "x.torrent", "--zero-copy", ""]);
     for sub in [&["--help"][..], &["info", "--help"], &["create", "--help"]] {
         let o = run(sub);
         assert!(o.status.success(), "{sub:?}");
