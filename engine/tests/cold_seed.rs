@@ -7,7 +7,7 @@
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentSource, ZeroCopyUploads};
+use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentId, TorrentSource, ZeroCopyUploads};
 
 mod common;
 
@@ -30,10 +30,33 @@ fn direct_io_works(path: &std::path::Path) -> bool {
         .is_ok()
 }
 
-async fn download_from(seeder: &Engine, bytes: Vec<u8>, out: &std::path::Path) {
+/// A seeder with `config` over the torrent's data in `dir` (checked first).
+fn start_seeder(config: Config, dir: &std::path::Path, bytes: &[u8]) -> (Engine, TorrentId) {
+    let seeder = Engine::start(config).unwrap();
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.to_vec()), dir);
+    add.check_existing = true;
+    let id = seeder.add_torrent(add).unwrap();
+    (seeder, id)
+}
+
+fn zero_copy_always(ip: [u8; 4]) -> Config {
+    Config {
+        zero_copy_uploads: ZeroCopyUploads::Always,
+        ..common::config(ip)
+    }
+}
+
+/// Downloads the torrent from `seeder` into `out` and checks that file `name` is `data`.
+async fn download_and_compare(
+    seeder: &Engine,
+    bytes: &[u8],
+    out: &std::path::Path,
+    name: &str,
+    data: &[u8],
+) {
     let leecher = Engine::start(common::config([127, 0, 0, 1])).unwrap();
     let mut alerts = leecher.alerts().unwrap();
-    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), out);
+    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.to_vec()), out);
     add.peers = vec![seeder.listen_addr()];
     leecher.add_torrent(add).unwrap();
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -46,6 +69,10 @@ async fn download_from(seeder: &Engine, bytes: Vec<u8>, out: &std::path::Path) {
         }
     }
     leecher.shutdown().await.unwrap();
+    assert!(
+        std::fs::read(out.join(name)).unwrap() == data,
+        "data differs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,22 +81,10 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
     // Not a whole number of pieces: the last piece's direct read ends at the end of file.
     let data = common::pseudo_random(6 * PIECE as usize + 5000, 0xc01d_5eed);
     let bytes = common::single_file_torrent(dir.path(), "cold", &data, PIECE);
-    let seeder = Engine::start(Config {
-        zero_copy_uploads: ZeroCopyUploads::Always,
-        ..common::config([127, 0, 0, 8])
-    })
-    .unwrap();
-    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
-    add.check_existing = true;
-    let id = seeder.add_torrent(add).unwrap();
+    let (seeder, id) = start_seeder(zero_copy_always([127, 0, 0, 8]), dir.path(), &bytes);
     evict(&dir.path().join("cold"));
 
-    let out = dir.path().join("out1");
-    download_from(&seeder, bytes.clone(), &out).await;
-    assert!(
-        std::fs::read(out.join("cold")).unwrap() == data,
-        "data differs"
-    );
+    download_and_compare(&seeder, &bytes, &dir.path().join("out1"), "cold", &data).await;
     let cold = seeder.stats(id).unwrap().direct_piece_reads;
     if direct_io_works(&dir.path().join("cold")) {
         assert!(
@@ -85,20 +100,8 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
     // Cached now (read it through the page cache), and a new seeder (whose shards hold no
     // piece read whole): blocks go out from the page cache (sendfile), none read O_DIRECT.
     let _ = std::fs::read(dir.path().join("cold")).unwrap();
-    let seeder = Engine::start(Config {
-        zero_copy_uploads: ZeroCopyUploads::Always,
-        ..common::config([127, 0, 0, 8])
-    })
-    .unwrap();
-    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
-    add.check_existing = true;
-    let id = seeder.add_torrent(add).unwrap();
-    let out = dir.path().join("out2");
-    download_from(&seeder, bytes, &out).await;
-    assert!(
-        std::fs::read(out.join("cold")).unwrap() == data,
-        "data differs"
-    );
+    let (seeder, id) = start_seeder(zero_copy_always([127, 0, 0, 8]), dir.path(), &bytes);
+    download_and_compare(&seeder, &bytes, &dir.path().join("out2"), "cold", &data).await;
     let stats = seeder.stats(id).unwrap();
     assert_eq!(
         stats.direct_piece_reads, 0,
@@ -116,17 +119,9 @@ async fn a_peer_on_this_host_is_sent_copies_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let data = common::pseudo_random(3 * PIECE as usize + 777, 0x10ca_1000);
     let bytes = common::single_file_torrent(dir.path(), "local", &data, PIECE);
-    let seeder = Engine::start(common::config([127, 0, 0, 10])).unwrap();
-    let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
-    add.check_existing = true;
-    let id = seeder.add_torrent(add).unwrap();
+    let (seeder, id) = start_seeder(common::config([127, 0, 0, 10]), dir.path(), &bytes);
     let _ = std::fs::read(dir.path().join("local")).unwrap();
-    let out = dir.path().join("out");
-    download_from(&seeder, bytes, &out).await;
-    assert!(
-        std::fs::read(out.join("local")).unwrap() == data,
-        "data differs"
-    );
+    download_and_compare(&seeder, &bytes, &dir.path().join("out"), "local", &data).await;
     let stats = seeder.stats(id).unwrap();
     assert!(stats.uploaded_bytes >= data.len() as u64, "{stats:?}");
     assert_eq!(stats.page_cache_sends, 0, "a loopback peer got sendfile");

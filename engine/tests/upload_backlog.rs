@@ -36,6 +36,22 @@ fn connect_small_window(addr: SocketAddr) -> TcpStream {
     sock.into()
 }
 
+/// A raw peer of `seeder`'s torrent with a small receive window: handshaken, interested,
+/// and unchoked (a new interested peer gets a free slot at once).
+fn unchoked_peer(seeder: &Engine, info_hash: ringtorrent::InfoHash, id: &[u8; 20]) -> TcpStream {
+    let mut s = connect_small_window(seeder.listen_addr());
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hs = Handshake::ours(info_hash, PeerId(*id));
+    s.write_all(&hs.to_bytes()).unwrap();
+    let mut theirs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut theirs).unwrap();
+    let mut out = Vec::new();
+    wire::encode(&Message::Interested, &mut out);
+    s.write_all(&out).unwrap();
+    while read_msg(&mut s).first() != Some(&1) {}
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leecher_that_stops_reading_does_not_make_the_seeder_queue_its_requests() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,23 +63,8 @@ async fn a_leecher_that_stops_reading_does_not_make_the_seeder_queue_its_request
     let id = seeder.add_torrent(add).unwrap();
     let meta = ringtorrent::metainfo::Metainfo::from_bytes(&bytes).unwrap();
 
-    let mut s = connect_small_window(seeder.listen_addr());
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let hs = Handshake::ours(meta.info_hash, PeerId(*b"-XX0001-slowreader00"));
-    s.write_all(&hs.to_bytes()).unwrap();
-    let mut theirs = [0u8; HANDSHAKE_LEN];
-    s.read_exact(&mut theirs).unwrap();
+    let mut s = unchoked_peer(&seeder, meta.info_hash, b"-XX0001-slowreader00");
     let mut out = Vec::new();
-    wire::encode(&Message::Interested, &mut out);
-    s.write_all(&out).unwrap();
-    // Wait for the unchoke (a new interested peer gets a free slot at once).
-    loop {
-        let m = read_msg(&mut s);
-        if m.first() == Some(&1) {
-            break;
-        }
-    }
-    out.clear();
     for i in 0..REQUESTS {
         wire::encode(
             &Message::Request {
@@ -126,17 +127,8 @@ async fn a_block_the_file_no_longer_has_is_rejected_not_sent() {
         .set_len(2 * u64::from(PIECE))
         .unwrap();
 
-    let mut s = connect_small_window(seeder.listen_addr());
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let hs = Handshake::ours(meta.info_hash, PeerId(*b"-XX0001-truncated000"));
-    s.write_all(&hs.to_bytes()).unwrap();
-    let mut theirs = [0u8; HANDSHAKE_LEN];
-    s.read_exact(&mut theirs).unwrap();
+    let mut s = unchoked_peer(&seeder, meta.info_hash, b"-XX0001-truncated000");
     let mut out = Vec::new();
-    wire::encode(&Message::Interested, &mut out);
-    s.write_all(&out).unwrap();
-    while read_msg(&mut s).first() != Some(&1) {}
-    out.clear();
     for (piece, offset) in [(0, 0), (3, PIECE - BLOCK)] {
         wire::encode(
             &Message::Request {

@@ -288,6 +288,38 @@ impl Conn {
         Some(t.clone())
     }
 
+    /// Whether `block`'s bytes may be queued now: the connection (`key`) is the one that asked
+    /// and is not failing, and the session still wants the block sent. With `have_bytes`
+    /// false (the read failed) the session is told instead (a REJECT for Fast peers). Either
+    /// way the session's bytes are taken for the next send.
+    fn block_ready(&mut self, key: u64, block: crate::types::BlockRef, have_bytes: bool) -> bool {
+        if key != self.key || self.failed.is_some() {
+            return false;
+        }
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return false;
+        };
+        let ready = if have_bytes {
+            session.piece_ready(block, t)
+        } else {
+            session.on_read(block, None, t);
+            false
+        };
+        self.out.append(&mut session.out);
+        ready
+    }
+
+    /// Puts `block`'s PIECE header at the end of the byte stream and moves the stream into the
+    /// next send, for the block's bytes to follow as a segment of their own.
+    fn header_then_block(&mut self, block: crate::types::BlockRef) {
+        self.out.extend_from_slice(&crate::wire::piece_header(
+            block.piece.get(),
+            block.offset,
+            block.len,
+        ));
+        self.move_out();
+    }
+
     /// A disk read (or a cache hit) for this connection: `msg` is the block's PIECE message,
     /// queued as it is (shared, not copied), or `None` if the read failed.
     pub fn deliver_read(
@@ -296,21 +328,7 @@ impl Conn {
         block: crate::types::BlockRef,
         msg: Option<&Rc<BlockMsg>>,
     ) {
-        if key != self.key || self.failed.is_some() {
-            return;
-        }
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return;
-        };
-        let ready = match msg {
-            Some(_) => session.piece_ready(block, t),
-            None => {
-                session.on_read(block, None, t);
-                false
-            }
-        };
-        self.out.append(&mut session.out);
-        if let (true, Some(m)) = (ready, msg) {
+        if let (true, Some(m)) = (self.block_ready(key, block, msg.is_some()), msg) {
             self.move_out();
             self.pending.push_msg(Rc::clone(m));
         }
@@ -324,26 +342,9 @@ impl Conn {
         block: crate::types::BlockRef,
         piece: &Rc<PieceData>,
     ) {
-        if key != self.key || self.failed.is_some() {
-            return;
-        }
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return;
-        };
-        if piece.get(block.offset, block.len).is_none() {
-            session.on_read(block, None, t);
-            self.out.append(&mut session.out);
-            return;
-        }
-        let ready = session.piece_ready(block, t);
-        self.out.append(&mut session.out);
-        if ready {
-            self.out.extend_from_slice(&crate::wire::piece_header(
-                block.piece.get(),
-                block.offset,
-                block.len,
-            ));
-            self.move_out();
+        let have = piece.get(block.offset, block.len).is_some();
+        if self.block_ready(key, block, have) {
+            self.header_then_block(block);
             self.pending
                 .push_slice(Rc::clone(piece), block.offset, block.len);
         }
@@ -358,21 +359,8 @@ impl Conn {
         file: uring_disk::OpenFile,
         off: u64,
     ) {
-        if key != self.key || self.failed.is_some() {
-            return;
-        }
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return;
-        };
-        let ready = session.piece_ready(block, t);
-        self.out.append(&mut session.out);
-        if ready {
-            self.out.extend_from_slice(&crate::wire::piece_header(
-                block.piece.get(),
-                block.offset,
-                block.len,
-            ));
-            self.move_out();
+        if self.block_ready(key, block, true) {
+            self.header_then_block(block);
             self.pending.push_file(file, off, block.len);
         }
     }
