@@ -5,7 +5,8 @@
 //! Setup: one seeder of each kind runs for the whole benchmark on its own 127.0.0.x address,
 //! announcing nowhere. A fixed-peer tracker hands each leecher exactly one seeder (switched
 //! before every download), so every byte a leecher gets, that seeder uploaded. Order per run:
-//! for each leecher, each seeder in turn (A B A B). The seeder's CPU is read from
+//! for each leecher, each seeder in turn, the seeders' order reversed every other run (A B,
+//! B A), after `--warmup` uncounted rounds in the same order. The seeder's CPU is read from
 //! `/proc/<pid>/stat` before and after each download; the leecher's from `wait4`.
 //!
 //! Before every download the payload is read through the page cache (not timed), so each
@@ -60,6 +61,25 @@ pub struct SeedArgs {
     /// leechers here get copies), `always` (`sendfile` to them too), `never`.
     #[arg(long, default_value = "remote")]
     pub ringtorrent_zero_copy: String,
+    /// Downloads per leecher and seeder before the measured runs, not counted.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+}
+
+/// A round of downloads: every leecher from every seeder once.
+#[derive(Debug, Clone, Copy)]
+enum Round {
+    WarmUp(u32),
+    Measured(u32),
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Round::WarmUp(i) => write!(f, "warm-up {}", i + 1),
+            Round::Measured(i) => write!(f, "run {}", i + 1),
+        }
+    }
 }
 
 /// The page cache state each download starts from (see the module doc).
@@ -140,6 +160,7 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         seeders.push((*kind, s));
     }
 
+    let seeders_len = seeders.len();
     let mut pairs: Vec<Pair> = Vec::new();
     for l in &leechers {
         for (k, _) in &seeders {
@@ -151,10 +172,22 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             });
         }
     }
-    for run in 0..args.common.runs {
-        let mut i = 0;
-        for leecher in &leechers {
-            for (kind, seeder) in seeders.iter_mut() {
+    // Warm-up downloads first (not counted): the first download after the harness starts was
+    // up to 1.9x slower, with 2.5x the leecher's kernel time, whichever seeder served it (this
+    // VM's memory is slow on first touch, and a 4 GiB download takes 4 GiB of fresh pages).
+    let rounds = (0..args.warmup).map(Round::WarmUp);
+    for (n, round) in rounds
+        .chain((0..args.common.runs).map(Round::Measured))
+        .enumerate()
+    {
+        // Seeders take turns going first, so neither always follows the same one.
+        let mut order: Vec<usize> = (0..seeders.len()).collect();
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        for (li, leecher) in leechers.iter().enumerate() {
+            for &si in &order {
+                let (kind, seeder) = &mut seeders[si];
                 seeder.check_alive()?;
                 let SocketAddr::V4(addr) = seeder.addr() else {
                     bail!("seeder {} is not on IPv4", kind.name());
@@ -163,7 +196,8 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                 if args.page_cache == PageCache::Warm {
                     warm(&spec.content_path(&save_dir))?;
                 }
-                let what = format!("{} <- {} run {}", leecher.name(), kind.name(), run + 1);
+                let what = format!("{} <- {} {round}", leecher.name(), kind.name());
+                let pair = &mut pairs[li * seeders_len + si];
                 match one_upload(args, *leecher, seeder, &torrent, &run_dir, &spec) {
                     Ok(s) => {
                         eprintln!(
@@ -172,14 +206,15 @@ pub fn run(args: &SeedArgs) -> Result<()> {
                             spec.total_len() as f64 / 1e6 / s.leecher.wall_s,
                             s.seeder_cpu_s
                         );
-                        pairs[i].samples.push(s);
+                        if let Round::Measured(_) = round {
+                            pair.samples.push(s);
+                        }
                     }
                     Err(e) => {
                         eprintln!("  {what}: FAILED: {e:#}");
-                        pairs[i].failures.push(format!("run {}: {e:#}", run + 1));
+                        pair.failures.push(format!("{round}: {e:#}"));
                     }
                 }
-                i += 1;
             }
         }
     }
@@ -189,11 +224,12 @@ pub fn run(args: &SeedArgs) -> Result<()> {
         }
     }
     println!(
-        "## seed: {} in {} file(s), piece {}, {} run(s){}, ringtorrent --zero-copy {}, page cache {:?}\n",
+        "## seed: {} in {} file(s), piece {}, {} run(s) after {} warm-up(s){}, ringtorrent --zero-copy {}, page cache {:?}\n",
         format_size(args.common.size),
         args.common.files.max(1),
         format_size(args.common.piece_length),
         args.common.runs,
+        args.warmup,
         rtt_note(args.rtt_ms),
         args.ringtorrent_zero_copy,
         args.page_cache,

@@ -151,6 +151,9 @@ pub struct TorrentStats {
     /// Blocks sent straight from the page cache by the kernel (`sendfile`; no read into
     /// memory here).
     pub page_cache_sends: u64,
+    /// Blocks copied by the kernel from a mapping of their file into the socket (`sendmsg`;
+    /// no read into memory here).
+    pub mapped_sends: u64,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,

@@ -57,6 +57,8 @@ pub struct Counters {
     pub direct_piece_reads: AtomicU32,
     /// Blocks sent from the page cache with `sendfile`.
     pub page_cache_sends: AtomicU64,
+    /// Blocks sent from a mapping of their file (one copy, by the kernel).
+    pub mapped_sends: AtomicU64,
 }
 
 /// Everything about a torrent that shards share.

@@ -2,7 +2,8 @@
 //! (its first `RWF_NOWAIT` read of each piece says "not cached") and serves their blocks as
 //! slices of them; the leecher gets every byte right. Then the same with the data cached:
 //! no direct piece read, blocks sent from the page cache with `sendfile` when zero-copy
-//! uploads are on for every peer, and copies for a peer on this host by default.
+//! uploads are on for every peer, and for a peer on this host by default copied by the
+//! kernel from a mapping of the file (io_uring backend) or read (epoll backend).
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -114,16 +115,41 @@ async fn uncached_pieces_are_read_whole_with_o_direct_and_served_right() {
     seeder.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_on_this_host_is_sent_copies_by_default() {
+/// Seeds cached data to a peer on this host with `config` and returns the seeder's stats.
+async fn seed_cached_locally(config: Config, seed: u32) -> ringtorrent::TorrentStats {
     let dir = tempfile::tempdir().unwrap();
-    let data = common::pseudo_random(3 * PIECE as usize + 777, 0x10ca_1000);
+    let data = common::pseudo_random(3 * PIECE as usize + 777, seed);
     let bytes = common::single_file_torrent(dir.path(), "local", &data, PIECE);
-    let (seeder, id) = start_seeder(common::config([127, 0, 0, 10]), dir.path(), &bytes);
+    let (seeder, id) = start_seeder(config, dir.path(), &bytes);
     let _ = std::fs::read(dir.path().join("local")).unwrap();
     download_and_compare(&seeder, &bytes, &dir.path().join("out"), "local", &data).await;
     let stats = seeder.stats(id).unwrap();
+    seeder.shutdown().await.unwrap();
     assert!(stats.uploaded_bytes >= data.len() as u64, "{stats:?}");
     assert_eq!(stats.page_cache_sends, 0, "a loopback peer got sendfile");
-    seeder.shutdown().await.unwrap();
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_on_this_host_is_sent_copies_from_a_mapping_by_default() {
+    let stats = seed_cached_locally(common::config([127, 0, 0, 10]), 0x10ca_1000).await;
+    if uring_disk::uring_available().is_ok() {
+        // Every block of the cached file lies in one file: all go out from the mapping.
+        assert!(
+            stats.mapped_sends >= stats.uploaded_bytes / 16384,
+            "blocks were read instead of sent from the mapping: {stats:?}"
+        );
+    } else {
+        eprintln!("io_uring is unavailable here: only the epoll backend was exercised");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_epoll_backend_reads_blocks_for_a_peer_on_this_host() {
+    let config = Config {
+        force_portable: true,
+        ..common::config([127, 0, 0, 11])
+    };
+    let stats = seed_cached_locally(config, 0x10ca_2000).await;
+    assert_eq!(stats.mapped_sends, 0, "{stats:?}");
 }

@@ -46,5 +46,6 @@ pub use pipeline::{
 pub use pool::{BufferPool, PoolError, PooledBuf, ALIGN};
 pub use probe::{uring_available, NO_URING_ENV};
 pub use storage::{
-    BlockReader, DirectPiece, FileSelector, OpenFile, ReadPart, Selection, Storage, StorageOptions,
+    BlockReader, DirectPiece, FileSelector, MappedRange, OpenFile, ReadPart, Selection, Storage,
+    StorageOptions,
 };

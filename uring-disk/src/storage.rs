@@ -47,9 +47,11 @@ use crate::error::{IoOp, StorageError};
 use crate::hash::files::check_layout;
 use crate::layout::{check_rel_path, resolve_paths, Layout, Parked, Spans, StorageFile};
 use crate::ops::fallocate::{reserve, Reserved};
+pub use mapped::MappedRange;
 use parts::Parts;
 pub use reader::{BlockReader, DirectPiece, OpenFile, ReadPart};
 
+mod mapped;
 mod parts;
 #[cfg(test)]
 mod parts_tests;

@@ -243,6 +243,7 @@ pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats
         suggests_received: c.suggests_received.load(Ordering::Relaxed),
         direct_piece_reads: c.direct_piece_reads.load(Ordering::Relaxed),
         page_cache_sends: c.page_cache_sends.load(Ordering::Relaxed),
+        mapped_sends: c.mapped_sends.load(Ordering::Relaxed),
         downloaded_bytes: c.downloaded_bytes.load(Ordering::Relaxed),
         uploaded_bytes: c.uploaded_bytes.load(Ordering::Relaxed),
         wasted_bytes: c.wasted_bytes.load(Ordering::Relaxed),

@@ -108,4 +108,9 @@ pub trait Backend {
     fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Completion<'_>)) -> io::Result<()>;
     /// A short name for logs ("io_uring" or "epoll").
     fn name(&self) -> &'static str;
+    /// Whether sends take blocks from file mappings by address (`sendmsg`); otherwise they
+    /// would go out with `sendfile`, which is only for peers that get zero-copy uploads.
+    fn sends_from_mappings(&self) -> bool {
+        false
+    }
 }

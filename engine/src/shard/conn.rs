@@ -365,6 +365,22 @@ impl Conn {
         }
     }
 
+    /// A block the page cache holds, inside the mapping `map` of its file at `off`: its PIECE
+    /// header goes into the byte stream, and the kernel copies the block from the page cache
+    /// into the socket (`sendmsg` from the mapping; not read here).
+    pub fn deliver_mapped(
+        &mut self,
+        key: u64,
+        block: crate::types::BlockRef,
+        map: Rc<uring_disk::MappedRange>,
+        off: u64,
+    ) {
+        if self.block_ready(key, block, true) {
+            self.header_then_block(block);
+            self.pending.push_mapped(map, off, block.len);
+        }
+    }
+
     /// Moves the session's bytes into the next send, keeping their order with messages.
     fn move_out(&mut self) {
         if !self.out.is_empty() {

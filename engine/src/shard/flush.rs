@@ -107,10 +107,22 @@ mod tests {
 
     #[test]
     fn bytes_and_file_segments_arrive_in_order_even_when_the_socket_fills() {
+        stream_through_flush(false);
+    }
+
+    #[test]
+    fn mapped_segments_go_out_like_file_segments() {
+        stream_through_flush(true);
+    }
+
+    /// Sends bytes and two ~1 MB blocks of a file (as file or as mapped segments) through a
+    /// loopback socket with `flush_nonblocking` and compares what arrives.
+    fn stream_through_flush(mapped: bool) {
         let data: Vec<u8> = (0..3_000_000u32)
             .map(|i| (i * 7 + i / 4096) as u8)
             .collect();
         let file = file_with(&data);
+        let map = std::rc::Rc::new(uring_disk::MappedRange::map(&file, 0, 3 << 20).unwrap());
         let (tx, mut rx) = pair();
         let mut buf = SendBuf::from_bytes(b"head".to_vec());
         let mut want = b"head".to_vec();
@@ -118,11 +130,16 @@ mod tests {
             .iter()
             .enumerate()
         {
-            buf.push_file(file.clone(), chunk.0, chunk.1);
+            if mapped {
+                buf.push_mapped(map.clone(), chunk.0, chunk.1);
+            } else {
+                buf.push_file(file.clone(), chunk.0, chunk.1);
+            }
             want.extend_from_slice(&data[chunk.0 as usize..(chunk.0 + chunk.1 as u64) as usize]);
             buf.push_bytes(vec![i as u8; 3]);
             want.extend_from_slice(&[i as u8; 3]);
         }
+        assert_eq!(buf.len(), want.len());
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             rx.read_to_end(&mut got).unwrap();

@@ -15,6 +15,7 @@ pub mod backend;
 mod cache;
 mod conn;
 mod flush;
+mod maps;
 mod pieces;
 pub mod portable;
 pub mod sendq;
@@ -179,6 +180,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         global_limits: cfg.global_limits.clone(),
         upload_slots: cfg.upload_slots,
         zero_copy: (cfg.zero_copy_uploads, cfg.bind_ip),
+        maps: backend.sends_from_mappings().then(maps::MapCache::default),
         index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
@@ -241,6 +243,9 @@ struct Shard {
     upload_slots: usize,
     /// Which peers get `sendfile`, and the address we listen on (see `ZeroCopyUploads`).
     zero_copy: (crate::engine::ZeroCopyUploads, Option<std::net::IpAddr>),
+    /// Windows onto files for blocks sent from the page cache to the other peers, if the
+    /// backend sends from mappings.
+    maps: Option<maps::MapCache>,
     index: usize,
     next_key: u64,
     ops: Vec<Op>,
@@ -281,6 +286,9 @@ impl Shard {
                 self.torrents.remove(&id);
                 self.cache.forget_torrent(id);
                 self.pieces.forget_torrent(id);
+                if let Some(m) = self.maps.as_mut() {
+                    m.forget_torrent(id);
+                }
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
                         c.fail("torrent removed".into());

@@ -129,6 +129,17 @@ pub enum Seg {
         off: u64,
         len: u32,
     },
+    /// `len` bytes at `off` of a file the page cache holds, sent from a mapping of it: the
+    /// kernel copies them from the page cache into the socket (one copy, none here). Its
+    /// address goes to the ring's `sendmsg`; [`flush_nonblocking`] sends it like a file
+    /// segment.
+    ///
+    /// [`flush_nonblocking`]: super::flush::flush_nonblocking
+    Mapped {
+        map: Rc<uring_disk::MappedRange>,
+        off: u64,
+        len: u32,
+    },
 }
 
 impl Seg {
@@ -138,14 +149,42 @@ impl Seg {
             Seg::Bytes(b) => b,
             Seg::Msg(m) => m.as_slice(),
             Seg::Slice { piece, off, len } => piece.get(*off, *len).unwrap_or(&[]),
-            Seg::File { .. } => &[],
+            Seg::File { .. } | Seg::Mapped { .. } => &[],
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            Seg::File { len, .. } => *len as usize,
+            Seg::File { len, .. } | Seg::Mapped { len, .. } => *len as usize,
             s => s.as_slice().len(),
+        }
+    }
+
+    /// Whether the bytes are not in this process's memory ([`Seg::File`], [`Seg::Mapped`]).
+    fn in_file(&self) -> bool {
+        matches!(self, Seg::File { .. } | Seg::Mapped { .. })
+    }
+
+    /// The address and length of the segment's bytes from `skip` on, for a system call.
+    fn iovec(&self, skip: usize) -> libc::iovec {
+        let raw = |b: &[u8]| {
+            let b = &b[skip.min(b.len())..];
+            libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            }
+        };
+        match self {
+            Seg::Mapped { map, off, len } => {
+                let left = (*len as usize).saturating_sub(skip);
+                // `push_mapped` checked that the mapping covers the segment.
+                map.iovec(off + skip as u64, left).unwrap_or(libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                })
+            }
+            Seg::File { .. } => raw(&[]),
+            s => raw(s.as_slice()),
         }
     }
 }
@@ -203,7 +242,17 @@ impl SendBuf {
         }
     }
 
-    /// Whether some bytes come from files (see [`Seg::File`]).
+    /// Appends `len` bytes at `off` of the file `map` maps (ignored unless it covers them;
+    /// the caller checked that the page cache holds them, so the copy does not wait for the
+    /// disk).
+    pub fn push_mapped(&mut self, map: Rc<uring_disk::MappedRange>, off: u64, len: u32) {
+        if len > 0 && map.covers(off, u64::from(len)) {
+            self.len += len as usize;
+            self.segs.push(Seg::Mapped { map, off, len });
+        }
+    }
+
+    /// Whether some bytes are sent with `sendfile` (see [`Seg::File`]).
     pub fn has_files(&self) -> bool {
         self.files
     }
@@ -233,15 +282,30 @@ impl SendBuf {
         self.sent >= self.len
     }
 
-    /// The next unsent bytes in memory as at most [`MAX_IOVECS`] slices, in order: up to the
-    /// next file segment (nothing if the next bytes are a file's, see [`Self::file_run`]).
-    pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
+    /// The next unsent bytes as at most [`MAX_IOVECS`] addresses and lengths, in order, for a
+    /// `sendmsg`: mapped segments included, up to the next [`Seg::File`] (none if the next
+    /// bytes are a file's). Valid while the buffer lives and is not advanced.
+    pub fn unsent_iovecs(&self) -> impl Iterator<Item = libc::iovec> + '_ {
         let (first, skip) = self.cursor;
         self.segs
             .iter()
             .skip(first)
             .take(MAX_IOVECS)
             .take_while(|s| !matches!(s, Seg::File { .. }))
+            .enumerate()
+            .map(move |(i, s)| s.iovec(if i == 0 { skip } else { 0 }))
+    }
+
+    /// The next unsent bytes in memory as at most [`MAX_IOVECS`] slices, in order: up to the
+    /// next segment in a file (nothing if the next bytes are a file's, see
+    /// [`Self::file_run`]).
+    pub fn unsent(&self) -> impl Iterator<Item = &[u8]> {
+        let (first, skip) = self.cursor;
+        self.segs
+            .iter()
+            .skip(first)
+            .take(MAX_IOVECS)
+            .take_while(|s| !s.in_file())
             .enumerate()
             .map(move |(i, s)| {
                 let b = s.as_slice();
@@ -253,26 +317,29 @@ impl SendBuf {
             })
     }
 
-    /// The next unsent bytes if they are in a file.
+    /// The next unsent bytes if they are in a file (a [`Seg::File`], or a [`Seg::Mapped`]
+    /// sent the same way).
     pub fn file_run(&self) -> Option<FileRun<'_>> {
         let (seg, skip) = self.cursor;
-        match self.segs.get(seg)? {
-            Seg::File { file, off, len } => Some(FileRun {
-                file: file.file(),
-                off: off + skip as u64,
-                len: (*len as usize).saturating_sub(skip),
-            }),
-            _ => None,
-        }
+        let (file, off, len) = match self.segs.get(seg)? {
+            Seg::File { file, off, len } => (file, *off, *len),
+            Seg::Mapped { map, off, len } => (map.file(), *off, *len),
+            _ => return None,
+        };
+        Some(FileRun {
+            file: file.file(),
+            off: off + skip as u64,
+            len: (len as usize).saturating_sub(skip),
+        })
     }
 
-    /// Whether a file segment comes right after the bytes [`Self::unsent`] gives now.
+    /// Whether a segment in a file comes right after the bytes [`Self::unsent`] gives now.
     pub fn file_follows(&self) -> bool {
         self.segs
             .iter()
             .skip(self.cursor.0)
             .take(MAX_IOVECS + 1)
-            .any(|s| matches!(s, Seg::File { .. }))
+            .any(Seg::in_file)
     }
 
     /// Records that `n` more bytes went out.
@@ -306,7 +373,7 @@ impl SendBuf {
                     b.clear();
                     spare = Some(b);
                 }
-                Seg::Bytes(_) | Seg::Slice { .. } | Seg::File { .. } => {}
+                Seg::Bytes(_) | Seg::Slice { .. } | Seg::File { .. } | Seg::Mapped { .. } => {}
             }
         }
         spare
@@ -349,6 +416,56 @@ mod tests {
         assert!(b.is_done());
         assert_eq!(sent, all);
         assert_eq!(b.unsent().map(|s| s.len()).sum::<usize>(), 0);
+    }
+
+    #[test]
+    fn a_mapped_segment_is_an_address_in_its_mapping_and_files_end_the_iovecs() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&[5u8; 100_000])
+            .unwrap();
+        let file = uring_disk::OpenFile::open_read_only(&path).unwrap();
+        let map = Rc::new(uring_disk::MappedRange::map(&file, 0, 1 << 17).unwrap());
+        let mut b = SendBuf::from_bytes(vec![1, 2, 3, 4]);
+        b.push_mapped(Rc::clone(&map), 16384, 16384);
+        b.push_mapped(Rc::clone(&map), 1 << 17, 1); // outside the mapping: ignored
+        b.push_bytes(vec![9; 3]);
+        b.push_file(file, 0, 10);
+        b.push_bytes(vec![7]);
+        assert_eq!(b.len(), 4 + 16384 + 3 + 10 + 1);
+        assert!(b.has_files());
+        let base = map.iovec(16384, 16384).unwrap().iov_base as usize;
+        let v: Vec<_> = b
+            .unsent_iovecs()
+            .map(|v| (v.iov_base as usize, v.iov_len))
+            .collect();
+        assert_eq!(v.len(), 3, "up to the file segment");
+        assert_eq!(v[1], (base, 16384));
+        assert_eq!(v[2].1, 3);
+        assert_eq!(
+            b.unsent().count(),
+            1,
+            "in-memory slices stop at the mapped segment"
+        );
+        assert!(b.file_follows());
+        b.advance(4 + 100);
+        let v: Vec<_> = b
+            .unsent_iovecs()
+            .map(|v| (v.iov_base as usize, v.iov_len))
+            .collect();
+        assert_eq!(
+            v[0],
+            (base + 100, 16284),
+            "a partial send moves into the mapping"
+        );
+        let run = b.file_run().unwrap();
+        assert_eq!((run.off, run.len), (16384 + 100, 16284));
+        b.advance(16284 + 3);
+        assert_eq!(b.unsent_iovecs().count(), 0, "a file segment is next");
+        assert_eq!(b.file_run().unwrap().len, 10);
     }
 
     #[test]

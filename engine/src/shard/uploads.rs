@@ -7,7 +7,10 @@
 //! part file. See DESIGN.md, "Anatomy of an upload".
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+use uring_disk::{OpenFile, ReadPart};
 
 use super::backend::{Op, Token};
 use super::cache::BlockKey;
@@ -295,10 +298,12 @@ impl Shard {
             .map(|&(_, _, all)| all)
     }
 
-    /// Queues `b` to be sent from the page cache by the kernel (`sendfile`: no read, no copy
-    /// here) if it lies in one stored file and the page cache holds it: its piece was found
-    /// all cached, or else `cachestat` says so for the block. False otherwise (it is read),
-    /// so that the shard thread never waits for the disk inside `sendfile`.
+    /// Queues `b` to be sent from the page cache if it lies in one stored file and the page
+    /// cache holds it (its piece was found all cached, or else `cachestat` says so for the
+    /// block): by the kernel with `sendfile` (no read, no copy here) to a peer that gets
+    /// zero-copy uploads, else copied by the kernel from a mapping of the file into the
+    /// socket (no read here), if the backend sends from mappings. False otherwise (it is
+    /// read), so that the shard thread never waits for the disk inside a send.
     fn send_from_page_cache(
         &mut self,
         t: &TorrentShared,
@@ -310,19 +315,56 @@ impl Shard {
         let Some(Some(conn)) = self.conns.get(token as usize) else {
             return false;
         };
-        if !mode.allows(conn.addr.ip(), own) {
+        let zero_copy = mode.allows(conn.addr.ip(), own);
+        if !zero_copy && self.maps.is_none() {
             return false;
         }
-        let Some(reader) = t.reader() else {
+        let Some((file, off)) = self.one_file_part(t, b) else {
             return false;
         };
+        let cached = match self.cache_state(t.id, b.piece.get()) {
+            Some(all) => all,
+            None => file.is_cached(off, u64::from(b.len)) == Some(true),
+        };
+        if !cached {
+            return false;
+        }
+        let counters = &t.counters;
+        if zero_copy {
+            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_file(key, b, file, off);
+            }
+            counters.page_cache_sends.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let Some(map) = self
+                .maps
+                .as_mut()
+                .and_then(|m| m.window(t.id, &file, off, u64::from(b.len)))
+            else {
+                return false;
+            };
+            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+                conn.deliver_mapped(key, b, map, off);
+            }
+            counters.mapped_sends.fetch_add(1, Ordering::Relaxed);
+        }
+        if b.offset == 0 && self.has_other_peers(t.id) {
+            // The piece is in the page cache: point the torrent's other peers here at it.
+            self.suggest_to_others(t.id, b.piece, token);
+        }
+        true
+    }
+
+    /// The file and offset of `b` if all of it lies in one stored file.
+    fn one_file_part(&mut self, t: &TorrentShared, b: BlockRef) -> Option<(OpenFile, u64)> {
+        let reader = t.reader()?;
         let mut parts = std::mem::take(&mut self.scratch_parts);
         parts.clear();
         let mapped = reader.parts(b.piece.get(), b.offset, b.len, &mut parts);
         let one = match (mapped, parts.as_slice()) {
             (
                 Ok(true),
-                [uring_disk::ReadPart::File {
+                [ReadPart::File {
                     file,
                     file_offset,
                     len,
@@ -333,27 +375,7 @@ impl Shard {
         };
         parts.clear();
         self.scratch_parts = parts;
-        let Some((file, off)) = one else {
-            return false;
-        };
-        let cached = match self.cache_state(t.id, b.piece.get()) {
-            Some(all) => all,
-            None => file.is_cached(off, u64::from(b.len)) == Some(true),
-        };
-        if !cached {
-            return false;
-        }
-        if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-            conn.deliver_file(key, b, file, off);
-        }
-        t.counters
-            .page_cache_sends
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if b.offset == 0 && self.has_other_peers(t.id) {
-            // The piece is in the page cache: point the torrent's other peers here at it.
-            self.suggest_to_others(t.id, b.piece, token);
-        }
-        true
+        one
     }
 
     /// Reads `blocks` through the page cache (their piece could not be read whole).

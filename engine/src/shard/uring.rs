@@ -245,8 +245,8 @@ impl UringBackend {
     fn push_sqe(&mut self, sqe: squeue::Entry) -> io::Result<()> {
         // Connection slots are freed only when their in-flight count is back to zero, read
         // slots at their last completion, and Drop leaks whatever is still in flight.
-        // SAFETY: so every pointer in our SQEs (send buffers with their iovecs and msghdr,
-        // socket addresses, the buffer ring, read messages) outlives its operation.
+        // SAFETY: so every pointer in our SQEs (send buffers with their iovecs and msghdr, the
+        // file mappings they send from, socket addresses, the buffer ring, read messages) outlives its operation.
         while unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.ring.submit()?;
         }
@@ -567,6 +567,10 @@ impl Backend for UringBackend {
 
     fn name(&self) -> &'static str {
         "io_uring"
+    }
+
+    fn sends_from_mappings(&self) -> bool {
+        true
     }
 }
 

@@ -36,6 +36,11 @@ impl OpenFile {
         ))))
     }
 
+    /// Whether both are the same open file of a storage (or the same `open_read_only`).
+    pub fn same_file(&self, other: &OpenFile) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The buffered (page cache) descriptor; valid as long as this value lives.
     pub fn fd(&self) -> RawFd {
         self.0.buffered.as_raw_fd()

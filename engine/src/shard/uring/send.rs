@@ -80,10 +80,7 @@ impl UringBackend {
             return Ok(());
         }
         s.iov.clear();
-        s.iov.extend(s.buf.unsent().map(|b| libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        }));
+        s.iov.extend(s.buf.unsent_iovecs());
         let sqe = if let [one] = s.iov[..] {
             opcode::Send::new(fd, one.iov_base as *const u8, one.iov_len as u32)
                 .flags(libc::MSG_NOSIGNAL)
