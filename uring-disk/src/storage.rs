@@ -96,6 +96,8 @@ pub(crate) struct FileHandle {
     direct_ok: AtomicBool,
     /// Written since the last sync.
     dirty: AtomicBool,
+    /// A mapping of the whole file for sends, made on first use (`OpenFile::mapping`).
+    mapping: OnceLock<Option<MappedRange>>,
 }
 
 impl FileHandle {
@@ -107,7 +109,23 @@ impl FileHandle {
             direct: None,
             direct_ok: AtomicBool::new(false),
             dirty: AtomicBool::new(false),
+            mapping: OnceLock::new(),
         }
+    }
+
+    /// The mapping of the whole file as long as it was when first asked for; `None` if the
+    /// file was empty or could not be mapped.
+    pub(crate) fn mapping(&self) -> Option<&MappedRange> {
+        self.mapping
+            .get_or_init(|| {
+                let len = usize::try_from(self.buffered.metadata().ok()?.len()).ok()?;
+                MappedRange::map(&self.buffered, 0, len)
+                    .inspect_err(
+                        |e| tracing::debug!(path = %self.path.display(), "mapping failed: {e}"),
+                    )
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The O_DIRECT descriptor, if there is one and it still works.
@@ -434,5 +452,6 @@ fn open_file(path: &Path, length: u64, opts: StorageOptions) -> Result<FileHandl
         direct_ok: AtomicBool::new(direct.is_some()),
         direct,
         dirty: AtomicBool::new(false),
+        mapping: OnceLock::new(),
     })
 }

@@ -365,19 +365,19 @@ impl Conn {
         }
     }
 
-    /// A block the page cache holds, inside the mapping `map` of its file at `off`: its PIECE
+    /// A block the page cache holds at `off` of `file`, inside the file's mapping: its PIECE
     /// header goes into the byte stream, and the kernel copies the block from the page cache
     /// into the socket (`sendmsg` from the mapping; not read here).
     pub fn deliver_mapped(
         &mut self,
         key: u64,
         block: crate::types::BlockRef,
-        map: Rc<uring_disk::MappedRange>,
+        file: uring_disk::OpenFile,
         off: u64,
     ) {
         if self.block_ready(key, block, true) {
             self.header_then_block(block);
-            self.pending.push_mapped(map, off, block.len);
+            self.pending.push_mapped(file, off, block.len);
         }
     }
 

@@ -122,7 +122,6 @@ mod tests {
             .map(|i| (i * 7 + i / 4096) as u8)
             .collect();
         let file = file_with(&data);
-        let map = std::rc::Rc::new(uring_disk::MappedRange::map(&file, 0, 3 << 20).unwrap());
         let (tx, mut rx) = pair();
         let mut buf = SendBuf::from_bytes(b"head".to_vec());
         let mut want = b"head".to_vec();
@@ -131,7 +130,7 @@ mod tests {
             .enumerate()
         {
             if mapped {
-                buf.push_mapped(map.clone(), chunk.0, chunk.1);
+                buf.push_mapped(file.clone(), chunk.0, chunk.1);
             } else {
                 buf.push_file(file.clone(), chunk.0, chunk.1);
             }

@@ -15,7 +15,6 @@ pub mod backend;
 mod cache;
 mod conn;
 mod flush;
-mod maps;
 mod pieces;
 pub mod portable;
 pub mod sendq;
@@ -180,7 +179,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
         global_limits: cfg.global_limits.clone(),
         upload_slots: cfg.upload_slots,
         zero_copy: (cfg.zero_copy_uploads, cfg.bind_ip),
-        maps: backend.sends_from_mappings().then(maps::MapCache::default),
+        mapped_sends: backend.sends_from_mappings(),
         index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
@@ -243,9 +242,9 @@ struct Shard {
     upload_slots: usize,
     /// Which peers get `sendfile`, and the address we listen on (see `ZeroCopyUploads`).
     zero_copy: (crate::engine::ZeroCopyUploads, Option<std::net::IpAddr>),
-    /// Windows onto files for blocks sent from the page cache to the other peers, if the
-    /// backend sends from mappings.
-    maps: Option<maps::MapCache>,
+    /// Whether blocks in the page cache go to the peers that get copies from a mapping of
+    /// their file (the backend sends from mappings).
+    mapped_sends: bool,
     index: usize,
     next_key: u64,
     ops: Vec<Op>,
@@ -286,9 +285,6 @@ impl Shard {
                 self.torrents.remove(&id);
                 self.cache.forget_torrent(id);
                 self.pieces.forget_torrent(id);
-                if let Some(m) = self.maps.as_mut() {
-                    m.forget_torrent(id);
-                }
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
                         c.fail("torrent removed".into());

@@ -136,7 +136,7 @@ pub enum Seg {
     ///
     /// [`flush_nonblocking`]: super::flush::flush_nonblocking
     Mapped {
-        map: Rc<uring_disk::MappedRange>,
+        file: uring_disk::OpenFile,
         off: u64,
         len: u32,
     },
@@ -175,13 +175,15 @@ impl Seg {
             }
         };
         match self {
-            Seg::Mapped { map, off, len } => {
+            Seg::Mapped { file, off, len } => {
                 let left = (*len as usize).saturating_sub(skip);
                 // `push_mapped` checked that the mapping covers the segment.
-                map.iovec(off + skip as u64, left).unwrap_or(libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0,
-                })
+                let map = file.mapping();
+                map.and_then(|m| m.iovec(off + skip as u64, left))
+                    .unwrap_or(libc::iovec {
+                        iov_base: std::ptr::null_mut(),
+                        iov_len: 0,
+                    })
             }
             Seg::File { .. } => raw(&[]),
             s => raw(s.as_slice()),
@@ -242,13 +244,16 @@ impl SendBuf {
         }
     }
 
-    /// Appends `len` bytes at `off` of the file `map` maps (ignored unless it covers them;
-    /// the caller checked that the page cache holds them, so the copy does not wait for the
-    /// disk).
-    pub fn push_mapped(&mut self, map: Rc<uring_disk::MappedRange>, off: u64, len: u32) {
-        if len > 0 && map.covers(off, u64::from(len)) {
+    /// Appends `len` bytes at `off` of `file`, to be sent from its mapping (ignored unless
+    /// the mapping covers them; the caller checked that the page cache holds them, so the
+    /// kernel's copy does not wait for the disk).
+    pub fn push_mapped(&mut self, file: uring_disk::OpenFile, off: u64, len: u32) {
+        let covered = file
+            .mapping()
+            .is_some_and(|m| m.covers(off, u64::from(len)));
+        if len > 0 && covered {
             self.len += len as usize;
-            self.segs.push(Seg::Mapped { map, off, len });
+            self.segs.push(Seg::Mapped { file, off, len });
         }
     }
 
@@ -323,7 +328,7 @@ impl SendBuf {
         let (seg, skip) = self.cursor;
         let (file, off, len) = match self.segs.get(seg)? {
             Seg::File { file, off, len } => (file, *off, *len),
-            Seg::Mapped { map, off, len } => (map.file(), *off, *len),
+            Seg::Mapped { file, off, len } => (file, *off, *len),
             _ => return None,
         };
         Some(FileRun {
@@ -428,16 +433,15 @@ mod tests {
             .write_all(&[5u8; 100_000])
             .unwrap();
         let file = uring_disk::OpenFile::open_read_only(&path).unwrap();
-        let map = Rc::new(uring_disk::MappedRange::map(&file, 0, 1 << 17).unwrap());
+        let base = file.mapping().unwrap().iovec(16384, 16384).unwrap().iov_base as usize;
         let mut b = SendBuf::from_bytes(vec![1, 2, 3, 4]);
-        b.push_mapped(Rc::clone(&map), 16384, 16384);
-        b.push_mapped(Rc::clone(&map), 1 << 17, 1); // outside the mapping: ignored
+        b.push_mapped(file.clone(), 16384, 16384);
+        b.push_mapped(file.clone(), 100_000, 1); // outside the mapping: ignored
         b.push_bytes(vec![9; 3]);
         b.push_file(file, 0, 10);
         b.push_bytes(vec![7]);
         assert_eq!(b.len(), 4 + 16384 + 3 + 10 + 1);
         assert!(b.has_files());
-        let base = map.iovec(16384, 16384).unwrap().iov_base as usize;
         let v: Vec<_> = b
             .unsent_iovecs()
             .map(|v| (v.iov_base as usize, v.iov_len))

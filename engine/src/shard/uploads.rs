@@ -316,7 +316,7 @@ impl Shard {
             return false;
         };
         let zero_copy = mode.allows(conn.addr.ip(), own);
-        if !zero_copy && self.maps.is_none() {
+        if !zero_copy && !self.mapped_sends {
             return false;
         }
         let Some((file, off)) = self.one_file_part(t, b) else {
@@ -336,15 +336,12 @@ impl Shard {
             }
             counters.page_cache_sends.fetch_add(1, Ordering::Relaxed);
         } else {
-            let Some(map) = self
-                .maps
-                .as_mut()
-                .and_then(|m| m.window(t.id, &file, off, u64::from(b.len)))
-            else {
+            let mapped = file.mapping();
+            if !mapped.is_some_and(|m| m.covers(off, u64::from(b.len))) {
                 return false;
-            };
+            }
             if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-                conn.deliver_mapped(key, b, map, off);
+                conn.deliver_mapped(key, b, file, off);
             }
             counters.mapped_sends.fetch_add(1, Ordering::Relaxed);
         }

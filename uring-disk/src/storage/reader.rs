@@ -14,7 +14,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use super::{FileHandle, Inner};
+use super::{FileHandle, Inner, MappedRange};
 use crate::error::StorageError;
 
 /// Maps blocks of a torrent onto its open files; cheap to clone, usable from any thread.
@@ -39,6 +39,13 @@ impl OpenFile {
     /// Whether both are the same open file of a storage (or the same `open_read_only`).
     pub fn same_file(&self, other: &OpenFile) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// A read-only shared mapping of the whole file (as long as it was when first asked for),
+    /// made on first use and kept while the file is open, for sends from the page cache (see
+    /// [`MappedRange`]); `None` if the file is empty or cannot be mapped.
+    pub fn mapping(&self) -> Option<&MappedRange> {
+        self.0.mapping()
     }
 
     /// The buffered (page cache) descriptor; valid as long as this value lives.
