@@ -433,7 +433,12 @@ mod tests {
             .write_all(&[5u8; 100_000])
             .unwrap();
         let file = uring_disk::OpenFile::open_read_only(&path).unwrap();
-        let base = file.mapping().unwrap().iovec(16384, 16384).unwrap().iov_base as usize;
+        let base = file
+            .mapping()
+            .unwrap()
+            .iovec(16384, 16384)
+            .unwrap()
+            .iov_base as usize;
         let mut b = SendBuf::from_bytes(vec![1, 2, 3, 4]);
         b.push_mapped(file.clone(), 16384, 16384);
         b.push_mapped(file.clone(), 100_000, 1); // outside the mapping: ignored
