@@ -37,7 +37,8 @@ pub struct SeedArgs {
     #[arg(long)]
     pub no_uring: bool,
     /// Which peers get cached blocks with `sendfile` (no copy in the seeder): `remote`
-    /// (peers on other hosts), `always`, `never`.
+    /// (peers on other hosts), `always`, `never`. The others get copies (from a mapping of
+    /// the file on io_uring).
     #[arg(long, default_value = "remote")]
     pub zero_copy: ringtorrent::ZeroCopyUploads,
     #[command(flatten)]

@@ -56,8 +56,10 @@ pub struct Config {
     pub zero_copy_uploads: ZeroCopyUploads,
 }
 
-/// Which peers are sent blocks the page cache holds with `sendfile` instead of reading them
-/// into memory and copying them into the socket (DESIGN.md, "Anatomy of an upload").
+/// Which peers are sent blocks the page cache holds with `sendfile` (no copy here) instead of
+/// copies; copies come from a mapping of the file on io_uring (the kernel copies the page
+/// cache into the socket) or are read into memory first on epoll (DESIGN.md, "Anatomy of an
+/// upload").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ZeroCopyUploads {
     /// Peers on other hosts. A peer on this host (a loopback address, or the address we
