@@ -351,33 +351,23 @@ impl Conn {
     }
 
     /// A block the page cache holds at `off` of `file`: its PIECE header goes into the byte
-    /// stream, and the block is sent from the file by the kernel (`sendfile`, not read here).
-    pub fn deliver_file(
+    /// stream, and the kernel sends the block from the page cache (not read here): with
+    /// `sendfile`, or copied into the socket from the file's mapping (`mapped`; the caller
+    /// checked that the mapping covers it).
+    pub fn deliver_cached(
         &mut self,
         key: u64,
         block: crate::types::BlockRef,
-        file: uring_disk::OpenFile,
-        off: u64,
+        (file, off): (uring_disk::OpenFile, u64),
+        mapped: bool,
     ) {
         if self.block_ready(key, block, true) {
             self.header_then_block(block);
-            self.pending.push_file(file, off, block.len);
-        }
-    }
-
-    /// A block the page cache holds at `off` of `file`, inside the file's mapping: its PIECE
-    /// header goes into the byte stream, and the kernel copies the block from the page cache
-    /// into the socket (`sendmsg` from the mapping; not read here).
-    pub fn deliver_mapped(
-        &mut self,
-        key: u64,
-        block: crate::types::BlockRef,
-        file: uring_disk::OpenFile,
-        off: u64,
-    ) {
-        if self.block_ready(key, block, true) {
-            self.header_then_block(block);
-            self.pending.push_mapped(file, off, block.len);
+            if mapped {
+                self.pending.push_mapped(file, off, block.len);
+            } else {
+                self.pending.push_file(file, off, block.len);
+            }
         }
     }
 

@@ -329,21 +329,19 @@ impl Shard {
         if !cached {
             return false;
         }
-        let counters = &t.counters;
-        if zero_copy {
-            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-                conn.deliver_file(key, b, file, off);
-            }
-            counters.page_cache_sends.fetch_add(1, Ordering::Relaxed);
+        let counter = if zero_copy {
+            &t.counters.page_cache_sends
+        } else if file
+            .mapping()
+            .is_some_and(|m| m.covers(off, u64::from(b.len)))
+        {
+            &t.counters.mapped_sends
         } else {
-            let mapped = file.mapping();
-            if !mapped.is_some_and(|m| m.covers(off, u64::from(b.len))) {
-                return false;
-            }
-            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
-                conn.deliver_mapped(key, b, file, off);
-            }
-            counters.mapped_sends.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            conn.deliver_cached(key, b, (file, off), !zero_copy);
         }
         if b.offset == 0 && self.has_other_peers(t.id) {
             // The piece is in the page cache: point the torrent's other peers here at it.
