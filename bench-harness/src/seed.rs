@@ -5,8 +5,8 @@
 //! Setup: one seeder of each kind runs for the whole benchmark on its own 127.0.0.x address,
 //! announcing nowhere. A fixed-peer tracker hands each leecher exactly one seeder (switched
 //! before every download), so every byte a leecher gets, that seeder uploaded. Order per run:
-//! for each leecher, each seeder in turn, the seeders' order reversed every other run (A B,
-//! B A), after `--warmup` uncounted rounds in the same order. The seeder's CPU is read from
+//! for each leecher, each seeder in turn, the seeders' order reversed every other round (A B,
+//! B A), counting the `--warmup` uncounted rounds that come first. The seeder's CPU is read from
 //! `/proc/<pid>/stat` before and after each download; the leecher's from `wait4`.
 //!
 //! Before every download the payload is read through the page cache (not timed), so each

@@ -165,28 +165,28 @@ impl Seg {
         matches!(self, Seg::File { .. } | Seg::Mapped { .. })
     }
 
+    /// The segment's bytes in memory from `skip` on (empty for a segment in a file).
+    fn tail(&self, skip: usize) -> &[u8] {
+        let b = self.as_slice();
+        &b[skip.min(b.len())..]
+    }
+
     /// The address and length of the segment's bytes from `skip` on, for a system call.
     fn iovec(&self, skip: usize) -> libc::iovec {
-        let raw = |b: &[u8]| {
-            let b = &b[skip.min(b.len())..];
-            libc::iovec {
-                iov_base: b.as_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
+        if let Seg::Mapped { file, off, len } = self {
+            let left = (*len as usize).saturating_sub(skip);
+            // `push_mapped` checked that the mapping covers the segment.
+            if let Some(v) = file
+                .mapping()
+                .and_then(|m| m.iovec(off + skip as u64, left))
+            {
+                return v;
             }
-        };
-        match self {
-            Seg::Mapped { file, off, len } => {
-                let left = (*len as usize).saturating_sub(skip);
-                // `push_mapped` checked that the mapping covers the segment.
-                let map = file.mapping();
-                map.and_then(|m| m.iovec(off + skip as u64, left))
-                    .unwrap_or(libc::iovec {
-                        iov_base: std::ptr::null_mut(),
-                        iov_len: 0,
-                    })
-            }
-            Seg::File { .. } => raw(&[]),
-            s => raw(s.as_slice()),
+        }
+        let b = self.tail(skip);
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
         }
     }
 }
@@ -312,14 +312,7 @@ impl SendBuf {
             .take(MAX_IOVECS)
             .take_while(|s| !s.in_file())
             .enumerate()
-            .map(move |(i, s)| {
-                let b = s.as_slice();
-                if i == 0 {
-                    &b[skip.min(b.len())..]
-                } else {
-                    b
-                }
-            })
+            .map(move |(i, s)| s.tail(if i == 0 { skip } else { 0 }))
     }
 
     /// The next unsent bytes if they are in a file (a [`Seg::File`], or a [`Seg::Mapped`]

@@ -1,8 +1,9 @@
 //! A shard's upload reads: each block a peer may have now comes from the shard's message
 //! cache, joins a read of it in flight, comes from a piece held whole, or is read: with one
 //! O_DIRECT read of the whole piece when the page cache does not hold all of it
-//! (`cachestat`); else, for a peer that gets zero-copy uploads (`ZeroCopyUploads`), it is
-//! not read at all but sent from the page cache with `sendfile`; else it is read on the
+//! (`cachestat`); else, when the page cache holds it, it is not read at all: sent with
+//! `sendfile` to a peer that gets zero-copy uploads (`ZeroCopyUploads`), or copied by the
+//! kernel from a mapping of its file to the others (io_uring backend); else it is read on the
 //! shard's own ring straight into a PIECE message, or by the disk pipeline for bytes in the
 //! part file. See DESIGN.md, "Anatomy of an upload".
 

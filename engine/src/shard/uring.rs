@@ -246,7 +246,8 @@ impl UringBackend {
         // Connection slots are freed only when their in-flight count is back to zero, read
         // slots at their last completion, and Drop leaks whatever is still in flight.
         // SAFETY: so every pointer in our SQEs (send buffers with their iovecs and msghdr, the
-        // file mappings they send from, socket addresses, the buffer ring, read messages) outlives its operation.
+        // file mappings they send from, socket addresses, the buffer ring, read messages)
+        // outlives its operation.
         while unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.ring.submit()?;
         }
