@@ -59,6 +59,7 @@ fn download(pk: &Picker, seed: u32) -> u64 {
             false,
             seed,
             &|_| false,
+            &|_| true,
             &mut out,
         );
         if n == 0 {

@@ -121,6 +121,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         seed_time: 0.0,
         rates: Default::default(),
         select: Default::default(),
+        buffer_pool: None,
     })?;
     let wall = started.elapsed();
     let after = ProcStats::read();

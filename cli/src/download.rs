@@ -65,6 +65,10 @@ pub struct DownloadArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub select: crate::select::SelectArgs,
+    /// Memory for pieces being downloaded, per torrent (e.g. `96MiB`, the default). When it is
+    /// all in use, no new piece is requested until the disk catches up.
+    #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
+    pub buffer_pool: Option<u64>,
 }
 
 struct Progress {
@@ -76,6 +80,8 @@ struct Progress {
     rate: u64,
     peers: u32,
     downloaded: u64,
+    /// Received payload that was not kept, by reason.
+    waste: ringtorrent::WasteStats,
     /// How long adding took (a recheck happens there).
     add_secs: f64,
     /// Paused by a command (or by a storage error).
@@ -132,6 +138,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         download_rate_limit: args.rates.max_download_rate,
         ..Config::default()
     };
+    if let Some(bytes) = args.buffer_pool {
+        config.buffer_pool_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
     if let Some(n) = args.shards {
         if n == 0 {
             bail!("--shards must be at least 1");
@@ -207,6 +216,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 rate: 0,
                 peers: 0,
                 downloaded: 0,
+                waste: Default::default(),
                 add_secs: add_started.elapsed().as_secs_f64(),
                 paused: false,
             },
@@ -265,6 +275,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     for (id, p) in progress.iter_mut() {
         if let Some(s) = engine.stats(*id) {
             p.downloaded = s.downloaded_bytes;
+            p.waste = s.waste;
         }
     }
     if interrupted.is_none() && failure.is_none() {
@@ -301,7 +312,34 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     );
     let downloaded: u64 = progress.values().map(|p| p.downloaded).sum();
     println!("downloaded {downloaded} payload bytes this session");
+    let w = progress
+        .values()
+        .fold(ringtorrent::WasteStats::default(), |a, p| {
+            ringtorrent::WasteStats {
+                duplicate: a.duplicate + p.waste.duplicate,
+                late: a.late + p.waste.late,
+                unrequested: a.unrequested + p.waste.unrequested,
+                no_buffer: a.no_buffer + p.waste.no_buffer,
+                hash_failed: a.hash_failed + p.waste.hash_failed,
+            }
+        });
+    println!("{}", waste_line(downloaded, &w));
     Ok(0)
+}
+
+/// The summary's waste line: received bytes over the bytes kept, and what was not kept.
+fn waste_line(received: u64, w: &ringtorrent::WasteStats) -> String {
+    let kept = received.saturating_sub(w.total());
+    format!(
+        "received/kept {:.4}: wasted {} bytes (duplicate {}, late {}, unrequested {}, no buffer {}, hash failed {})",
+        received as f64 / kept.max(1) as f64,
+        w.total(),
+        w.duplicate,
+        w.late,
+        w.unrequested,
+        w.no_buffer,
+        w.hash_failed
+    )
 }
 
 /// Keeps seeding after the download until `--seed-ratio` or `--seed-time` is reached; true if

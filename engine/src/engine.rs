@@ -159,7 +159,10 @@ pub struct TorrentStats {
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,
+    /// Received payload bytes that were not kept: the sum of `waste`'s fields.
     pub wasted_bytes: u64,
+    /// `wasted_bytes` by reason.
+    pub waste: WasteStats,
     pub download_rate_bytes_per_s: u64,
     pub peers: u32,
     pub pieces_have: u32,
@@ -168,6 +171,27 @@ pub struct TorrentStats {
     pub complete: bool,
     /// Paused by [`Engine::pause`] or by a storage error: no connections, no announces.
     pub paused: bool,
+}
+
+/// Received payload bytes that were not kept, by reason (see `torrent::Waste`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WasteStats {
+    /// Another peer's copy of the block landed first (endgame).
+    pub duplicate: u64,
+    /// Arrived after we cancelled or gave up the request.
+    pub late: u64,
+    /// Never requested from that peer.
+    pub unrequested: u64,
+    /// Owned but with no piece buffer to land in (kept at 0 by design; counted to show it).
+    pub no_buffer: u64,
+    /// Went into a piece that failed its hash check.
+    pub hash_failed: u64,
+}
+
+impl WasteStats {
+    pub fn total(&self) -> u64 {
+        self.duplicate + self.late + self.unrequested + self.no_buffer + self.hash_failed
+    }
 }
 
 /// Everything the engine reports.

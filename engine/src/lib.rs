@@ -31,7 +31,7 @@ pub mod wire;
 
 pub use engine::{
     AddTorrent, Alert, Config, Engine, EngineError, TorrentId, TorrentSource, TorrentStats,
-    ZeroCopyUploads,
+    WasteStats, ZeroCopyUploads,
 };
 pub use files::FilePriority;
 pub use types::{BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};

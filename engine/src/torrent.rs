@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use uring_disk::{BufferPool, SharedPiece, VerifiedPiece};
+use uring_disk::{BlockWriter, BufferPool, SharedPiece, VerifiedPiece};
 
 mod choke;
 pub use choke::ChokeBoard;
 
 use crate::choker::ChokerConfig;
 use crate::metainfo::Metainfo;
-use crate::picker::Picker;
+use crate::picker::{Begin, Picker};
 use crate::ratelimit::{self, RateLimits};
 use crate::types::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};
 
@@ -41,12 +41,42 @@ pub struct FailedPiece {
     pub contributors: Vec<u64>,
 }
 
+/// Why payload bytes that arrived were not kept. Every received byte is either written as part
+/// of a verified piece, still in a piece buffer, or counted under one of these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waste {
+    /// Another peer's copy of the block landed first (endgame duplicates), or our claim was
+    /// consumed by it before our copy came.
+    Duplicate = 0,
+    /// We had cancelled or given up the request (timeout, snub, choke, endgame CANCEL) and the
+    /// block came anyway (BEP 3: a CANCEL may cross the block on the wire).
+    Late = 1,
+    /// A block we never asked this peer for.
+    Unrequested = 2,
+    /// We own the block but its piece had no buffer to land in. Claims are only made for
+    /// pieces with a buffer, so this stays 0; it is counted to show that.
+    NoBuffer = 3,
+    /// The piece the bytes went into failed its hash check.
+    HashFailed = 4,
+}
+
+impl Waste {
+    pub const ALL: [Waste; 5] = [
+        Waste::Duplicate,
+        Waste::Late,
+        Waste::Unrequested,
+        Waste::NoBuffer,
+        Waste::HashFailed,
+    ];
+}
+
 /// Byte and event counters, updated with relaxed atomics.
 #[derive(Default)]
 pub struct Counters {
     pub downloaded_bytes: AtomicU64,
     pub uploaded_bytes: AtomicU64,
-    pub wasted_bytes: AtomicU64,
+    /// Received payload not kept, by [`Waste`] reason (indexed by its discriminant).
+    waste: [AtomicU64; 5],
     pub verified_bytes: AtomicU64,
     pub hash_failures: AtomicU32,
     pub peers: AtomicU32,
@@ -59,6 +89,23 @@ pub struct Counters {
     pub page_cache_sends: AtomicU64,
     /// Blocks sent from a mapping of their file (one copy, by the kernel).
     pub mapped_sends: AtomicU64,
+}
+
+impl Counters {
+    /// Counts `bytes` of received payload as wasted for `why`.
+    pub fn add_waste(&self, why: Waste, bytes: u64) {
+        self.waste[why as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes wasted for `why`.
+    pub fn waste(&self, why: Waste) -> u64 {
+        self.waste[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// Bytes wasted for any reason.
+    pub fn wasted_bytes(&self) -> u64 {
+        Waste::ALL.iter().map(|&w| self.waste(w)).sum()
+    }
 }
 
 /// Everything about a torrent that shards share.
@@ -176,6 +223,11 @@ impl TorrentShared {
         Ok(())
     }
 
+    /// Piece `p` has a buffer in the in-flight table.
+    pub fn has_buffer(&self, p: PieceIndex) -> bool {
+        self.slot(p).is_some()
+    }
+
     /// The buffer of a piece in flight, recording `peer` as a contributor.
     pub fn buffer_for(&self, p: PieceIndex, peer: u64) -> Option<Arc<SharedPiece>> {
         let mut slot = self.slot(p);
@@ -184,6 +236,37 @@ impl TorrentShared {
             inflight.contributors.push(peer);
         }
         Some(inflight.buf.clone())
+    }
+
+    /// The first bytes of `block` arrived from peer `peer`, which requested it: decides who
+    /// writes the block. The picker's block byte decides (exactly one owner per block and round,
+    /// `Picker::begin_block`); the owner gets the writer of the block in the piece's buffer.
+    /// Both always agree, because a block is only claimed once its piece has a buffer (the
+    /// `admit` gate of `Picker::pick`), the buffer leaves the table only when every block of
+    /// the round is received, and an owner that gives up drops its writer before the picker
+    /// hears of it. `Err` says why the bytes are to be skipped.
+    pub fn begin_write(
+        &self,
+        block: BlockRef,
+        peer: u64,
+    ) -> Result<(BlockWriter, Arc<SharedPiece>), Waste> {
+        match self.picker.begin_block(block) {
+            Begin::Owner => {}
+            // Someone else's copy is landing or landed (endgame), or our claim was consumed
+            // by it and the piece reset since: not ours to write.
+            Begin::Duplicate | Begin::Unrequested => return Err(Waste::Duplicate),
+        }
+        let writer = self
+            .buffer_for(block.piece, peer)
+            .and_then(|buf| Some((buf.begin_block(block.block_in_piece())?, buf)));
+        debug_assert!(
+            writer.is_some(),
+            "picker owner of {block:?} without a buffer block"
+        );
+        if writer.is_none() {
+            self.picker.abort_block(block);
+        }
+        writer.ok_or(Waste::NoBuffer)
     }
 
     /// True if the block's data is already in memory or the piece is no longer in flight
@@ -247,8 +330,7 @@ impl TorrentShared {
         if hash_failure {
             self.counters.hash_failures.fetch_add(1, Ordering::Relaxed);
             self.counters
-                .wasted_bytes
-                .fetch_add(self.lengths.piece_len(p) as u64, Ordering::Relaxed);
+                .add_waste(Waste::HashFailed, u64::from(self.lengths.piece_len(p)));
             let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
             failed.push(FailedPiece {
                 piece: p,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Alert, Inner, TorrentId, TorrentStats};
-use crate::torrent::TorrentShared;
+use super::{Alert, Inner, TorrentId, TorrentStats, WasteStats};
+use crate::torrent::{TorrentShared, Waste};
 use crate::tracker::{
     Announcer, AnnouncerHandle, AnnouncerParams, TrackerEvent, TrackerList, Transfer,
 };
@@ -246,7 +246,14 @@ pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats
         mapped_sends: c.mapped_sends.load(Ordering::Relaxed),
         downloaded_bytes: c.downloaded_bytes.load(Ordering::Relaxed),
         uploaded_bytes: c.uploaded_bytes.load(Ordering::Relaxed),
-        wasted_bytes: c.wasted_bytes.load(Ordering::Relaxed),
+        wasted_bytes: c.wasted_bytes(),
+        waste: WasteStats {
+            duplicate: c.waste(Waste::Duplicate),
+            late: c.waste(Waste::Late),
+            unrequested: c.waste(Waste::Unrequested),
+            no_buffer: c.waste(Waste::NoBuffer),
+            hash_failed: c.waste(Waste::HashFailed),
+        },
         download_rate_bytes_per_s: rate_bytes_per_s,
         peers: c.peers.load(Ordering::Relaxed),
         pieces_have: t.picker.num_have(),

@@ -38,7 +38,7 @@ fn cancelled_blocks_that_arrive_late_are_not_unrequested() {
     }
     assert_eq!(s.unrequested, 0);
     assert_eq!(
-        t.counters.wasted_bytes.load(Ordering::Relaxed),
+        t.counters.wasted_bytes(),
         16384 * given_up.len() as u64,
         "late blocks are discarded, never written"
     );
@@ -79,15 +79,20 @@ fn data_for_a_claim_consumed_elsewhere_is_not_written() {
         !t.block_done(b),
         "stale data was written into the piece buffer"
     );
-    assert_eq!(
-        t.counters.wasted_bytes.load(Ordering::Relaxed),
-        u64::from(b.len)
-    );
+    assert_eq!(t.counters.wasted_bytes(), u64::from(b.len));
     // The block is free for the next claimant.
     let mut again = Vec::new();
     let all = Bitfield::full(PIECES);
-    t.picker
-        .pick(&all, &[b.piece], 64, false, 0, &|_| false, &mut again);
+    t.picker.pick(
+        &all,
+        &[b.piece],
+        64,
+        false,
+        0,
+        &|_| false,
+        &|_| true,
+        &mut again,
+    );
     assert!(again.contains(&b), "the block was lost: {again:?}");
 }
 
@@ -139,4 +144,45 @@ fn a_request_the_peer_skipped_is_cancelled_and_asked_again() {
     )
     .unwrap();
     assert_eq!(s.unrequested, 0);
+}
+
+#[test]
+fn with_the_pool_running_dry_no_block_is_requested_without_a_buffer() {
+    // The regression behind fetching up to twice the payload from libtorrent seeders: when the
+    // pool ran dry in the middle of a pick, blocks of later new pieces were still requested,
+    // and their data, owned by us in the picker but without a buffer, was thrown away.
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let now = Instant::now();
+    let mut s = session(&t, now);
+    // The disk is behind: every pooled buffer but one is taken.
+    let mut held = Vec::new();
+    while t.pool.available() > 1 {
+        held.push(t.pool.try_take().expect("a buffer"));
+    }
+    s.fill_requests(now, &t);
+    let asked: Vec<BlockRef> = s.requests.iter().copied().collect();
+    assert!(!asked.is_empty(), "nothing requested");
+    for b in &asked {
+        assert!(t.has_buffer(b.piece), "{b:?} requested without a buffer");
+    }
+    // Every block asked for lands; nothing is wasted.
+    let data = vec![3u8; 16384];
+    for b in &asked {
+        s.on_block_chunk(
+            b.piece.get(),
+            b.offset,
+            b.len,
+            0,
+            &data[..b.len as usize],
+            now,
+            &t,
+        )
+        .unwrap();
+    }
+    assert_eq!(t.counters.wasted_bytes(), 0, "data was thrown away");
+    // Pieces without a buffer got no claim at all.
+    let snap = t.picker.snapshot();
+    assert_eq!(snap.blocks_claimed, 0, "{snap:?}");
+    drop(held);
 }

@@ -123,7 +123,7 @@ fn a_piece_that_several_peers_spoiled_is_redone_by_one() {
     let all = Bitfield::full(PIECES);
     let hint = [p];
     t.picker
-        .pick(&all, &hint, 2, false, 0, &|_| false, &mut blocks);
+        .pick(&all, &hint, 2, false, 0, &|_| false, &|_| true, &mut blocks);
     assert!(blocks.iter().all(|b| b.piece == p) && blocks.len() == 2);
     for b in &blocks {
         assert_eq!(t.picker.begin_block(*b), crate::picker::Begin::Owner);

@@ -36,8 +36,7 @@ use std::time::{Duration, Instant};
 use uring_disk::{BlockWriter, SharedPiece};
 
 use crate::ext::ExtHandshake;
-use crate::picker::Begin;
-use crate::torrent::{FailedPiece, TorrentShared};
+use crate::torrent::{FailedPiece, TorrentShared, Waste};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
 use outstanding::Outstanding;
@@ -96,8 +95,8 @@ enum Incoming {
         writer: BlockWriter,
         buf: Arc<SharedPiece>,
     },
-    /// Not ours to write (duplicate, stale, unrequested): skip its bytes.
-    Discard,
+    /// Not ours to write: skip its bytes, counted as waste for this reason.
+    Discard(Waste),
 }
 
 /// One connected, handshaken peer.
@@ -375,8 +374,10 @@ impl PeerSession {
         if let Incoming::Writing { writer, block, .. } = &mut self.incoming {
             if writer.write_at(at, data).is_err() {
                 // Cannot happen with an in-order reader; never trust the block if it does.
-                t.picker.abort_block(*block);
-                self.incoming = Incoming::Discard;
+                // The writer goes first, so the next owner finds the buffer block free.
+                let block = *block;
+                self.incoming = Incoming::Discard(Waste::NoBuffer);
+                t.picker.abort_block(block);
             }
         }
         if at as usize + data.len() < len as usize {
@@ -394,6 +395,7 @@ impl PeerSession {
             Incoming::Writing { block, writer, buf } => {
                 let Ok(done) = writer.finish() else {
                     t.picker.abort_block(block);
+                    t.counters.add_waste(Waste::NoBuffer, u64::from(len));
                     return Ok(());
                 };
                 let picker_complete = t.picker.finish_block(block);
@@ -405,11 +407,7 @@ impl PeerSession {
                     }
                 }
             }
-            Incoming::Discard => {
-                t.counters
-                    .wasted_bytes
-                    .fetch_add(len as u64, Ordering::Relaxed);
-            }
+            Incoming::Discard(why) => t.counters.add_waste(why, u64::from(len)),
             Incoming::None => {}
         }
         Ok(())
@@ -427,35 +425,18 @@ impl PeerSession {
             if let Some(i) = self.cancelled.iter().position(|r| *r == block) {
                 // Requested once, then cancelled: late, not unrequested.
                 self.cancelled.remove(i);
-                return Ok(Incoming::Discard);
+                return Ok(Incoming::Discard(Waste::Late));
             }
             self.unrequested += 1;
             if self.unrequested > 64 {
                 return Err(PeerError::Unrequested(self.unrequested));
             }
-            return Ok(Incoming::Discard);
+            return Ok(Incoming::Discard(Waste::Unrequested));
         }
-        // The picker decides who writes a block: the data of a claim that was consumed (an
-        // endgame duplicate whose piece then failed and was reset) must not land in the next
-        // round's buffer uncounted.
-        match t.picker.begin_block(block) {
-            Begin::Owner => {}
-            // Someone else's copy is landing or landed (endgame): our claim is consumed.
-            Begin::Duplicate => return Ok(Incoming::Discard),
-            // Our claim is gone (the piece failed and was reset since we asked).
-            Begin::Unrequested => return Ok(Incoming::Discard),
-        }
-        let writer = t
-            .buffer_for(block.piece, self.key)
-            .and_then(|buf| Some((buf.begin_block(block.block_in_piece())?, buf)));
-        match writer {
-            Some((writer, buf)) => Ok(Incoming::Writing { block, writer, buf }),
-            None => {
-                // No buffer for the round (not allocated yet) or the buffer disagrees.
-                t.picker.abort_block(block);
-                Ok(Incoming::Discard)
-            }
-        }
+        Ok(match t.begin_write(block, self.key) {
+            Ok((writer, buf)) => Incoming::Writing { block, writer, buf },
+            Err(why) => Incoming::Discard(why),
+        })
     }
 
     /// Periodic work: HAVE broadcast, blame, interest, requests, timeouts, keep-alives.
@@ -582,6 +563,9 @@ impl PeerSession {
         self.scratch_blocks.clear();
         let requests = &self.requests;
         let already = |b: BlockRef| requests.contains(&b);
+        // A piece gets claims only once it has a buffer (taken from the pool here): with the
+        // pool empty, new pieces are skipped and we stop asking (backpressure).
+        let admit = |p: PieceIndex| t.ensure_buffer(p).is_ok();
         if !self.parole {
             t.picker.pick(
                 &self.peer_has,
@@ -590,6 +574,7 @@ impl PeerSession {
                 true,
                 self.seed,
                 &already,
+                &admit,
                 &mut self.scratch_blocks,
             );
         } else {
@@ -599,25 +584,17 @@ impl PeerSession {
                 self.parole_budget(free, t),
                 self.seed,
                 &already,
+                &admit,
                 &mut self.scratch_blocks,
             );
         }
         self.note_owned(t);
-        let mut starved = None;
-        let mut issued = 0;
         for &b in &self.scratch_blocks {
-            if starved == Some(b.piece) || (starved.is_none() && t.ensure_buffer(b.piece).is_err())
-            {
-                // Backpressure: no buffer for a new piece until the disk catches up.
-                starved = Some(b.piece);
-                t.picker.release(b);
-                continue;
-            }
             self.requests.push_back(b, now);
-            issued += 1;
             self.out
                 .extend_from_slice(&wire::request_bytes(b.piece.get(), b.offset, b.len));
         }
+        let issued = self.scratch_blocks.len();
         t.refund_download(free.saturating_sub(issued) as u64);
     }
 

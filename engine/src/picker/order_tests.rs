@@ -32,7 +32,7 @@ fn piece(pk: &Picker, p: u32) -> PieceIndex {
 fn pick(pk: &Picker, max: usize, seed: u32) -> Vec<BlockRef> {
     let has = Bitfield::full(pk.lengths().num_pieces());
     let mut out = Vec::new();
-    pk.pick(&has, &[], max, false, seed, &|_| false, &mut out);
+    pk.pick(&has, &[], max, false, seed, &|_| false, &|_| true, &mut out);
     out
 }
 

@@ -21,7 +21,7 @@ fn normal(pk: &Picker, has: &Bitfield, hint: &[PieceIndex], max: usize) -> Vec<B
 
 fn parole(pk: &Picker, has: &Bitfield, hint: &[PieceIndex], max: usize) -> Vec<BlockRef> {
     let mut out = Vec::new();
-    let n = pk.pick_parole(has, hint, max, 5, &|_| false, &mut out);
+    let n = pk.pick_parole(has, hint, max, 5, &|_| false, &|_| true, &mut out);
     assert_eq!(n, out.len());
     out
 }

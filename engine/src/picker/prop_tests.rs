@@ -143,6 +143,7 @@ impl Sim<'_> {
                 max,
                 peer.seed,
                 &|b| mine.contains(&b),
+                &|_| true,
                 &mut out,
             )
         } else {
@@ -153,6 +154,7 @@ impl Sim<'_> {
                 true,
                 peer.seed,
                 &|b| mine.contains(&b),
+                &|_| true,
                 &mut out,
             )
         };

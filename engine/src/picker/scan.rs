@@ -35,6 +35,8 @@ enum Mode {
 pub(super) struct Pick<'a> {
     pub(super) peer_has: &'a Bitfield,
     already_requested: &'a dyn Fn(BlockRef) -> bool,
+    /// Asked once per piece before any block of it is claimed (see [`Picker::pick`]).
+    admit: &'a dyn Fn(PieceIndex) -> bool,
     out: &'a mut Vec<BlockRef>,
     /// Length of `out` when the call began: `out[first..]` are this call's claims.
     first: usize,
@@ -42,6 +44,26 @@ pub(super) struct Pick<'a> {
     pub(super) left: usize,
     /// A peer on parole: only whole pieces of its own (see the module doc).
     parole: bool,
+}
+
+impl<'a> Pick<'a> {
+    fn new(
+        peer_has: &'a Bitfield,
+        already_requested: &'a dyn Fn(BlockRef) -> bool,
+        admit: &'a dyn Fn(PieceIndex) -> bool,
+        out: &'a mut Vec<BlockRef>,
+        max: usize,
+    ) -> Pick<'a> {
+        Pick {
+            peer_has,
+            already_requested,
+            admit,
+            first: out.len(),
+            out,
+            left: max,
+            parole: false,
+        }
+    }
 }
 
 impl Picker {
@@ -52,6 +74,12 @@ impl Picker {
     /// Step (4), endgame duplicates, runs only when `allow_endgame` and no free block remains in
     /// any wanted piece. Returns how many blocks were claimed; a bitfield of the wrong length
     /// claims nothing.
+    ///
+    /// `admit` is asked about a piece right before the first block of it would be claimed in
+    /// this call; `false` skips the piece. The engine passes "this piece has a buffer (one is
+    /// taken from the pool if needed)", so no block is ever claimed for a piece that has no
+    /// buffer to land in: backpressure happens here, before a claim, never by discarding data
+    /// that arrives for a claim without a buffer.
     #[allow(clippy::too_many_arguments)]
     pub fn pick(
         &self,
@@ -61,17 +89,24 @@ impl Picker {
         allow_endgame: bool,
         seed: u32,
         already_requested: &dyn Fn(BlockRef) -> bool,
+        admit: &dyn Fn(PieceIndex) -> bool,
         out: &mut Vec<BlockRef>,
     ) -> usize {
         let mode = Mode::Normal { allow_endgame };
-        self.pick_in(mode, peer_has, hint, max, seed, already_requested, out)
+        self.pick_in(
+            mode,
+            Pick::new(peer_has, already_requested, admit, out, max),
+            hint,
+            seed,
+        )
     }
 
     /// [`Self::pick`] for a peer on parole: free blocks of the exclusive pieces it works on
     /// (`hint`; other hint pieces are left to drain), then new pieces, each reserved for it. A
     /// hash failure of such a piece has one suspect. If that finds nothing, it joins pieces in
     /// progress after all (steps 2 and 4 of a normal pick), so parole never stalls a download
-    /// whose last pieces are partial.
+    /// whose last pieces are partial. `admit` as for [`Self::pick`].
+    #[allow(clippy::too_many_arguments)]
     pub fn pick_parole(
         &self,
         peer_has: &Bitfield,
@@ -79,42 +114,20 @@ impl Picker {
         max: usize,
         seed: u32,
         already_requested: &dyn Fn(BlockRef) -> bool,
+        admit: &dyn Fn(PieceIndex) -> bool,
         out: &mut Vec<BlockRef>,
     ) -> usize {
-        self.pick_in(
-            Mode::Parole,
-            peer_has,
-            hint,
-            max,
-            seed,
-            already_requested,
-            out,
-        )
+        let mut pk = Pick::new(peer_has, already_requested, admit, out, max);
+        pk.parole = true;
+        self.pick_in(Mode::Parole, pk, hint, seed)
     }
 
     /// The steps of both picks (see the module doc), in the order `mode` gives them.
-    #[allow(clippy::too_many_arguments)]
-    fn pick_in(
-        &self,
-        mode: Mode,
-        peer_has: &Bitfield,
-        hint: &[PieceIndex],
-        max: usize,
-        seed: u32,
-        already_requested: &dyn Fn(BlockRef) -> bool,
-        out: &mut Vec<BlockRef>,
-    ) -> usize {
-        if max == 0 || peer_has.len() != self.lengths.num_pieces() {
+    fn pick_in(&self, mode: Mode, mut pk: Pick<'_>, hint: &[PieceIndex], seed: u32) -> usize {
+        let max = pk.left;
+        if max == 0 || pk.peer_has.len() != self.lengths.num_pieces() {
             return 0;
         }
-        let mut pk = Pick {
-            peer_has,
-            already_requested,
-            first: out.len(),
-            out,
-            left: max,
-            parole: mode == Mode::Parole,
-        };
         for p in hint {
             if pk.left == 0 {
                 break;
@@ -186,6 +199,10 @@ impl Picker {
             return;
         };
         if !w.pickable() || !pk.peer_has.get(piece) {
+            return;
+        }
+        // Backpressure before the claim: a piece without a buffer gets no claim at all.
+        if !(pk.admit)(piece) {
             return;
         }
         let want = u32::try_from(pk.left).unwrap_or(u32::MAX);
@@ -268,7 +285,7 @@ impl Picker {
             let (Some(w), Ok(piece)) = (self.word(p), self.lengths.piece(p as u32)) else {
                 return true;
             };
-            if !w.partial() || w.exclusive() || !pk.peer_has.get(piece) {
+            if !w.partial() || w.exclusive() || !pk.peer_has.get(piece) || !(pk.admit)(piece) {
                 return true;
             }
             let base = p * self.stride;

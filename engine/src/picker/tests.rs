@@ -95,7 +95,7 @@ pub(super) fn pick(
     endgame: bool,
 ) -> Vec<BlockRef> {
     let mut out = Vec::new();
-    let n = pk.pick(has, hint, max, endgame, 7, &|_| false, &mut out);
+    let n = pk.pick(has, hint, max, endgame, 7, &|_| false, &|_| true, &mut out);
     assert_eq!(n, out.len());
     assert!(n <= max);
     out
@@ -134,7 +134,16 @@ fn rarest_piece_first() {
     let rest = pick(&pk, &seed, &[], 10, false);
     assert_eq!(rest.len(), 4);
     assert_eq!(
-        pk.pick(&seed, &[], 1, false, 0, &|_| false, &mut Vec::new()),
+        pk.pick(
+            &seed,
+            &[],
+            1,
+            false,
+            0,
+            &|_| false,
+            &|_| true,
+            &mut Vec::new()
+        ),
         0
     );
     // A disconnect lowers availability, never below zero.
@@ -170,7 +179,7 @@ fn equal_availability_spreads_peers_by_seed() {
     for seed in 0..8 {
         let pk = all_wanted(l);
         let mut out = Vec::new();
-        pk.pick(&full, &[], 1, false, seed, &|_| false, &mut out);
+        pk.pick(&full, &[], 1, false, seed, &|_| false, &|_| true, &mut out);
         firsts.insert(out[0].piece.get());
     }
     assert!(firsts.len() >= 4, "seeds chose only {firsts:?}");
@@ -213,7 +222,16 @@ fn endgame_duplicates_up_to_the_limit() {
     // The peer holding a block is never given it twice.
     let mine: HashSet<BlockRef> = a[..2].iter().copied().collect();
     let mut out = Vec::new();
-    pk.pick(&full, &[], 4, true, 1, &|b| mine.contains(&b), &mut out);
+    pk.pick(
+        &full,
+        &[],
+        4,
+        true,
+        1,
+        &|b| mine.contains(&b),
+        &|_| true,
+        &mut out,
+    );
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|b| !mine.contains(b)));
     let third = pick(&pk, &full, &[], 4, true);
@@ -465,7 +483,16 @@ fn rarest_first_sees_availability_drops_and_reopened_pieces() {
     };
     pk.release(got[0]);
     let mut out = Vec::new();
-    pk.pick(&lacks_150, &[], 1, false, 3, &|_| false, &mut out);
+    pk.pick(
+        &lacks_150,
+        &[],
+        1,
+        false,
+        3,
+        &|_| false,
+        &|_| true,
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
     assert_ne!(out[0].piece, p150);
     check_quiescent(&pk);
@@ -506,4 +533,31 @@ fn late_release_after_a_failed_hash_loses_no_block() {
     );
     assert!(pk.piece_verified(b.piece));
     check_quiescent(&pk);
+}
+
+#[test]
+fn a_piece_not_admitted_gets_no_claim() {
+    // `admit` is the engine's buffer check: a piece it refuses is skipped before any block of
+    // it is claimed, so its word stays open and nothing has to be handed back.
+    let l = geometry(8 * BLOCK_LEN as u64 * 4, 4 * BLOCK_LEN);
+    let pk = all_wanted(l);
+    let full = Bitfield::full(l.num_pieces());
+    let asked = std::sync::Mutex::new(Vec::new());
+    let admit = |p: PieceIndex| {
+        asked.lock().unwrap().push(p);
+        p.get() % 2 == 0
+    };
+    let mut out = Vec::new();
+    pk.pick(&full, &[], 64, true, 7, &|_| false, &admit, &mut out);
+    assert_eq!(out.len(), 16, "the four admitted pieces: {out:?}");
+    assert!(out.iter().all(|b| b.piece.get() % 2 == 0), "{out:?}");
+    for p in l.pieces().filter(|p| p.get() % 2 == 1) {
+        assert_eq!(pk.state(p), PieceState::Open, "piece {p} was touched");
+        assert!(asked.lock().unwrap().contains(&p), "piece {p} never asked");
+    }
+    check_quiescent(&pk);
+    // Endgame duplicates are gated too.
+    let mut dup = Vec::new();
+    pk.pick(&full, &[], 64, true, 9, &|_| false, &|_| false, &mut dup);
+    assert!(dup.is_empty(), "{dup:?}");
 }
