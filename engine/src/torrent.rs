@@ -269,6 +269,46 @@ impl TorrentShared {
         writer.ok_or(Waste::NoBuffer)
     }
 
+    /// Checks that the picker and the piece buffers agree on every block of every piece in
+    /// play (for the simulation tests; call between steps, never concurrently with arrivals):
+    /// a claimed or receiving block has a buffer; the buffer holds exactly the blocks the
+    /// picker counts as received, and is being written exactly where the picker has an owner.
+    /// Returns the first disagreement found.
+    pub fn check_agreement(&self) -> Result<(), String> {
+        use crate::picker::BlockState;
+        for p in self.lengths.pieces() {
+            let buf = self.slot(p).as_ref().map(|i| i.buf.clone());
+            let state = self.picker.state(p);
+            for i in 0..self.lengths.blocks_in_piece(p) {
+                let Ok(b) = self.lengths.block(p, i) else {
+                    return Err(format!("piece {p} block {i}: no such block"));
+                };
+                let Some(st) = self.picker.block_state(b) else {
+                    return Err(format!("{b:?}: unknown to the picker"));
+                };
+                let in_play = matches!(st, BlockState::Claimed(_) | BlockState::Receiving(_));
+                let Some(buf) = &buf else {
+                    if in_play {
+                        return Err(format!("{b:?} is {st:?} but piece {p} has no buffer"));
+                    }
+                    continue;
+                };
+                let (done, writing) = (buf.is_block_done(i), buf.is_block_writing(i));
+                let agree = match st {
+                    BlockState::Received => done,
+                    BlockState::Receiving(_) => writing,
+                    BlockState::Free | BlockState::Claimed(_) => !done && !writing,
+                };
+                if !agree {
+                    return Err(format!(
+                        "{b:?}: picker {st:?} ({state:?}), buffer done {done} writing {writing}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// True if the block's data is already in memory or the piece is no longer in flight
     /// (completed, verified or reset): a request for it can be cancelled.
     pub fn block_done(&self, b: BlockRef) -> bool {

@@ -12,11 +12,11 @@ use ringtorrent::metainfo::build::TorrentBuilder;
 use ringtorrent::metainfo::Metainfo;
 use ringtorrent::peer::{PeerError, PeerSession};
 use ringtorrent::picker::Picker;
-use ringtorrent::torrent::TorrentShared;
-use ringtorrent::types::{Bitfield, BlockRef};
+use ringtorrent::torrent::{TorrentShared, Waste};
+use ringtorrent::types::{Bitfield, BlockRef, PieceIndex};
 use ringtorrent::wire;
 use ringtorrent::PeerId;
-use uring_disk::{BufferPool, DiskPipeline, Storage, StorageFile, StorageOptions};
+use uring_disk::{BufferPool, DiskPipeline, SharedPiece, Storage, StorageFile, StorageOptions};
 
 mod common;
 
@@ -59,6 +59,10 @@ fn fixture_with(len: usize, piece: u32) -> Fixture {
 }
 
 fn shared(f: &Fixture, id: u64, have_all: bool) -> Arc<TorrentShared> {
+    shared_with_pool(f, id, have_all, 64)
+}
+
+fn shared_with_pool(f: &Fixture, id: u64, have_all: bool, buffers: usize) -> Arc<TorrentShared> {
     let info = &f.meta.info;
     let n = info.lengths.num_pieces();
     let have = if have_all {
@@ -78,7 +82,7 @@ fn shared(f: &Fixture, id: u64, have_all: bool) -> Arc<TorrentShared> {
         .disk
         .add_torrent(storage, info.pieces.clone().into(), Arc::new(|_| {}))
         .unwrap();
-    let pool = BufferPool::new(f.piece as usize, 64);
+    let pool = BufferPool::new(f.piece as usize, buffers);
     Arc::new(TorrentShared::new(
         id,
         f.meta.clone(),
@@ -145,6 +149,11 @@ struct Sim {
     t0: Instant,
     latency: Duration,
     hash_failures: u32,
+    /// How long a completed piece holds its buffer before it is verified ("written"): a slow
+    /// disk, so that the pool runs dry.
+    disk_delay: Duration,
+    /// Completed pieces waiting for the disk, with the time they are done.
+    disk_queue: VecDeque<(Duration, PieceIndex, Arc<SharedPiece>)>,
 }
 
 impl Sim {
@@ -189,6 +198,22 @@ impl Sim {
             t0,
             latency: Duration::from_millis(latency_ms),
             hash_failures: 0,
+            disk_delay: Duration::ZERO,
+            disk_queue: VecDeque::new(),
+        }
+    }
+
+    /// New leecher sessions for every link (after the leecher's torrent was replaced).
+    fn relink(&mut self) {
+        for (i, link) in self.links.iter_mut().enumerate() {
+            link.leech = PeerSession::new(
+                10 + i as u64,
+                link.leech.addr,
+                true,
+                true,
+                &self.leecher,
+                self.t0,
+            );
         }
     }
 
@@ -246,18 +271,7 @@ impl Sim {
             }
             // Pieces completed are hashed even if the peer is being dropped (as the shard does).
             for (p, buf) in link.leech.completed.drain(..) {
-                let data = buf
-                    .as_slice()
-                    .expect("INVARIANT: completed pieces are whole");
-                match uring_disk::hash::verify(p.get(), data, self.f.meta.info.piece_hash(p)) {
-                    Some(v) => {
-                        self.leecher.on_verified(&v);
-                    }
-                    None => {
-                        self.hash_failures += 1;
-                        self.leecher.on_failed(p, true);
-                    }
-                }
+                self.disk_queue.push_back((v + self.disk_delay, p, buf));
             }
             if link.error.is_some() {
                 link.alive = false;
@@ -271,10 +285,36 @@ impl Sim {
         }
     }
 
+    /// The "disk": pieces whose delay is over are verified and their buffers freed.
+    fn drain_disk(&mut self, v: Duration) {
+        while self.disk_queue.front().is_some_and(|(due, ..)| *due <= v) {
+            let Some((_, p, buf)) = self.disk_queue.pop_front() else {
+                break;
+            };
+            let data = buf
+                .as_slice()
+                .expect("INVARIANT: completed pieces are whole");
+            match uring_disk::hash::verify(p.get(), data, self.f.meta.info.piece_hash(p)) {
+                Some(v) => {
+                    self.leecher.on_verified(&v);
+                }
+                None => {
+                    self.hash_failures += 1;
+                    self.leecher.on_failed(p, true);
+                }
+            }
+        }
+    }
+
     fn run(&mut self, max_ms: u64, mut at: impl FnMut(&mut Sim, u64)) -> u64 {
         for ms in 1..=max_ms {
             at(self, ms);
             self.step(ms);
+            self.drain_disk(Duration::from_millis(ms));
+            // The picker and the piece buffers never disagree about a block.
+            if let Err(e) = self.leecher.check_agreement() {
+                panic!("at {ms} virtual ms: {e}");
+            }
             if self.leecher.picker.is_complete() {
                 return ms;
             }
@@ -408,4 +448,44 @@ fn peers_sharing_bad_pieces_go_on_parole_and_only_the_corrupter_is_banned() {
             "seeder {i} banned"
         );
     }
+}
+
+#[test]
+fn a_slow_disk_and_a_small_pool_fetch_each_block_once() {
+    // Four seeders with deep request queues, eight piece buffers, and a disk that holds each
+    // completed piece for 30 ms: the pool is empty most of the time. Every block must be
+    // fetched once (plus endgame duplicates), and the picker and the buffers must agree at
+    // every step (checked by `run`).
+    let f = fixture(200 * PIECE as usize);
+    let mut sim = Sim::with_fixture(f, 4, 2);
+    sim.leecher = shared_with_pool(&sim.f, 1, false, 8);
+    sim.relink();
+    sim.disk_delay = Duration::from_millis(30);
+    let mut dry = 0u32;
+    sim.run(60_000, |sim, _| {
+        if sim.leecher.pool.available() == 0 {
+            dry += 1;
+        }
+    });
+    assert!(
+        dry > 100,
+        "the pool was empty for only {dry} ms: the scenario proves nothing"
+    );
+    let payload = sim.f.meta.info.lengths.total_length();
+    let received: u64 = sim.links.iter().map(|l| l.leech.downloaded_bytes).sum();
+    let c = &sim.leecher.counters;
+    // Every received byte is kept or counted as waste.
+    assert_eq!(received, payload + c.wasted_bytes());
+    // The only waste is endgame duplicates, at most one extra copy of what fits in the pool.
+    assert_eq!(
+        c.wasted_bytes(),
+        c.waste(Waste::Duplicate),
+        "waste other than endgame duplicates"
+    );
+    let in_flight = 8 * PIECE as u64;
+    assert!(
+        c.waste(Waste::Duplicate) <= in_flight,
+        "received {received} bytes for {payload}: {} duplicate",
+        c.waste(Waste::Duplicate)
+    );
 }

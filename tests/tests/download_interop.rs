@@ -188,3 +188,68 @@ fn recovers_from_a_seeder_sending_corrupt_pieces() {
         rt_testkit::proc::tail(&out.stderr, 4000)
     );
 }
+
+/// The summary's `received/kept R: wasted W bytes (duplicate .., no buffer N, ..)` line.
+fn waste_figures(stdout: &str) -> Option<(f64, u64, u64)> {
+    let line = stdout.lines().find(|l| l.starts_with("received/kept "))?;
+    let ratio = line
+        .strip_prefix("received/kept ")?
+        .split(':')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let after = |key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .find(|w| !w.is_empty())?
+            .parse()
+            .ok()
+    };
+    Some((ratio, after("wasted ")?, after("no buffer ")?))
+}
+
+/// 5. Four libtorrent seeders and a piece-buffer pool that runs dry all the time (the disk is
+///    "behind"): every block is fetched once. Before claims were gated on a buffer, blocks of
+///    new pieces were requested while the pool was empty and their data thrown away: 1.5-2x
+///    the payload came in from libtorrent seeders.
+#[test]
+fn four_libtorrent_seeders_and_a_dry_pool_fetch_each_block_once() {
+    let fx = Fixture::new(PayloadSpec::single("dry.bin", 96 << 20, 105));
+    let started = std::time::Instant::now();
+    let seeders: Vec<LtSeeder> = (0..4)
+        .map(|_| LtSeeder::start(&fx.torrent, &fx.seed_dir, &LtSeedOpts::default()).unwrap())
+        .collect();
+    eprintln!("seeders ready after {:?}", started.elapsed());
+    let mut d = fx.download(&fx.torrent).timeout(Duration::from_secs(80));
+    for s in &seeders {
+        d = d.peer(s.addr());
+    }
+    // 8 pieces in flight at most (the engine's floor), for four peers that each want more.
+    d.extra_args.extend(["--buffer-pool".into(), "2MiB".into()]);
+    let started = std::time::Instant::now();
+    let out = d.run().unwrap();
+    eprintln!("download took {:?}:\n{}", started.elapsed(), out.stdout);
+    out.ensure_success().unwrap();
+    fx.spec.verify(&fx.dl_dir).unwrap();
+    let (ratio, wasted, no_buffer) = waste_figures(&out.stdout)
+        .unwrap_or_else(|| panic!("no waste line in the summary:\n{}", out.stdout));
+    assert_eq!(
+        no_buffer, 0,
+        "blocks owned without a buffer:\n{}",
+        out.stdout
+    );
+    assert!(
+        ratio <= 1.01,
+        "received {ratio}x the payload ({wasted} bytes wasted):\n{}",
+        out.stdout
+    );
+    // The seeders' own count agrees: at most 1% more than the payload left them.
+    std::thread::sleep(Duration::from_millis(2500));
+    let served: u64 = seeders.iter().filter_map(|s| s.uploaded_bytes()).sum();
+    let payload = fx.spec.total_len();
+    assert!(
+        served as f64 <= payload as f64 * 1.01,
+        "seeders uploaded {served} bytes for a {payload}-byte payload"
+    );
+}

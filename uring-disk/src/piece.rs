@@ -194,6 +194,13 @@ impl SharedPiece {
             .is_some_and(|s| s.load(Ordering::Acquire) == DONE)
     }
 
+    /// True while a [`BlockWriter`] holds block `idx`.
+    pub fn is_block_writing(&self, idx: u32) -> bool {
+        self.states
+            .get(idx as usize)
+            .is_some_and(|s| s.load(Ordering::Acquire) == WRITING)
+    }
+
     /// True when every block is done.
     pub fn is_complete(&self) -> bool {
         self.done.load(Ordering::Acquire) == self.block_count()

@@ -112,6 +112,17 @@ pub enum Begin {
     Unrequested,
 }
 
+/// One block's state in the picker ([`Picker::block_state`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BlockState {
+    Free,
+    /// This many outstanding claims, no data yet.
+    Claimed(u8),
+    /// One owner is copying the data in; this many other claims are outstanding.
+    Receiving(u8),
+    Received,
+}
+
 /// Why a picker could not be built (the caller supplied resume data or geometry that does not fit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PickerError {
@@ -408,6 +419,18 @@ impl Picker {
             && peer_has
                 .iter()
                 .any(|p| self.word(p.idx()).is_some_and(Word::missing))
+    }
+
+    /// The state of one block (`None` for a block that is not one of ours).
+    pub fn block_state(&self, b: BlockRef) -> Option<BlockState> {
+        let (_, cell) = self.slot(b)?;
+        let v = cell.load(Acquire);
+        Some(match (v, word::receiving(v)) {
+            (FREE, _) => BlockState::Free,
+            (RECEIVED, _) => BlockState::Received,
+            (_, Some(others)) => BlockState::Receiving(others),
+            (c, None) => BlockState::Claimed(c),
+        })
     }
 
     /// Counts of pieces and blocks by state (a scan of every block: for stats and tests).
