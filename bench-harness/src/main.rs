@@ -1,8 +1,9 @@
 //! bench-harness: benchmarks of ringtorrent against real clients in a local swarm on loopback.
 //!
 //! - `swarm [--size 4GiB] [--piece-length 256KiB] [--files 1] [--seeders 4]
-//!   [--seeder ringtorrent|libtorrent|aria2] [--clients ringtorrent,rqbit,aria2,libtorrent]
-//!   [--runs 3] [--rtt-ms 0] [--json out.json]`: download speed and cost per client.
+//!   [--seeder libtorrent|ringtorrent|aria2] [--clients ringtorrent,rqbit,aria2,libtorrent]
+//!   [--runs 3] [--rtt-ms 0] [--json out.json]`: download speed and cost per
+//!   client, and the seeders' upload over the payload and CPU per GiB.
 //! - `seed [--seeders ringtorrent,libtorrent] [--leechers rqbit,aria2] ...`: upload speed and
 //!   seeder CPU per GiB uploaded.
 //! - `recheck [--tools ringtorrent,libtorrent,aria2]`, `create [--tools

@@ -1,5 +1,6 @@
 //! Summaries of the swarm benchmark: median, min and max per client, a Markdown table for the
-//! terminal and the same data as JSON.
+//! terminal and the same data as JSON. [`Spread`] and [`spread_table`] serve the other
+//! subcommands too.
 
 use serde::Serialize;
 
@@ -38,11 +39,32 @@ impl Spread {
     }
 }
 
+/// One download in the swarm: what the downloader cost, and what the seeders spent on it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmSample {
+    /// The downloader's own cost (its fields sit at the top level of the JSON).
+    #[serde(flatten)]
+    pub download: Sample,
+    /// Payload bytes all seeders uploaded during the download; `None` where the seeders do not
+    /// report it (only libtorrent seeders do).
+    pub seeders_uploaded_bytes: Option<u64>,
+    /// CPU seconds (user + system, all threads) all seeders used during the download.
+    pub seeders_cpu_s: f64,
+}
+
+impl SwarmSample {
+    /// Bytes the seeders uploaded over the payload: 1.0 when no byte was fetched twice.
+    pub fn received_per_payload(&self, payload_bytes: u64) -> Option<f64> {
+        let up = self.seeders_uploaded_bytes?;
+        (payload_bytes > 0).then(|| up as f64 / payload_bytes as f64)
+    }
+}
+
 /// One client's runs: successful samples and why the others failed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientRuns {
     pub client: String,
-    pub samples: Vec<Sample>,
+    pub samples: Vec<SwarmSample>,
     pub failures: Vec<String>,
 }
 
@@ -55,6 +77,10 @@ pub struct Summary {
     pub mb_per_s: Option<Spread>,
     pub cpu_s_per_gib: Option<Spread>,
     pub peak_rss_mib: Option<Spread>,
+    /// Bytes the seeders uploaded over the payload size (`None`: not reported by the seeders).
+    pub received_per_payload: Option<Spread>,
+    /// The seeders' CPU seconds (summed) per GiB of payload.
+    pub seeder_cpu_s_per_gib: Option<Spread>,
     /// This client's median wall time over ringtorrent's (above 1: ringtorrent is faster).
     pub time_vs_ringtorrent: Option<f64>,
 }
@@ -66,15 +92,22 @@ pub fn summarize(runs: &[ClientRuns], payload_bytes: u64) -> Vec<Summary> {
         .iter()
         .map(|r| {
             let s = &r.samples;
-            let map = |f: &dyn Fn(&Sample) -> f64| Spread::of(&s.iter().map(f).collect::<Vec<_>>());
+            let map =
+                |f: &dyn Fn(&SwarmSample) -> f64| Spread::of(&s.iter().map(f).collect::<Vec<_>>());
+            let waste: Vec<f64> = s
+                .iter()
+                .filter_map(|x| x.received_per_payload(payload_bytes))
+                .collect();
             Summary {
                 client: r.client.clone(),
                 ok_runs: s.len(),
                 failed_runs: r.failures.len(),
-                wall_s: map(&|x| x.wall_s),
-                mb_per_s: map(&|x| bytes / 1e6 / x.wall_s),
-                cpu_s_per_gib: map(&|x| x.cpu_s() / (bytes / GIB)),
-                peak_rss_mib: map(&|x| x.max_rss_kib as f64 * 1024.0 / MIB),
+                wall_s: map(&|x| x.download.wall_s),
+                mb_per_s: map(&|x| bytes / 1e6 / x.download.wall_s),
+                cpu_s_per_gib: map(&|x| x.download.cpu_s() / (bytes / GIB)),
+                peak_rss_mib: map(&|x| x.download.max_rss_kib as f64 * 1024.0 / MIB),
+                received_per_payload: Spread::of(&waste),
+                seeder_cpu_s_per_gib: map(&|x| x.seeders_cpu_s / (bytes / GIB)),
                 time_vs_ringtorrent: None,
             }
         })
@@ -103,6 +136,15 @@ fn cell(s: Option<Spread>, decimals: usize) -> String {
             s.max,
             d = decimals
         ),
+    }
+}
+
+/// [`cell`], or "n/a" when runs succeeded but none measured this.
+fn cell_or_na(s: Option<Spread>, ok_runs: usize, decimals: usize) -> String {
+    if s.is_none() && ok_runs > 0 {
+        "n/a".into()
+    } else {
+        cell(s, decimals)
     }
 }
 
@@ -135,15 +177,15 @@ pub fn spread_table(headers: &[&str], rows: &[Row], decimals: &[usize]) -> Strin
 /// The Markdown table, followed by notes (skipped clients, failures).
 pub fn markdown(summaries: &[Summary], notes: &[String]) -> String {
     let mut t = String::from(
-        "| client | runs ok/failed | wall s | MB/s | CPU-s/GiB | peak RSS MiB | time vs ringtorrent |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| client | runs ok/failed | wall s | MB/s | CPU-s/GiB | peak RSS MiB | received/payload | seeder CPU-s/GiB | time vs ringtorrent |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         let ratio = s
             .time_vs_ringtorrent
             .map_or("-".into(), |r| format!("{r:.2}x"));
         t.push_str(&format!(
-            "| {} | {}/{} | {} | {} | {} | {} | {} |\n",
+            "| {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.client,
             s.ok_runs,
             s.failed_runs,
@@ -151,6 +193,8 @@ pub fn markdown(summaries: &[Summary], notes: &[String]) -> String {
             cell(s.mb_per_s, 1),
             cell(s.cpu_s_per_gib, 2),
             cell(s.peak_rss_mib, 0),
+            cell_or_na(s.received_per_payload, s.ok_runs, 3),
+            cell(s.seeder_cpu_s_per_gib, 2),
             ratio
         ));
     }
@@ -160,7 +204,13 @@ pub fn markdown(summaries: &[Summary], notes: &[String]) -> String {
             t.push_str(&format!("- {n}\n"));
         }
     }
-    t.push_str("\nMedian (min–max) over runs. CPU and peak RSS are the downloader process's own (wait4 rusage).\n");
+    t.push_str(
+        "\nMedian (min–max) over runs. CPU and peak RSS are the downloader process's own (wait4 \
+         rusage). received/payload: payload bytes the seeders uploaded during the download over \
+         the payload size (1.000: no byte fetched twice; n/a: the seeders do not report it, only \
+         libtorrent's do). Seeder CPU: all seeders' user + sys (all threads, /proc/<pid>/stat) \
+         during the download, per GiB of payload.\n",
+    );
     t
 }
 
@@ -168,14 +218,26 @@ pub fn markdown(summaries: &[Summary], notes: &[String]) -> String {
 mod tests {
     use super::*;
 
-    fn sample(wall_s: f64, cpu: f64, rss_kib: u64) -> Sample {
-        Sample {
-            wall_s,
-            user_s: cpu,
-            sys_s: 0.0,
-            max_rss_kib: rss_kib,
-            exit_code: Some(0),
-            timed_out: false,
+    /// A download whose seeders spent half the downloader's CPU and reported no upload.
+    fn sample(wall_s: f64, cpu: f64, rss_kib: u64) -> SwarmSample {
+        SwarmSample {
+            download: Sample {
+                wall_s,
+                user_s: cpu,
+                sys_s: 0.0,
+                max_rss_kib: rss_kib,
+                exit_code: Some(0),
+                timed_out: false,
+            },
+            seeders_uploaded_bytes: None,
+            seeders_cpu_s: cpu / 2.0,
+        }
+    }
+
+    fn uploading(uploaded: u64) -> SwarmSample {
+        SwarmSample {
+            seeders_uploaded_bytes: Some(uploaded),
+            ..sample(1.0, 1.0, 1)
         }
     }
 
@@ -210,12 +272,41 @@ mod tests {
         assert_eq!(s[1].time_vs_ringtorrent, Some(2.0));
         assert_eq!(s[1].peak_rss_mib.unwrap().median, 4.0);
         assert_eq!((s[1].ok_runs, s[1].failed_runs), (1, 1));
+        assert_eq!(s[0].seeder_cpu_s_per_gib.unwrap().median, 1.0);
+        assert_eq!(s[0].received_per_payload, None);
         let md = markdown(&s, &["rqbit skipped".into()]);
         assert!(md.contains("| aria2 | 1/1 | 6.00 |"), "{md}");
+        assert!(md.contains("| 4 | n/a | 3.00 | 2.00x |"), "{md}");
         assert!(
             md.contains("2.00x") && md.contains("- rqbit skipped"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn waste_is_upload_over_payload() {
+        let runs = vec![
+            ClientRuns {
+                client: "libtorrent".into(),
+                samples: vec![uploading(1004), uploading(1010), uploading(1000)],
+                failures: vec![],
+            },
+            ClientRuns {
+                client: "rqbit".into(),
+                samples: vec![],
+                failures: vec!["run 1: exit 1".into()],
+            },
+        ];
+        let s = summarize(&runs, 1000);
+        let w = s[0].received_per_payload.unwrap();
+        assert_eq!((w.median, w.min, w.max), (1.004, 1.0, 1.01));
+        let md = markdown(&s, &[]);
+        assert!(md.contains("| 1.004 (1.000–1.010) |"), "{md}");
+        assert!(
+            md.contains("| rqbit | 0/1 | - | - | - | - | - | - | - |"),
+            "{md}"
+        );
+        assert_eq!(uploading(5).received_per_payload(0), None);
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! `bench-harness swarm`: downloads one deterministic payload from a local swarm with each
-//! client in turn and compares wall time, throughput, CPU per GiB and peak RSS.
+//! client in turn and compares wall time, throughput, CPU per GiB and peak RSS, and what the
+//! seeders spent on it: bytes uploaded over the payload size (waste) and CPU per GiB.
 //!
 //! Setup: the payload and its torrent are cached under `bench-cache/` by parameters; opentracker
-//! serves the info-hash on 127.0.0.1; N seeders on 127.0.0.2.. announce to it; every downloader
-//! finds them through the tracker, starts in a fresh empty directory on 127.0.0.1 with a fresh
-//! port, and is measured with `wait4`. Runs go A B A B (client order within each run), and every
-//! download is checked byte for byte before it counts.
+//! serves the info-hash on 127.0.0.1; N seeders (libtorrent by default) on 127.0.0.2.. announce
+//! to it; every downloader finds them through the tracker, starts in a fresh empty directory on
+//! 127.0.0.1 with a fresh port, and is measured with `wait4`. Runs go A B A B (client order
+//! within each run), and every download is checked byte for byte before it counts.
+//!
+//! The seeders' CPU is read from `/proc/<pid>/stat` just before and after each download. Their
+//! upload counters (libtorrent's only) are read before it and after every libtorrent seeder has
+//! printed two more status lines (see `seeders::settle_upload_counters`), which adds up to 4 s
+//! between downloads; nothing else downloads meanwhile, so the delta is this download's.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,8 +26,8 @@ use rt_testkit::tracker::Opentracker;
 use serde::Serialize;
 
 use crate::measure::run_measured;
-use crate::report::{self, ClientRuns};
-use crate::seeders::{Discovery, Seeder, SeederKind};
+use crate::report::{self, ClientRuns, SwarmSample};
+use crate::seeders::{self, Discovery, Seeder, SeederKind};
 use crate::size::format_size;
 
 #[derive(Debug, Clone, Args, Serialize)]
@@ -31,8 +37,9 @@ pub struct SwarmArgs {
     pub common: crate::bench_args::BenchArgs,
     #[arg(long, default_value_t = 4)]
     pub seeders: u32,
-    /// What the seeders are; real clients by flag.
-    #[arg(long, value_enum, default_value = "ringtorrent")]
+    /// What the seeders are. libtorrent by default: a reference no one here wrote, and the one
+    /// kind that reports its upload (the received/payload column).
+    #[arg(long, value_enum, default_value = "libtorrent")]
     pub seeder: SeederKind,
     /// Downloaders to compare, in run order.
     #[arg(
@@ -89,6 +96,8 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
         args.seeders,
         args.seeder.name()
     );
+    // A first status line from each libtorrent seeder: the first download's starting count.
+    seeders::wait_for_status(&mut seeders, 1)?;
 
     let mut results: Vec<ClientRuns> = clients
         .iter()
@@ -103,7 +112,7 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             for s in seeders.iter_mut() {
                 s.check_alive()?;
             }
-            let out = one_download(args, *client, run, &torrent, &run_dir, &spec);
+            let out = one_download(args, *client, run, &mut seeders, &torrent, &run_dir, &spec);
             match out {
                 Ok(sample) => result.samples.push(sample),
                 Err(e) => {
@@ -239,15 +248,17 @@ fn start_seeders(
         .collect()
 }
 
-/// One measured download into a fresh directory, verified, then removed.
+/// One measured download into a fresh directory, verified, then removed; with what the
+/// seeders spent meanwhile.
 fn one_download(
     args: &SwarmArgs,
     client: Client,
     run: u32,
+    seeders: &mut [Seeder],
     torrent: &Path,
     run_dir: &Path,
     spec: &PayloadSpec,
-) -> Result<crate::measure::Sample> {
+) -> Result<SwarmSample> {
     let out_dir = run_dir.join(format!("dl-{}", client.name()));
     if out_dir.exists() {
         std::fs::remove_dir_all(&out_dir)?;
@@ -263,7 +274,14 @@ fn one_download(
     };
     let cmd = client.leech_command(&job)?;
     let log = run_dir.join(format!("{}-run{}.log", client.name(), run + 1));
+    let uploaded_before = seeders::total_uploaded_bytes(seeders);
+    let cpu_before = seeders::total_cpu_s(seeders)?;
     let sample = run_measured(cmd, &log, timeout)?;
+    let seeders_cpu_s = seeders::total_cpu_s(seeders)? - cpu_before;
+    seeders::settle_upload_counters(seeders)?;
+    let seeders_uploaded_bytes = uploaded_before
+        .zip(seeders::total_uploaded_bytes(seeders))
+        .map(|(before, after)| after.saturating_sub(before));
     let verdict = if sample.timed_out {
         Err(anyhow::anyhow!("timed out after {timeout:?}"))
     } else if sample.exit_code != Some(0) {
@@ -274,14 +292,25 @@ fn one_download(
     };
     std::fs::remove_dir_all(&out_dir)?;
     verdict.with_context(|| format!("log: {}", log.display()))?;
+    let sample = SwarmSample {
+        download: sample,
+        seeders_uploaded_bytes,
+        seeders_cpu_s,
+    };
+    let waste = sample
+        .received_per_payload(spec.total_len())
+        .map_or("n/a".into(), |w| format!("{w:.3}"));
+    let d = &sample.download;
     eprintln!(
-        "  {} run {}: {:.2}s, {:.1} MB/s, {:.2} CPU-s, peak RSS {} MiB",
+        "  {} run {}: {:.2}s, {:.1} MB/s, {:.2} CPU-s, peak RSS {} MiB; \
+         received/payload {waste}, seeders {:.2} CPU-s",
         client.name(),
         run + 1,
-        sample.wall_s,
-        spec.total_len() as f64 / 1e6 / sample.wall_s,
-        sample.cpu_s(),
-        sample.max_rss_kib / 1024
+        d.wall_s,
+        spec.total_len() as f64 / 1e6 / d.wall_s,
+        d.cpu_s(),
+        d.max_rss_kib / 1024,
+        sample.seeders_cpu_s,
     );
     Ok(sample)
 }

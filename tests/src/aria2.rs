@@ -54,6 +54,7 @@ pub struct Aria2Seeder {
 impl Aria2Seeder {
     /// Seeds `torrent` from `save_dir`; returns once aria2 has checked the data and seeds.
     pub fn start(torrent: &Path, save_dir: &Path, opts: &Aria2SeedOpts) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Aria2)?;
         let ip = opts.ip.unwrap_or_else(seeder_ip);
         let port = free_port(ip)?;
         let mut cmd = base_command(ip, port, opts.tracker.as_deref());
@@ -106,6 +107,7 @@ pub struct Aria2Leecher {
 
 impl Aria2Leecher {
     pub fn start(torrent: &Path, save_dir: &Path, tracker: Option<&str>) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Aria2)?;
         let port = free_port(LEECHER_IP)?;
         let cmd = leech_command(torrent, save_dir, port, tracker);
         Ok(Aria2Leecher {

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -12,7 +12,7 @@ use anyhow::{bail, Result};
 use crate::net::{free_port, LEECHER_IP};
 use crate::proc::{kit_command, on_path};
 use crate::ringtorrent::{ringtorrent_bin, Download};
-use crate::{aria2, libtorrent, python};
+use crate::{aria2, libtorrent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Client {
@@ -62,20 +62,8 @@ impl Client {
             Client::Rqbit => {
                 bail!("rqbit is not on PATH (cargo install rqbit --version 9.1.0 --locked)")
             }
-            Client::Aria2 if on_path("aria2c") => Ok(()),
-            Client::Aria2 => bail!("aria2c is not installed (apt-get install aria2)"),
-            Client::Libtorrent => {
-                let ok = Command::new(python())
-                    .args(["-c", "import libtorrent"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !ok {
-                    bail!("python3 cannot import libtorrent (apt-get install python3-libtorrent)");
-                }
-                Ok(())
-            }
+            Client::Aria2 => crate::require::require(crate::require::Tool::Aria2),
+            Client::Libtorrent => crate::require::require(crate::require::Tool::Libtorrent),
         }
     }
 

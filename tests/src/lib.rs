@@ -24,6 +24,7 @@ pub mod libtorrent;
 pub mod net;
 pub mod payload;
 pub mod proc;
+pub mod require;
 pub mod ringtorrent;
 pub mod rt_seeder;
 pub mod torrent;

@@ -41,6 +41,7 @@ impl LtSeeder {
     /// Starts seeding the content of `torrent` found under `save_dir`; returns once the seeder
     /// listens and seeds.
     pub fn start(torrent: &Path, save_dir: &Path, opts: &LtSeedOpts) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Libtorrent)?;
         let ip = opts.ip.unwrap_or_else(seeder_ip);
         let mut cmd = kit_command(python());
         cmd.arg(script("lt_seed.py"))
@@ -138,6 +139,7 @@ impl LtLeecher {
         peers: &[SocketAddr],
         timeout: Duration,
     ) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Libtorrent)?;
         let port = crate::net::free_port(LEECHER_IP)?;
         let cmd = leech_command(torrent, save_dir, port, tracker, peers, timeout);
         Ok(LtLeecher {

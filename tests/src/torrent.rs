@@ -123,6 +123,31 @@ fn parse_files(info: &Node<'_>, name: &str) -> Result<Vec<(PathBuf, u64)>> {
     Ok(files)
 }
 
+/// Makes a torrent of `content` (a file or a directory) with `ringtorrent create`, the
+/// project's own builder (its info-hash matches mktorrent's for the same content and
+/// fields); returns its metadata. Fixtures use this, so a test that involves no real client
+/// needs none installed.
+pub fn make_torrent_ringtorrent(
+    content: &Path,
+    out: &Path,
+    piece_length: u32,
+    tracker: Option<&str>,
+) -> Result<TorrentMeta> {
+    let mut cmd = Command::new(crate::ringtorrent::ringtorrent_bin()?);
+    cmd.arg("create")
+        .arg(content)
+        .arg("-o")
+        .arg(out)
+        .arg("--force")
+        .arg("--piece-length")
+        .arg(piece_length.to_string());
+    if let Some(t) = tracker {
+        cmd.arg("--tracker").arg(t);
+    }
+    run_tool(cmd)?;
+    TorrentMeta::read(out)
+}
+
 /// Makes a v1-only torrent of `content` (a file or a directory) with libtorrent; returns its
 /// metadata. The torrent carries `tracker` as its announce URL when given.
 pub fn make_torrent_libtorrent(
@@ -131,6 +156,7 @@ pub fn make_torrent_libtorrent(
     piece_length: u32,
     tracker: Option<&str>,
 ) -> Result<TorrentMeta> {
+    crate::require::require(crate::require::Tool::Libtorrent)?;
     let mut cmd = Command::new(python());
     cmd.arg(script("lt_make_torrent.py"))
         .arg(content)
@@ -158,6 +184,7 @@ pub fn make_torrent_mktorrent(
         piece_length.is_power_of_two(),
         "mktorrent needs a power-of-two piece length"
     );
+    crate::require::require(crate::require::Tool::Mktorrent)?;
     let _ = std::fs::remove_file(out); // mktorrent refuses to overwrite
     let mut cmd = Command::new("mktorrent");
     cmd.arg("-d")
@@ -218,7 +245,7 @@ impl PayloadFixture {
         spec.generate(&seed_dir)?;
         let torrent = dir.path().join("bare.torrent");
         let meta =
-            make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, piece_length, None)?;
+            make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, piece_length, None)?;
         ensure!(
             meta.total_len() == spec.total_len(),
             "torrent length {} but payload {}",

@@ -28,6 +28,7 @@ pub struct Opentracker {
 impl Opentracker {
     /// Starts a tracker on 127.0.0.1 (HTTP and UDP on one fresh port) that serves `hashes`.
     pub fn start(hashes: &[InfoHash]) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Opentracker)?;
         let port = free_tcp_udp_port(LEECHER_IP)?;
         let work = tempfile::Builder::new()
             .prefix("rt-opentracker-")

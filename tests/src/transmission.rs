@@ -62,6 +62,7 @@ impl TransmissionSeeder {
     /// has verified the data, reports seeding and accepts TCP connections. Transmission
     /// announces to the torrent's tracker from its bind address.
     pub fn start(torrent: &Path, save_dir: &Path, ip: Option<Ipv4Addr>) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Transmission)?;
         let ip = ip.unwrap_or_else(seeder_ip);
         let port = free_port(ip)?;
         let mut proc = spawn_cli("transmission-seeder", torrent, save_dir, ip, port, true)?;
@@ -97,6 +98,7 @@ pub struct TransmissionLeecher {
 impl TransmissionLeecher {
     /// Starts downloading `torrent` into `save_dir`; returns once it accepts connections.
     pub fn start(torrent: &Path, save_dir: &Path) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Transmission)?;
         let ip = seeder_ip();
         let port = free_port(ip)?;
         std::fs::create_dir_all(save_dir)?;

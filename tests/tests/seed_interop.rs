@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rt_testkit::libtorrent::LtLeecher;
 use rt_testkit::net::free_port;
-use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce};
+use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::tracker::Opentracker;
 use rt_testkit::{ringtorrent_bin, Download, PayloadSpec};
 
@@ -95,7 +95,7 @@ fn libtorrent_leecher_downloads_a_multi_file_torrent_from_ringtorrent() {
     let seed_dir = dir.path().join("seed");
     spec.generate(&seed_dir).unwrap();
     let torrent = dir.path().join("t.torrent");
-    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.6:0", false);
     let out = dir.path().join("lt");
     let mut leecher = LtLeecher::start(
@@ -129,7 +129,7 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
     let seed_dir = dir.path().join("seed");
     spec.generate(&seed_dir).unwrap();
     let bare = dir.path().join("bare.torrent");
-    let meta = make_torrent_libtorrent(&spec.content_path(&seed_dir), &bare, PIECE, None).unwrap();
+    let meta = make_torrent_ringtorrent(&spec.content_path(&seed_dir), &bare, PIECE, None).unwrap();
     let tracker = Opentracker::start(&[meta.info_hash]).unwrap();
     let torrent = dir.path().join("t.torrent");
     write_with_announce(&bare, &torrent, Some(&tracker.announce_url())).unwrap();
@@ -182,7 +182,7 @@ fn a_killed_download_continues_where_it_stopped() {
     let seed_dir = dir.path().join("seed");
     spec.generate(&seed_dir).unwrap();
     let torrent = dir.path().join("t.torrent");
-    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.7:0", false);
     let out = dir.path().join("dl");
     // Kill -9 the first run as soon as it has written something.
@@ -231,7 +231,7 @@ fn a_finished_download_seeds_until_its_ratio_is_reached() {
     let seed_dir = dir.path().join("seed");
     spec.generate(&seed_dir).unwrap();
     let torrent = dir.path().join("t.torrent");
-    make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+    make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.8:0", false);
     // A downloads from the seeder and must then upload a full copy before it exits by itself.
     let a_addr = SocketAddr::from((

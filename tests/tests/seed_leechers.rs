@@ -18,7 +18,7 @@ use rt_testkit::libtorrent::LtLeecher;
 use rt_testkit::net::{connect_from, free_port, seeder_ip, LEECHER_IP};
 use rt_testkit::payload::corrupt_pieces;
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
-use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce};
+use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::transmission::TransmissionLeecher;
 use rt_testkit::{wait_until, PayloadSpec, TorrentMeta};
 
@@ -51,7 +51,7 @@ fn setup(dir: &Path, spec: &PayloadSpec) -> (std::path::PathBuf, std::path::Path
     spec.generate(&seed_dir).unwrap();
     let torrent = dir.join("t.torrent");
     let meta =
-        make_torrent_libtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
+        make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     (torrent, seed_dir, meta)
 }
 

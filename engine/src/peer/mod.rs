@@ -55,6 +55,9 @@ pub const SNUB_TIMEOUT: Duration = Duration::from_secs(20);
 pub const MAX_QUEUED_REQUESTS: usize = 2000;
 /// Disk reads in flight per peer while uploading.
 pub const MAX_READS_IN_FLIGHT: u32 = 16;
+/// In endgame, a peer with fewer than this many requests outstanding asks for duplicates, up
+/// to this many in flight.
+const ENDGAME_MAX_OUTSTANDING: usize = 2;
 /// Blocks we cancelled or gave up on, remembered so that their late arrival (BEP 3: a CANCEL
 /// may cross the block on the wire) is not counted as unrequested data.
 const CANCELLED_CAP: usize = 1024;
@@ -547,10 +550,20 @@ impl PeerSession {
         } else {
             self.pipeline.target(now).min(self.peer_reqq)
         };
-        let free = target.saturating_sub(self.requests.len());
+        let mut free = target.saturating_sub(self.requests.len());
         // Batch: top up when a quarter of the window is free, not on every block.
         if free == 0 || (free < target / 4 && !self.requests.is_empty()) {
             return;
+        }
+        if t.picker.in_endgame() {
+            // Every block is claimed: what we would ask for now is a duplicate, a block some
+            // peer is already uploading. Only a peer with next to nothing in flight asks, and
+            // for a few blocks at a time (libtorrent asks for one busy block at a time), so
+            // the tail is covered without fetching a whole window twice.
+            free = free.min(ENDGAME_MAX_OUTSTANDING.saturating_sub(self.requests.len()));
+            if free == 0 {
+                return;
+            }
         }
         // Download rate limits gate the requests we issue (one block's worth each).
         let free = t.grant_download(now, free as u64) as usize;
