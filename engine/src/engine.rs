@@ -316,6 +316,10 @@ pub enum EngineError {
     Internal(String),
     #[error("engine is shut down")]
     ShutDown,
+    /// The shutdown finished, but these torrents' last state is not on disk (their verified
+    /// data is; a rerun rechecks what the resume file does not record).
+    #[error("saving resume data at shutdown failed: {}", .0.join("; "))]
+    ShutdownSave(Vec<String>),
 }
 
 pub(crate) struct TorrentEntry {
@@ -508,11 +512,15 @@ impl Engine {
         std::thread::Builder::new()
             .name("rt-shutdown".into())
             .spawn(move || {
-                shutdown_blocking(&inner);
-                let _ = tx.send(());
+                let _ = tx.send(shutdown_blocking(&inner));
             })
             .map_err(EngineError::Thread)?;
-        rx.await.map_err(|_| EngineError::ShutDown)
+        let failures = rx.await.map_err(|_| EngineError::ShutDown)?;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::ShutdownSave(failures))
+        }
     }
 }
 
@@ -529,7 +537,9 @@ pub(crate) fn torrent_states(
         .collect()
 }
 
-fn shutdown_blocking(inner: &Inner) {
+/// Stops everything; returns what could not be saved or finished (one line per failure).
+fn shutdown_blocking(inner: &Inner) -> Vec<String> {
+    let mut failures = Vec::new();
     let saver = inner.saver.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some((stop, thread)) = saver {
         drop(stop);
@@ -568,14 +578,17 @@ fn shutdown_blocking(inner: &Inner) {
     for (t, st) in torrent_states(inner) {
         if let Err(e) = st.save(inner, &t) {
             tracing::warn!("torrent {}: saving resume data failed: {e}", t.id);
+            failures.push(format!("torrent {}: {e}", t.id));
         }
     }
     for t in &torrents {
         if let Err(e) = inner.disk.remove_torrent(t.disk_slot) {
             tracing::warn!("torrent {}: finishing disk writes failed: {e}", t.id);
+            failures.push(format!("torrent {}: finishing disk writes: {e}", t.id));
         }
     }
     inner.control.shutdown();
+    failures
 }
 
 /// Hands peer addresses to shards round-robin.
