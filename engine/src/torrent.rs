@@ -269,6 +269,44 @@ impl TorrentShared {
         writer.ok_or(Waste::NoBuffer)
     }
 
+    /// The owner of `block` copied all of it: the block is marked done in the buffer, then
+    /// received in the picker. The picker's count decides which finisher completed the piece
+    /// (exactly one per round); that one takes the piece out of the table and gets it back to
+    /// submit to the disk. Each block is done in the buffer before the picker counts it, so
+    /// the buffer is whole when the picker says the piece is complete. (Deciding by the
+    /// buffer's own count instead let two shards that finished a piece's last two blocks at
+    /// once disagree: the buffer's completer submitted the piece, and it could be hashed and
+    /// written before the other shard's count moved it to `Complete`; `piece_verified` then
+    /// refused it and the download stalled one piece short.)
+    pub fn finish_write(
+        &self,
+        block: BlockRef,
+        writer: BlockWriter,
+    ) -> Result<Option<Arc<SharedPiece>>, Waste> {
+        if writer.finish().is_err() {
+            // Not all of it was written (cannot happen with an in-order reader): the buffer
+            // block went back to empty with the writer, so the picker's claim goes back too.
+            self.picker.abort_block(block);
+            return Err(Waste::NoBuffer);
+        }
+        let received = self.picker.finish_block(block);
+        debug_assert!(
+            received.is_some(),
+            "{block:?} finished without being received"
+        );
+        match received {
+            Some(true) => {
+                let taken = self.take_complete(block.piece);
+                debug_assert!(
+                    taken.as_ref().is_some_and(|b| b.is_complete()),
+                    "picker completed {block:?} but the buffer is not whole"
+                );
+                Ok(taken)
+            }
+            Some(false) | None => Ok(None),
+        }
+    }
+
     /// Checks that the picker and the piece buffers agree on every block of every piece in
     /// play (for the simulation tests; call between steps, never concurrently with arrivals):
     /// a claimed or receiving block has a buffer; the buffer holds exactly the blocks the

@@ -186,3 +186,58 @@ fn with_the_pool_running_dry_no_block_is_requested_without_a_buffer() {
     assert_eq!(snap.blocks_claimed, 0, "{snap:?}");
     drop(held);
 }
+
+#[test]
+fn of_two_shards_finishing_a_piece_the_picker_s_completer_submits_it() {
+    // Two threads finish the last two blocks of a piece at once, many times. The one that
+    // gets the piece to submit must find it `Complete` in the picker: otherwise the piece can
+    // be hashed and written before the picker counts its last block, `piece_verified` refuses
+    // it, and the download stalls one piece short (seen with four libtorrent seeders).
+    use crate::picker::PieceState;
+    use std::sync::Barrier;
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let all = Bitfield::full(PIECES);
+    let barrier = Barrier::new(2);
+    for round in 0..4000u32 {
+        let p = t.lengths.piece(round % PIECES).unwrap();
+        let mut blocks = Vec::new();
+        let admit = |q: PieceIndex| t.ensure_buffer(q).is_ok();
+        t.picker
+            .pick(&all, &[p], 2, false, 0, &|_| false, &admit, &mut blocks);
+        assert_eq!(blocks.len(), 2, "round {round}: {blocks:?}");
+        assert!(blocks.iter().all(|b| b.piece == p));
+        let writers: Vec<_> = blocks
+            .iter()
+            .map(|&b| {
+                let (mut w, _) = t.begin_write(b, 1).expect("owner");
+                w.write_at(0, &vec![round as u8; b.len as usize]).unwrap();
+                (b, w)
+            })
+            .collect();
+        let taken: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = writers
+                .into_iter()
+                .map(|(b, w)| {
+                    let (t, barrier) = (&t, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let got = t.finish_write(b, w).expect("whole block");
+                        if got.is_some() {
+                            assert_eq!(
+                                t.picker.state(b.piece),
+                                PieceState::Complete,
+                                "round {round}: submitted before the picker completed it"
+                            );
+                        }
+                        got.is_some()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(taken.iter().filter(|&&x| x).count(), 1, "round {round}");
+        // Next round of the same piece: as after a failed hash.
+        assert!(t.picker.piece_failed(p));
+    }
+}

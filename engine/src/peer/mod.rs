@@ -395,21 +395,14 @@ impl PeerSession {
             .fetch_add(len as u64, Ordering::Relaxed);
         self.pipeline.on_block(len, now);
         match std::mem::replace(&mut self.incoming, Incoming::None) {
-            Incoming::Writing { block, writer, buf } => {
-                let Ok(done) = writer.finish() else {
-                    t.picker.abort_block(block);
-                    t.counters.add_waste(Waste::NoBuffer, u64::from(len));
-                    return Ok(());
-                };
-                let picker_complete = t.picker.finish_block(block);
-                debug_assert_eq!(picker_complete, Some(done.piece_complete));
-                if done.piece_complete {
-                    if let Some(taken) = t.take_complete(block.piece) {
-                        debug_assert!(Arc::ptr_eq(&taken, &buf));
-                        self.completed.push((block.piece, taken));
-                    }
+            Incoming::Writing { block, writer, buf } => match t.finish_write(block, writer) {
+                Ok(Some(taken)) => {
+                    debug_assert!(Arc::ptr_eq(&taken, &buf));
+                    self.completed.push((block.piece, taken));
                 }
-            }
+                Ok(None) => {}
+                Err(why) => t.counters.add_waste(why, u64::from(len)),
+            },
             Incoming::Discard(why) => t.counters.add_waste(why, u64::from(len)),
             Incoming::None => {}
         }
