@@ -219,6 +219,10 @@ fn same_bytes(a: &Path, b: &Path) -> anyhow::Result<()> {
             bail!("{} differs from the payload", b.display());
         }
         if n == 0 {
+            // The payload ended: the download must end here too.
+            if fb.read(&mut bb[..1])? != 0 {
+                bail!("{} is longer than the payload", b.display());
+            }
             return Ok(());
         }
     }
@@ -264,4 +268,29 @@ fn list(addrs: &[SocketAddr]) -> String {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn same_bytes_compares_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&a, &payload).unwrap();
+        std::fs::write(&b, &payload).unwrap();
+        same_bytes(&a, &b).unwrap();
+        let mut longer = payload.clone();
+        longer.push(0);
+        std::fs::write(&b, &longer).unwrap();
+        assert!(same_bytes(&a, &b).is_err(), "a longer copy passed");
+        std::fs::write(&b, &payload[..payload.len() - 1]).unwrap();
+        assert!(same_bytes(&a, &b).is_err(), "a shorter copy passed");
+        let mut changed = payload;
+        changed[2_500_000] ^= 1;
+        std::fs::write(&b, &changed).unwrap();
+        assert!(same_bytes(&a, &b).is_err(), "a changed copy passed");
+    }
 }

@@ -235,10 +235,12 @@ pub(crate) fn reserve(path: &Path, len: u64) {
     }
     let result = (|| {
         std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
-        let mut f = std::fs::File::create(&tmp)?;
-        // Zeros written, not a sparse `set_len`: the blocks must really be allocated.
-        f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)])?;
-        f.sync_data()
+        locked(path, || {
+            let mut f = std::fs::File::create(&tmp)?;
+            // Zeros written, not a sparse `set_len`: the blocks must really be allocated.
+            f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)])?;
+            f.sync_data()
+        })
     })();
     if let Err(e) = result {
         tracing::debug!("cannot reserve space for {}: {e}", tmp.display());
@@ -251,11 +253,35 @@ fn reserve_len(len: usize) -> u64 {
     ((len as u64) * 2 + 8192).next_multiple_of(4096)
 }
 
+/// Runs `f` holding an exclusive `flock` on `<resume>.lock`: two processes that seed the same
+/// data directory (the demo's seeders do) share the resume file and its `.tmp`, and without
+/// the lock one's rename could take the other's half-written temp file away.
+fn locked<T>(path: &Path, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path.with_file_name(name))?;
+    lock.lock()?;
+    let result = f();
+    let _ = lock.unlock();
+    result
+}
+
 /// Writes `<path>.tmp` (over its reserved space if any), fdatasyncs it, renames it over
 /// `path`, fsyncs the directory; then reserves the next temp file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    locked(path, || write_atomic_locked(path, bytes))?;
+    reserve(path, reserve_len(bytes.len()));
+    Ok(())
+}
+
+fn write_atomic_locked(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);
     let result = (|| {
         // Not truncated first: the reserved blocks are overwritten, then the rest cut off.
@@ -273,8 +299,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    } else {
-        reserve(path, reserve_len(bytes.len()));
     }
     result
 }
