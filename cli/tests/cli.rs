@@ -151,15 +151,121 @@ fn info_on_a_magnet() {
     assert!(text.contains("75123676bf356c0422b5db813cd5b2110501433e") && text.contains("My Name"));
 }
 
-/// Checks every piece hash of a torrent made by `create` against SHA-1 of the content.
-fn check_hashes(torrent: &Path, content: &[u8]) -> ringtorrent::metainfo::Metainfo {
-    let m = ringtorrent::metainfo::Metainfo::from_bytes(&std::fs::read(torrent).unwrap()).unwrap();
-    let chunks: Vec<[u8; 20]> = content
-        .chunks(m.info.piece_length as usize)
-        .map(|c| Sha1::digest(c).into())
+/// A bencode value (BEP 3), decoded by this test and not by the crate under test.
+#[derive(Debug, PartialEq)]
+enum Ben {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Ben>),
+    Dict(Vec<(Vec<u8>, Ben)>),
+}
+
+impl Ben {
+    /// The value of `key` in a dictionary.
+    fn get(&self, key: &str) -> Option<&Ben> {
+        let Ben::Dict(entries) = self else {
+            panic!("not a dictionary: {self:?}")
+        };
+        entries
+            .iter()
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    fn int(&self) -> i64 {
+        match self {
+            Ben::Int(i) => *i,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Ben::Bytes(b) => b,
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+}
+
+/// Decodes the value at `b[*at..]` and moves `at` past it; panics on malformed input.
+fn ben(b: &[u8], at: &mut usize) -> Ben {
+    let upto = |at: usize, end: u8| at + b[at..].iter().position(|&c| c == end).unwrap();
+    let number = |r: std::ops::Range<usize>| std::str::from_utf8(&b[r]).unwrap().parse().unwrap();
+    match b[*at] {
+        b'i' => {
+            let end = upto(*at, b'e');
+            let v = number(*at + 1..end);
+            *at = end + 1;
+            Ben::Int(v)
+        }
+        b'l' | b'd' => {
+            let dict = b[*at] == b'd';
+            *at += 1;
+            let (mut items, mut entries) = (Vec::new(), Vec::new());
+            while b[*at] != b'e' {
+                if dict {
+                    let key = ben(b, at).bytes().to_vec();
+                    entries.push((key, ben(b, at)));
+                } else {
+                    items.push(ben(b, at));
+                }
+            }
+            *at += 1;
+            if dict {
+                Ben::Dict(entries)
+            } else {
+                Ben::List(items)
+            }
+        }
+        _ => {
+            let colon = upto(*at, b':');
+            let len: i64 = number(*at..colon);
+            *at = colon + 1 + len as usize;
+            Ben::Bytes(b[colon + 1..*at].to_vec())
+        }
+    }
+}
+
+/// A whole .torrent file and the raw bytes of its `info` dictionary.
+fn decode_torrent(bytes: &[u8]) -> (Ben, &[u8]) {
+    assert_eq!(bytes[0], b'd', "a torrent is a dictionary");
+    let mut at = 1;
+    let mut info = None;
+    while bytes[at] != b'e' {
+        let key = ben(bytes, &mut at);
+        let start = at;
+        ben(bytes, &mut at);
+        if key.bytes() == b"info" {
+            info = Some(&bytes[start..at]);
+        }
+    }
+    let mut at = 0;
+    let whole = ben(bytes, &mut at);
+    assert_eq!(at, bytes.len(), "bytes after the torrent");
+    (whole, info.expect("an info dictionary"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes a torrent made by `create` and checks every piece hash against SHA-1 of the
+/// content; returns the torrent and the hex SHA-1 of its info dictionary (the info-hash).
+fn check_hashes(torrent: &Path, content: &[u8]) -> (Ben, String) {
+    let bytes = std::fs::read(torrent).unwrap();
+    let (t, info_bytes) = decode_torrent(&bytes);
+    let info = t.get("info").unwrap();
+    let piece_length = info.get("piece length").unwrap().int() as usize;
+    let want: Vec<u8> = content
+        .chunks(piece_length)
+        .flat_map(|c| Sha1::digest(c).to_vec())
         .collect();
-    assert_eq!(m.info.pieces, chunks);
-    m
+    assert!(
+        info.get("pieces").unwrap().bytes() == want,
+        "piece hashes differ"
+    );
+    let info_hash = hex(&Sha1::digest(info_bytes));
+    (t, info_hash)
 }
 
 #[test]
@@ -179,7 +285,7 @@ fn create_directory_and_read_it_back() {
         "-o",
         s(&out),
         "--piece-length",
-        "16KiB",
+        "32KiB",
         "--tracker",
         "http://t/1,http://t/2",
         "--tracker",
@@ -192,9 +298,16 @@ fn create_directory_and_read_it_back() {
     ]);
     // mktorrent order: `sub.txt` (0x2e) before `sub/a.bin` (0x2f).
     let content = [&b""[..], b"1", b"hello", &a].concat();
-    let m = check_hashes(&out, &content);
-    assert!(o.contains(&m.info_hash.to_hex()), "{o}");
+    let (_, info_hash) = check_hashes(&out, &content);
+    // The info-hash of the same tree from real tools, which agree: mktorrent 1.1 (`mktorrent
+    // -l 15 -p -c "hi there" -w http://w/ -a http://t/1,http://t/2 -a udp://t/3 share`) and
+    // libtorrent 2.0.8 (`torrent_info(...).info_hash()` of that file). The same info
+    // dictionary byte for byte: files in that order, name, piece length, pieces, private.
+    const MKTORRENT_INFO_HASH: &str = "87bfedb25ecc3e810ab207fb655417e58c25965a";
+    assert_eq!(info_hash, MKTORRENT_INFO_HASH);
+    assert!(o.contains(MKTORRENT_INFO_HASH), "{o}");
     let j = json(&["info", "--json", s(&out)]);
+    assert_eq!(j["info_hash"], MKTORRENT_INFO_HASH);
     let paths: Vec<&str> = j["files"]
         .as_array()
         .unwrap()
@@ -205,7 +318,7 @@ fn create_directory_and_read_it_back() {
     assert_eq!(j["name"], "share");
     assert_eq!(j["private"], true);
     assert_eq!(j["comment"], "hi there");
-    assert_eq!(j["piece_length"], 16384);
+    assert_eq!(j["piece_length"], 32768);
     assert_eq!(
         j["trackers"],
         serde_json::json!([["http://t/1", "http://t/2"], ["udp://t/3"]])
@@ -226,19 +339,52 @@ fn create_single_file_with_default_piece_length() {
     std::fs::write(&file, &data).unwrap();
     let out = dir.path().join("d.torrent");
     ok(&["create", s(&file), "-o", s(&out), "--no-date"]);
-    let m = check_hashes(&out, &data);
-    assert!(!m.info.multi_file);
-    assert_eq!(m.info.name, "data.bin");
-    assert_eq!(m.creation_date, None);
-    assert_eq!(
-        m.info.piece_length,
-        ringtorrent::metainfo::build::default_piece_length(data.len() as u64)
-    );
+    let (t, _) = check_hashes(&out, &data);
+    let info = t.get("info").unwrap();
+    assert_eq!(info.get("files"), None, "a single-file torrent");
+    assert_eq!(info.get("length").unwrap().int(), 3_000_000);
+    assert_eq!(info.get("name").unwrap().bytes(), b"data.bin");
+    assert_eq!(t.get("creation date"), None);
+    // The default (`create --help`): the smallest power of two from 16 KiB to 16 MiB
+    // that gives at most 2,000 pieces. 3,000,000 bytes need only 1,500-byte pieces: 16 KiB.
+    assert_eq!(info.get("piece length").unwrap().int(), 16_384);
     // Same input, same bytes (--no-date), --force overwrites; without it, a refusal.
     let first = std::fs::read(&out).unwrap();
     fails(&["create", s(&file), "-o", s(&out)], "already exists");
     ok(&["create", s(&file), "-o", s(&out), "--no-date", "--force"]);
     assert_eq!(std::fs::read(&out).unwrap(), first);
+}
+
+#[test]
+fn default_piece_length_keeps_to_2000_pieces() {
+    // 2,000 pieces of 32 KiB exactly; one byte more needs 64 KiB pieces (1,001 of them).
+    // Sparse files of zeros: SHA-1 of a whole zero piece, and of the 1-byte tail.
+    let dir = tempfile::tempdir().unwrap();
+    for (len, want_piece, want_pieces) in
+        [(65_536_000u64, 32_768, 2_000), (65_536_001, 65_536, 1_001)]
+    {
+        let file = dir.path().join(format!("zeros-{len}"));
+        std::fs::File::create(&file).unwrap().set_len(len).unwrap();
+        let out = dir.path().join(format!("z-{len}.torrent"));
+        ok(&["create", s(&file), "-o", s(&out), "--no-date"]);
+        let bytes = std::fs::read(&out).unwrap();
+        let (t, _) = decode_torrent(&bytes);
+        let info = t.get("info").unwrap();
+        assert_eq!(
+            info.get("piece length").unwrap().int(),
+            want_piece,
+            "{len} bytes"
+        );
+        let pieces = info.get("pieces").unwrap().bytes();
+        assert_eq!(pieces.len(), 20 * want_pieces, "{len} bytes");
+        let whole = Sha1::digest(vec![0u8; want_piece as usize]);
+        let tail = Sha1::digest(vec![0u8; (len % want_piece as u64) as usize]);
+        for (i, h) in pieces.chunks(20).enumerate() {
+            let last_partial = i + 1 == want_pieces && len % want_piece as u64 != 0;
+            let want = if last_partial { &tail } else { &whole };
+            assert!(h == want.as_slice(), "{len} bytes: piece {i} hash");
+        }
+    }
 }
 
 #[test]

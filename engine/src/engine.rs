@@ -123,6 +123,17 @@ impl Default for Config {
     }
 }
 
+/// The ring driver the engine's shards run on ([`Engine::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring, on every shard.
+    IoUring,
+    /// The portable epoll backend, on at least one shard: asked for
+    /// ([`Config::force_portable`], `RINGTORRENT_NO_URING=1`), or io_uring is unavailable or
+    /// its setup failed.
+    Epoll,
+}
+
 /// A torrent inside an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TorrentId(pub u64);
@@ -334,6 +345,8 @@ pub(crate) struct Inner {
     pub config: Config,
     pub our_id: PeerId,
     pub listen_addr: SocketAddr,
+    /// What the shards run on (fixed when they start).
+    pub backend: Backend,
     pub shards: Mutex<Vec<ShardHandle>>,
     pub disk: Arc<uring_disk::DiskPipeline>,
     pub torrents: Mutex<Vec<TorrentEntry>>,
@@ -401,11 +414,17 @@ impl Engine {
             };
             shards.push(shard::spawn(cfg).map_err(EngineError::Thread)?);
         }
+        let backend = if shards.iter().all(|s| s.backend == Backend::IoUring) {
+            Backend::IoUring
+        } else {
+            Backend::Epoll
+        };
         let control = control::ControlHandle::spawn().map_err(EngineError::Thread)?;
         let inner = Arc::new(Inner {
             config,
             our_id,
             listen_addr,
+            backend,
             shards: Mutex::new(shards),
             disk,
             torrents: Mutex::new(Vec::new()),
@@ -432,6 +451,11 @@ impl Engine {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.our_id
+    }
+
+    /// The ring driver the shards run on: [`Backend::IoUring`] only if every shard does.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
     }
 
     /// The alert stream. It can be taken once; later calls return `None`.

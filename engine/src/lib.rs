@@ -30,8 +30,8 @@ pub mod types;
 pub mod wire;
 
 pub use engine::{
-    AddTorrent, Alert, Config, Engine, EngineError, TorrentId, TorrentSource, TorrentStats,
-    WasteStats, ZeroCopyUploads,
+    AddTorrent, Alert, Backend, Config, Engine, EngineError, TorrentId, TorrentSource,
+    TorrentStats, WasteStats, ZeroCopyUploads,
 };
 pub use files::FilePriority;
 pub use types::{BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};

@@ -253,7 +253,7 @@ impl Lengths {
         len: u32,
     ) -> Result<BlockRef, GeometryError> {
         let b = self.block_from_wire(index, offset, len)?;
-        if offset % BLOCK_LEN != 0 || self.block(b.piece, offset / BLOCK_LEN)? != b {
+        if !offset.is_multiple_of(BLOCK_LEN) || self.block(b.piece, offset / BLOCK_LEN)? != b {
             return Err(GeometryError::BadBlock {
                 piece: index,
                 offset,

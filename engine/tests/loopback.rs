@@ -4,12 +4,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ringtorrent::handshake::Handshake;
 use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
 use ringtorrent::metainfo::Metainfo;
-use ringtorrent::{AddTorrent, Alert, Config, Engine, PeerId, TorrentSource};
+use ringtorrent::{AddTorrent, Alert, Backend, Config, Engine, PeerId, TorrentSource};
 
 mod common;
 
@@ -90,10 +91,14 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
-async fn swarm(force_portable: bool) {
+/// A seeder and a leecher on `backend`; fails if either engine runs on the other one (a
+/// silent fallback from io_uring to epoll would otherwise pass as an io_uring run).
+async fn swarm(backend: Backend) {
+    let force_portable = backend == Backend::Epoll;
     let dir = tempfile::tempdir().unwrap();
     let (bytes, _) = make_content(dir.path());
     let seeder = Engine::start(config(force_portable, [127, 0, 0, 2])).unwrap();
+    assert_eq!(seeder.backend(), backend, "the seeder's shards");
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), dir.path());
     add.check_existing = true;
     let sid = seeder.add_torrent(add).unwrap();
@@ -103,6 +108,7 @@ async fn swarm(force_portable: bool) {
     );
 
     let leecher = Engine::start(config(force_portable, [127, 0, 0, 1])).unwrap();
+    assert_eq!(leecher.backend(), backend, "the leecher's shards");
     let mut alerts = leecher.alerts().unwrap();
     let out = dir.path().join("out");
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), &out);
@@ -121,12 +127,12 @@ async fn swarm(force_portable: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ringtorrent_to_ringtorrent_over_io_uring() {
-    swarm(false).await;
+    swarm(Backend::IoUring).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ringtorrent_to_ringtorrent_over_epoll_fallback() {
-    swarm(true).await;
+    swarm(Backend::Epoll).await;
 }
 
 /// Connects to `addr` as a raw peer, handshakes for `meta`, sends `bytes` and reports whether
@@ -231,10 +237,67 @@ async fn paths_escaping_the_download_dir_are_refused() {
     engine.shutdown().await.unwrap();
 }
 
+/// The shards' connection log (`ringtorrent::shard::conn` at debug), of every engine in this
+/// test binary: each closed connection leaves a line `peer <addr> closing: <reason>`.
+static CONN_LOG: Mutex<String> = Mutex::new(String::new());
+
+struct ConnLogWriter;
+
+impl Write for ConnLogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CONN_LOG
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(&String::from_utf8_lossy(buf));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts capturing [`CONN_LOG`] (once per test binary).
+fn capture_conn_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("ringtorrent::shard::conn=debug")
+            .with_writer(|| ConnLogWriter)
+            .with_ansi(false)
+            .without_time()
+            .try_init()
+            .expect("no other tracing subscriber in this test binary");
+    });
+}
+
+/// Waits up to `secs` for a connection to `addr` to close for a reason `why` accepts.
+async fn wait_closed(addr: SocketAddr, secs: u64, what: &str, why: impl Fn(&str) -> bool) {
+    let prefix = format!("peer {addr} closing: ");
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let lines: Vec<String> = {
+            let log = CONN_LOG.lock().unwrap_or_else(|e| e.into_inner());
+            log.lines()
+                .filter_map(|l| l.split_once(&prefix).map(|(_, reason)| reason.to_string()))
+                .collect()
+        };
+        if lines.iter().any(|r| why(r)) {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "no {what} within {secs} s; connections to {addr} closed for: {lines:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_is_not_up_yet_is_dialed_again() {
     // The leecher is told of a seeder before it listens (connection refused), and the seeder
     // then listens before it has the torrent (handshake dropped): both are retried with backoff.
+    // Each step waits for the leecher's log line saying its dial ended that way.
+    capture_conn_log();
     let dir = tempfile::tempdir().unwrap();
     let (bytes, _) = make_content(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.2:0")
@@ -249,11 +312,14 @@ async fn a_peer_that_is_not_up_yet_is_dialed_again() {
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.clone()), &out);
     add.peers = vec![seed_addr];
     leecher.add_torrent(add).unwrap();
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let refused = |r: &str| r.starts_with("connect failed");
+    wait_closed(seed_addr, 10, "refused dial", refused).await;
     let mut cfg = config(false, [127, 0, 0, 2]);
     cfg.listen = seed_addr;
     let seeder = Engine::start(cfg).unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // A dial that got through TCP: the seeder closed it at the handshake (no such torrent).
+    let dropped = |r: &str| !r.starts_with("connect");
+    wait_closed(seed_addr, 15, "dial dropped at the handshake", dropped).await;
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), dir.path());
     add.check_existing = true;
     seeder.add_torrent(add).unwrap();

@@ -114,9 +114,18 @@ async fn pause_stops_payload_and_resume_completes() {
     .await;
     let s = e.stats(id).unwrap();
     assert!(s.paused && !s.complete, "{s:?}");
-    // Whatever was on the wire when the connections closed has arrived by now.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The shards close the connections after the pause returns. A closing connection counts
+    // no more payload (`peers` drops once it is closed), so from 0 peers on nothing can arrive.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while e.stats(id).unwrap().peers > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "connections still open 10 s after the pause"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let before = e.stats(id).unwrap();
+    // The behaviour under test: 1.5 s paused, and no payload, no new connection.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = e.stats(id).unwrap();
     assert_eq!(after.peers, 0, "a paused torrent keeps no connections");

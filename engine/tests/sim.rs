@@ -221,7 +221,7 @@ impl Sim {
     fn step(&mut self, ms: u64) {
         let v = Duration::from_millis(ms);
         let now = self.t0 + v;
-        let slow = ms % 50 == 0;
+        let slow = ms.is_multiple_of(50);
         for link in self.links.iter_mut().filter(|l| l.alive) {
             for bytes in link.up.due(v) {
                 if let Err(e) = feed(
@@ -426,7 +426,7 @@ fn peers_sharing_bad_pieces_go_on_parole_and_only_the_corrupter_is_banned() {
     let mut vanished = false;
     sim.run(60_000, |sim, ms| {
         let l = &mut sim.links[1];
-        if !vanished && ms % 50 != 0 && l.leech.downloaded_bytes >= 2 << 20 {
+        if !vanished && !ms.is_multiple_of(50) && l.leech.downloaded_bytes >= 2 << 20 {
             vanished = true;
             l.alive = false;
             l.leech.on_disconnect(&sim.leecher);

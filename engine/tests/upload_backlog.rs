@@ -78,14 +78,35 @@ async fn a_leecher_that_stops_reading_does_not_make_the_seeder_queue_its_request
     s.write_all(&out).unwrap();
 
     // Not reading: the seeder fills the socket, then its queue, then stops reading blocks.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let held = seeder.stats(id).unwrap().uploaded_bytes;
+    // `uploaded_bytes` counts blocks read and queued. Wait for it to grow, then to stop:
+    // unchanged for STILL (the behaviour under test: the seeder stopped reading), never over
+    // the bound on the way.
+    const STILL: Duration = Duration::from_secs(1);
     let asked = u64::from(REQUESTS) * u64::from(BLOCK);
-    assert!(held > 0, "nothing was served at all");
-    assert!(
-        held < 12 << 20,
-        "{held} of {asked} bytes read and queued for a peer that reads nothing"
-    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut held, mut since) = (0, Instant::now());
+    loop {
+        let now = seeder.stats(id).unwrap().uploaded_bytes;
+        assert!(
+            now < 12 << 20,
+            "{now} of {asked} bytes read and queued for a peer that reads nothing"
+        );
+        if now != held {
+            (held, since) = (now, Instant::now());
+        } else if held > 0 && since.elapsed() >= STILL {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            if held == 0 {
+                "nothing was served at all".to_string()
+            } else {
+                format!("the seeder kept reading for 30 s ({held} bytes)")
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Reading again, every block arrives, and right.
     let mut got = 0u32;

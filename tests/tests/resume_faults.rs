@@ -259,15 +259,31 @@ fn sigint_and_sigterm_stop_gracefully_and_resume_without_recheck() {
     assert_eq!(downloaded_bytes(&stdout), Some(0));
 }
 
-/// Mounts a tmpfs of `size` on `dir`; None (test skipped) if that is not allowed here.
-fn mount_tmpfs(dir: &Path, size: &str) -> Option<()> {
+/// Mounts a tmpfs of `size` on `dir` (a new directory) and returns the guard that unmounts
+/// it. Fails the test, with mount's reason, where it cannot: CI runs as root, and a test that
+/// passed without its small filesystem would have checked nothing.
+#[track_caller]
+fn mount_tmpfs(dir: &Path, size: &str) -> Unmount {
     std::fs::create_dir_all(dir).unwrap();
-    let ok = Command::new("mount")
+    let out = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
         .arg(dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then_some(())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Unmount(dir.to_path_buf()),
+        Ok(o) => panic!(
+            "cannot mount a {size} tmpfs on {dir:?} ({}: {}); this test needs root \
+             (CAP_SYS_ADMIN) to make a small filesystem",
+            o.status,
+            one_line(&o.stderr)
+        ),
+        Err(e) => panic!("cannot run mount (util-linux) for a tmpfs on {dir:?}: {e}"),
+    }
+}
+
+fn one_line(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 struct Unmount(PathBuf);
@@ -284,11 +300,7 @@ fn no_space_stops_with_a_clear_error_then_completes_after_growing() {
     let spec = PayloadSpec::dir("nospc", &[("a.bin", 8 << 20), ("b.bin", 8 << 20)], 5);
     let s = swarm(spec, "64KiB");
     let out = s.dir.path().join("mnt");
-    if mount_tmpfs(&out, "20m").is_none() {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-        return;
-    }
-    let _guard = Unmount(out.clone());
+    let _guard = mount_tmpfs(&out, "20m");
     let run = s.start(&out, 0, &["--max-download-rate", "8M"]);
     std::thread::sleep(Duration::from_millis(1200));
     run.signal(rustix::process::Signal::INT);
@@ -327,11 +339,7 @@ fn no_space_stops_with_a_clear_error_then_completes_after_growing() {
 fn read_only_directory_is_a_clear_error() {
     let s = swarm(PayloadSpec::single("ro.bin", 1 << 20, 7), "64KiB");
     let out = s.dir.path().join("ro");
-    if mount_tmpfs(&out, "8m").is_none() {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-        return;
-    }
-    let _guard = Unmount(out.clone());
+    let _guard = mount_tmpfs(&out, "8m");
     let st = Command::new("mount")
         .args(["-o", "remount,ro"])
         .arg(&out)
@@ -373,11 +381,7 @@ fn disk_full_mid_download_pauses_keeps_verified_data_and_resumes() {
     let piece: u64 = 64 << 10;
     let s = swarm(PayloadSpec::single("full.bin", 16 << 20, 11), "64KiB");
     let out = s.dir.path().join("mnt");
-    if mount_tmpfs(&out, "24m").is_none() {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
-        return;
-    }
-    let _guard = Unmount(out.clone());
+    let _guard = mount_tmpfs(&out, "24m");
     let file = out.join("full.bin");
     let run = s.start(
         &out,

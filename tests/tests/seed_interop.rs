@@ -1,8 +1,10 @@
 //! Seeding: a real libtorrent leecher downloads from `ringtorrent seed`, and a swarm of our own
 //! (one ringtorrent seeder, four ringtorrent leechers) trades pieces through a real opentracker.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use rt_testkit::libtorrent::LtLeecher;
 use rt_testkit::net::free_port;
 use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::tracker::Opentracker;
+use rt_testkit::wait::wait_for;
 use rt_testkit::{ringtorrent_bin, Download, PayloadSpec};
 
 const PIECE: u32 = 64 * 1024;
@@ -175,6 +178,25 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
     );
 }
 
+/// Pieces a `download --verbose` run reported verified (`#1: piece N verified` on stderr).
+fn verified_pieces(stderr: &str) -> HashSet<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(": piece ")?.1.strip_suffix(" verified"))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// N from the summary line `downloaded N payload bytes this session` on stdout.
+fn session_download_bytes(stdout: &str) -> Option<u64> {
+    stdout.lines().find_map(|l| {
+        l.strip_prefix("downloaded ")?
+            .strip_suffix(" payload bytes this session")?
+            .parse()
+            .ok()
+    })
+}
+
 #[test]
 fn a_killed_download_continues_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
@@ -185,33 +207,40 @@ fn a_killed_download_continues_where_it_stopped() {
     make_torrent_ringtorrent(&spec.content_path(&seed_dir), &torrent, PIECE, None).unwrap();
     let seeder = Seeder::start(&torrent, &seed_dir, "127.0.0.7:0", false);
     let out = dir.path().join("dl");
-    // Kill -9 the first run as soon as it has written something.
-    let mut first = Command::new(ringtorrent_bin().unwrap())
-        .args([
-            "download",
-            "--quiet",
-            "--no-trackers",
-            "--peer",
-            &seeder.addr.to_string(),
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&torrent)
-        .spawn()
-        .unwrap();
-    let target = out.join("resume.bin");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let used = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
-        if used > 0 || Instant::now() > deadline {
-            break;
+    let total_pieces = spec.total_len().div_ceil(u64::from(PIECE)) as usize;
+    // The first run is held to 16 MiB/s (6 s for the whole payload) and killed with SIGKILL
+    // (no resume data saved) once it has reported a third of the pieces verified.
+    let kill_at = total_pieces / 3;
+    let mut first = Download::new(&torrent, &out)
+        .peer(seeder.addr)
+        .timeout(Duration::from_secs(60));
+    first.quiet = false;
+    first.extra_args = ["--no-trackers", "--verbose", "--max-download-rate", "16M"]
+        .map(String::from)
+        .to_vec();
+    let mut first = first.start().unwrap();
+    let what = format!("the first run to verify {kill_at} of {total_pieces} pieces");
+    let verified = wait_for(Duration::from_secs(30), &what, || {
+        let verified = verified_pieces(&first.proc.stderr());
+        if verified.len() >= kill_at {
+            return Ok(Some(verified));
         }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(150));
-    let _ = first.kill();
-    let status = first.wait().unwrap();
-    // The second run checks what is there and fetches the rest.
+        // Ending by itself (finished or failed) before the kill point fails the wait.
+        first.proc.check_alive()?;
+        Ok(None)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    first.proc.kill();
+    let status = first.proc.try_status().unwrap();
+    assert_eq!(
+        status.and_then(|s| s.signal()),
+        Some(9),
+        "the first run was not killed by SIGKILL: {status:?}"
+    );
+    drop(first);
+
+    // The second run checks what is there and fetches only the rest: at most the pieces the
+    // first run had not reported verified, plus slack for a few in flight at its end.
     let second = Download::new(&torrent, &out)
         .peer(seeder.addr)
         .timeout(Duration::from_secs(60))
@@ -219,9 +248,23 @@ fn a_killed_download_continues_where_it_stopped() {
         .unwrap();
     second.ensure_success().unwrap();
     spec.verify(&out).unwrap();
-    let uploaded = seeder.stop();
-    let size_mib = spec.total_len() as f64 / 1048576.0;
-    eprintln!("first run ended with {status}; seeder uploaded {uploaded} MiB for {size_mib} MiB");
+    let got = session_download_bytes(&second.stdout)
+        .unwrap_or_else(|| panic!("no session figure on stdout:\n{}", second.stdout));
+    let payload = spec.total_len();
+    let missing = (total_pieces - verified.len()) as u64 * u64::from(PIECE);
+    let slack = 64 * u64::from(PIECE);
+    assert!(
+        got <= missing + slack && got + payload / 4 < payload,
+        "the second run downloaded {got} of {payload} bytes, although the first had verified \
+         {} pieces ({} bytes): it did not continue where the first stopped",
+        verified.len(),
+        verified.len() as u64 * u64::from(PIECE)
+    );
+    eprintln!(
+        "killed after {} verified pieces; the second run downloaded {got} of {payload} bytes",
+        verified.len()
+    );
+    drop(seeder);
 }
 
 #[test]

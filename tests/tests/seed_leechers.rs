@@ -17,7 +17,10 @@ use rt_testkit::fixed_tracker::FixedTracker;
 use rt_testkit::libtorrent::LtLeecher;
 use rt_testkit::net::{connect_from, free_port, seeder_ip, LEECHER_IP};
 use rt_testkit::payload::corrupt_pieces;
-use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
+use rt_testkit::proc::Proc;
+use rt_testkit::ringtorrent_bin;
+use rt_testkit::rt_seeder::{parse_ready_line, parse_uploaded_mib, seed_command};
+use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder, READY_TIMEOUT};
 use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::transmission::TransmissionLeecher;
 use rt_testkit::{wait_until, PayloadSpec, TorrentMeta};
@@ -212,32 +215,40 @@ fn time_to_close(s: &mut TcpStream, timeout: Duration) -> Option<Duration> {
     None
 }
 
+/// How a raw peer's connection ended: its own address (as the seeder sees it) and how long
+/// after its offence the seeder closed it (`None`: still open at the timeout).
+struct Dropped {
+    local: SocketAddr,
+    after: Option<Duration>,
+}
+
 /// Asks for a block of `lacking`, a piece the seeder does not have.
-fn asks_for_a_missing_piece(
-    addr: SocketAddr,
-    info_hash: [u8; 20],
-    lacking: u32,
-) -> Option<Duration> {
+fn asks_for_a_missing_piece(addr: SocketAddr, info_hash: [u8; 20], lacking: u32) -> Dropped {
     let mut s = raw_peer(addr, &info_hash, b'1');
-    s.write_all(&INTERESTED).ok()?;
-    let unchoked = wait_unchoke(&mut s, Duration::from_secs(10));
-    eprintln!("missing-piece peer unchoked: {unchoked}");
-    s.write_all(&request(lacking, 0)).ok()?;
-    time_to_close(&mut s, Duration::from_secs(20))
+    let local = s.local_addr().unwrap();
+    let after = (|| {
+        s.write_all(&INTERESTED).ok()?;
+        let unchoked = wait_unchoke(&mut s, Duration::from_secs(10));
+        eprintln!("missing-piece peer unchoked: {unchoked}");
+        s.write_all(&request(lacking, 0)).ok()?;
+        time_to_close(&mut s, Duration::from_secs(20))
+    })();
+    Dropped { local, after }
 }
 
 /// Once unchoked, sends 2,500 valid requests at once (the seeder queues at most 2,000).
-fn floods_requests(
-    addr: SocketAddr,
-    info_hash: [u8; 20],
-    pieces: u32,
-    skip: u32,
-) -> Option<Duration> {
+fn floods_requests(addr: SocketAddr, info_hash: [u8; 20], pieces: u32, skip: u32) -> Dropped {
     let mut s = raw_peer(addr, &info_hash, b'2');
+    let local = s.local_addr().unwrap();
+    let after = flood(&mut s, pieces, skip);
+    Dropped { local, after }
+}
+
+fn flood(s: &mut TcpStream, pieces: u32, skip: u32) -> Option<Duration> {
     s.write_all(&INTERESTED).ok()?;
     // Requests from a choked peer are ignored (BEP 3) and cost nothing; the cap is on the
     // queue an unchoked peer can build.
-    let unchoked = wait_unchoke(&mut s, Duration::from_secs(10));
+    let unchoked = wait_unchoke(s, Duration::from_secs(10));
     eprintln!("flooding peer unchoked: {unchoked}");
     let mut flood = Vec::with_capacity(2_500 * 17);
     let blocks_per_piece = PIECE / BLOCK;
@@ -253,7 +264,62 @@ fn floods_requests(
     if s.write_all(&flood).is_err() {
         return Some(start.elapsed()); // dropped while we were still sending
     }
-    time_to_close(&mut s, Duration::from_secs(20)).map(|t| t + start.elapsed())
+    time_to_close(s, Duration::from_secs(20)).map(|t| t + start.elapsed())
+}
+
+/// `ringtorrent seed` like [`RtSeeder`], with the engine's debug log of the connection module
+/// on, which names the reason each connection closes: `peer ADDR closing: REASON` (the
+/// `seed` command has no `--verbose` that would print `Alert::PeerDisconnected`).
+struct LoggingSeeder {
+    proc: Proc,
+    addr: SocketAddr,
+    pieces: (u32, u32),
+}
+
+impl LoggingSeeder {
+    fn start(torrent: &Path, data: &Path, listen: SocketAddr) -> Self {
+        let opts = RtSeedOpts::listen(listen);
+        let mut cmd = seed_command(&ringtorrent_bin().unwrap(), torrent, data, &opts);
+        cmd.env("RUST_LOG", "warn,ringtorrent::shard::conn=debug")
+            .env("NO_COLOR", "1");
+        let work = tempfile::Builder::new()
+            .prefix("rt-ringtorrent-seed-")
+            .tempdir()
+            .unwrap();
+        let mut proc = Proc::spawn_split("ringtorrent-seed", cmd, work).unwrap();
+        let line = proc.wait_for_log("seeding on ", READY_TIMEOUT).unwrap();
+        let (addr, have, total) =
+            parse_ready_line(&line).unwrap_or_else(|| panic!("bad first line {line:?}"));
+        LoggingSeeder {
+            proc,
+            addr,
+            pieces: (have, total),
+        }
+    }
+
+    /// The reason the seeder gave for closing the connection from `peer`.
+    fn close_reason(&mut self, peer: SocketAddr) -> String {
+        let needle = format!("peer {peer} closing: ");
+        let line = self
+            .proc
+            .wait_for_log(&needle, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("the seeder logged no reason for closing {peer}: {e:#}"));
+        line.split_once(&needle).unwrap().1.trim().to_string()
+    }
+
+    /// SIGTERM; the MiB the seeder says it uploaded.
+    fn stop(mut self) -> f64 {
+        let pid = rustix::process::Pid::from_raw(self.proc.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let status = self.proc.wait_exit(Duration::from_secs(20)).unwrap();
+        let out = self.proc.stdout().unwrap_or_default();
+        parse_uploaded_mib(&out).unwrap_or_else(|| {
+            panic!(
+                "seeder exited ({status}) without an upload figure; log:\n{}",
+                self.proc.log_tail()
+            )
+        })
+    }
 }
 
 #[test]
@@ -270,40 +336,50 @@ fn misbehaving_peers_are_dropped_while_libtorrent_completes() {
     corrupt_pieces(&meta, &a_dir, &[lacking]).unwrap();
     let others: Vec<u32> = (0..n).filter(|p| *p != lacking).collect();
     corrupt_pieces(&meta, &seed_dir, &others).unwrap();
-    let a = RtSeeder::start(&torrent, &a_dir, &RtSeedOpts::listen(fresh_listen())).unwrap();
-    assert_eq!(
-        a.pieces_verified(),
-        (n - 1, n),
-        "seeder A should report the bad piece"
-    );
+    let mut a = LoggingSeeder::start(&torrent, &a_dir, fresh_listen());
+    assert_eq!(a.pieces, (n - 1, n), "seeder A should report the bad piece");
     let b = RtSeeder::start(&torrent, &seed_dir, &RtSeedOpts::listen(fresh_listen())).unwrap();
     assert_eq!(b.pieces_verified(), (1, n));
 
-    let (addr, hash) = (a.addr(), meta.info_hash.0);
+    let (addr, hash) = (a.addr, meta.info_hash.0);
     let missing = std::thread::spawn(move || asks_for_a_missing_piece(addr, hash, lacking));
     let flood = std::thread::spawn(move || floods_requests(addr, hash, n, lacking));
     let out = dir.path().join("lt");
     let timeout = Duration::from_secs(60);
-    let mut leecher =
-        LtLeecher::start(&torrent, &out, None, &[a.addr(), b.addr()], timeout).unwrap();
+    let mut leecher = LtLeecher::start(&torrent, &out, None, &[a.addr, b.addr()], timeout).unwrap();
 
     let missing = missing.join().unwrap();
     let flood = flood.join().unwrap();
     let status = leecher.wait(timeout + Duration::from_secs(10)).unwrap();
     let a_log = a.proc.log_tail();
     assert!(
-        missing.is_some(),
+        missing.after.is_some(),
         "a peer asking for a piece the seeder lacks was not dropped; seeder log:\n{a_log}"
     );
     assert!(
-        flood.is_some(),
+        flood.after.is_some(),
         "a peer flooding 2,500 requests was not dropped; seeder log:\n{a_log}"
     );
-    eprintln!("dropped after {missing:?} (missing piece) and {flood:?} (flood)");
+    // Dropped for what each did, not for something else (a protocol error of the raw peer,
+    // an idle timeout): the engine's reasons, `PeerError`'s Display.
+    let why = a.close_reason(missing.local);
+    assert!(
+        why.contains(&format!("requested piece {lacking}, which we do not have")),
+        "the missing-piece peer was dropped for {why:?}"
+    );
+    let why = a.close_reason(flood.local);
+    assert!(
+        why.contains("more than 2000 requests queued"),
+        "the flooding peer was dropped for {why:?}"
+    );
+    eprintln!(
+        "dropped after {:?} (missing piece) and {:?} (flood)",
+        missing.after, flood.after
+    );
     assert!(status.success(), "libtorrent leecher failed: {status}");
     spec.verify(&out).unwrap();
     // A served all pieces but one to the real leecher, and did not die doing it.
     let piece_bytes = meta.piece_length as u64;
-    assert_uploaded_at_least(a.stop().unwrap(), spec.total_len() - piece_bytes);
+    assert_uploaded_at_least(a.stop(), spec.total_len() - piece_bytes);
     drop(b);
 }

@@ -5,7 +5,7 @@
 //! remembered by the resume file, so the same download continues without it. The seeder is
 //! libtorrent, with an upload limit so the download lasts long enough to be interrupted.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
 use rt_testkit::torrent::PayloadFixture;
@@ -30,6 +30,16 @@ fn quit(mut run: RunningDownload) -> DownloadOutcome {
 /// Verified-piece lines (`--verbose`) in `stderr`.
 fn verified(stderr: &str) -> usize {
     stderr.lines().filter(|l| l.ends_with(" verified")).count()
+}
+
+/// Connections opened and not yet closed, by the `--verbose` lines in `stderr`.
+fn open_connections(stderr: &str) -> usize {
+    let opened = stderr.lines().filter(|l| l.ends_with(" connected")).count();
+    let closed = stderr
+        .lines()
+        .filter(|l| l.contains(" disconnected: "))
+        .count();
+    opened.saturating_sub(closed)
 }
 
 #[test]
@@ -67,9 +77,26 @@ fn pause_and_resume_from_the_session_then_quit() {
         stderr(&run).contains("paused.bin: paused")
     })
     .unwrap();
-    // Pieces already on their way to disk may still land; after that, nothing.
-    std::thread::sleep(Duration::from_millis(1500));
-    let before = verified(&stderr(&run));
+    // The pause closes the connections (`--verbose` prints each): no piece completes after
+    // that.
+    wait_until(Duration::from_secs(20), "the connections to close", || {
+        let err = stderr(&run);
+        err.contains("disconnected: torrent removed") && open_connections(&err) == 0
+    })
+    .unwrap();
+    // Pieces completed before may still be hashed and written: wait until they are (the count
+    // holds still for a second; the engine tells no "queued pieces done" event).
+    let mut last = (verified(&stderr(&run)), Instant::now());
+    wait_until(Duration::from_secs(20), "pieces to stop landing", || {
+        let n = verified(&stderr(&run));
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_secs(1)
+    })
+    .unwrap();
+    let before = last.0;
+    // The behaviour under test: 3 s paused, and nothing arrives.
     std::thread::sleep(Duration::from_millis(3000));
     let err = stderr(&run);
     assert_eq!(

@@ -208,9 +208,9 @@ fn set_wanted_races_with_claims() {
             let mut i = 0u32;
             while !stop.load(SeqCst) {
                 let p = piece(&pk, i % 64);
-                pk.set_wanted(p, i % 3 != 0);
-                pk.set_high(p, i % 5 == 0);
-                pk.set_sequential(i % 7 == 0);
+                pk.set_wanted(p, !i.is_multiple_of(3));
+                pk.set_high(p, i.is_multiple_of(5));
+                pk.set_sequential(i.is_multiple_of(7));
                 i = i.wrapping_add(13);
             }
         });

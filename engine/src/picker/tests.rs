@@ -545,7 +545,7 @@ fn a_piece_not_admitted_gets_no_claim() {
     let asked = std::sync::Mutex::new(Vec::new());
     let admit = |p: PieceIndex| {
         asked.lock().unwrap().push(p);
-        p.get() % 2 == 0
+        p.get().is_multiple_of(2)
     };
     let mut out = Vec::new();
     pk.pick(&full, &[], 64, true, 7, &|_| false, &admit, &mut out);

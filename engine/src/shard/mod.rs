@@ -94,26 +94,47 @@ pub struct ShardConfig {
 pub struct ShardHandle {
     pub tx: Sender<Command>,
     pub thread: Option<JoinHandle<()>>,
+    /// The ring driver the shard runs on.
+    pub backend: crate::engine::Backend,
 }
 
-/// Starts a shard thread.
+/// What a shard thread reports once its ring is set up (or could not be).
+type Ready = std::io::Result<crate::engine::Backend>;
+
+/// Starts a shard thread; returns once its ring is set up, or the error that stopped it.
 pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
+    let index = cfg.index;
     let (tx, rx) = crossbeam_channel::unbounded();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Ready>(1);
     let thread = std::thread::Builder::new()
-        .name(format!("rt-shard-{}", cfg.index))
-        .spawn(move || run(cfg, rx))?;
-    Ok(ShardHandle {
-        tx,
-        thread: Some(thread),
-    })
+        .name(format!("rt-shard-{index}"))
+        .spawn(move || run(cfg, rx, ready_tx))?;
+    let ready = ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the shard thread ended during setup")));
+    match ready {
+        Ok(backend) => Ok(ShardHandle {
+            tx,
+            thread: Some(thread),
+            backend,
+        }),
+        Err(e) => {
+            let _ = thread.join();
+            Err(std::io::Error::new(
+                e.kind(),
+                format!("shard {index}: no ring: {e}"),
+            ))
+        }
+    }
 }
 
-fn make_backend(cfg: &ShardConfig) -> std::io::Result<Box<dyn Backend>> {
+fn make_backend(cfg: &ShardConfig) -> std::io::Result<(Box<dyn Backend>, crate::engine::Backend)> {
+    use crate::engine::Backend as Kind;
     if !cfg.force_portable {
         match uring::probe() {
             Ok(()) => {
                 match uring::UringBackend::new(cfg.recv_buffers, cfg.recv_buffer_len, cfg.bind_ip) {
-                    Ok(b) => return Ok(Box::new(b)),
+                    Ok(b) => return Ok((Box::new(b), Kind::IoUring)),
                     Err(e) => tracing::warn!(
                         "shard {}: io_uring setup failed ({e}); using epoll",
                         cfg.index
@@ -129,17 +150,19 @@ fn make_backend(cfg: &ShardConfig) -> std::io::Result<Box<dyn Backend>> {
             }
         }
     }
-    Ok(Box::new(portable::PortableBackend::new(
-        cfg.recv_buffer_len,
-        cfg.bind_ip,
-    )?))
+    let portable = portable::PortableBackend::new(cfg.recv_buffer_len, cfg.bind_ip)?;
+    Ok((Box::new(portable), Kind::Epoll))
 }
 
-fn run(mut cfg: ShardConfig, rx: Receiver<Command>) {
+fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::SyncSender<Ready>) {
     let mut backend = match make_backend(&cfg) {
-        Ok(b) => b,
+        Ok((b, kind)) => {
+            let _ = ready.send(Ok(kind));
+            b
+        }
         Err(e) => {
-            tracing::error!("shard {} could not start: {e}", cfg.index);
+            // `spawn` hands the error to `Engine::start`.
+            let _ = ready.send(Err(e));
             return;
         }
     };

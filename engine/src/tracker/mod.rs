@@ -204,7 +204,7 @@ pub(crate) fn push_compact_peers(
     out: &mut Vec<SocketAddr>,
 ) -> Result<(), TrackerError> {
     let entry = if v6 { 18 } else { 6 };
-    if bytes.len() % entry != 0 {
+    if !bytes.len().is_multiple_of(entry) {
         return Err(TrackerError::Malformed(if v6 {
             "compact IPv6 peers: length not a multiple of 18"
         } else {

@@ -39,7 +39,7 @@ impl MappedRange {
     /// Maps `[start, start + len)` of `file` (`start` a multiple of the page size, `len` not
     /// 0). Bytes past the end of the file may be mapped; sends from them fail (EFAULT).
     pub(crate) fn map(file: &File, start: u64, len: usize) -> io::Result<MappedRange> {
-        if len == 0 || start % crate::ALIGN as u64 != 0 {
+        if len == 0 || !start.is_multiple_of(crate::ALIGN as u64) {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         let offset = libc::off_t::try_from(start).map_err(|_| io::ErrorKind::InvalidInput)?;
