@@ -261,3 +261,12 @@ pub fn run_download(
     d.peers = peers.to_vec();
     d.run()
 }
+
+/// Pieces a `download --verbose` run reported verified (`#1: piece N verified` on stderr).
+pub fn verified_pieces(stderr: &str) -> std::collections::HashSet<u32> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(": piece ")?.1.strip_suffix(" verified"))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}

@@ -134,11 +134,22 @@ pub fn make_torrent_ringtorrent(
     tracker: Option<&str>,
 ) -> Result<TorrentMeta> {
     let mut cmd = Command::new(crate::ringtorrent::ringtorrent_bin()?);
-    cmd.arg("create")
-        .arg(content)
+    cmd.arg("create").arg("--force");
+    run_maker(cmd, content, out, piece_length, tracker)
+}
+
+/// Runs a torrent maker that takes `<content> -o <out> --piece-length N [--tracker URL]`
+/// after the arguments already in `cmd`, and reads the torrent back.
+fn run_maker(
+    mut cmd: Command,
+    content: &Path,
+    out: &Path,
+    piece_length: u32,
+    tracker: Option<&str>,
+) -> Result<TorrentMeta> {
+    cmd.arg(content)
         .arg("-o")
         .arg(out)
-        .arg("--force")
         .arg("--piece-length")
         .arg(piece_length.to_string());
     if let Some(t) = tracker {
@@ -158,17 +169,8 @@ pub fn make_torrent_libtorrent(
 ) -> Result<TorrentMeta> {
     crate::require::require(crate::require::Tool::Libtorrent)?;
     let mut cmd = Command::new(python());
-    cmd.arg(script("lt_make_torrent.py"))
-        .arg(content)
-        .arg("-o")
-        .arg(out)
-        .arg("--piece-length")
-        .arg(piece_length.to_string());
-    if let Some(t) = tracker {
-        cmd.arg("--tracker").arg(t);
-    }
-    run_tool(cmd)?;
-    TorrentMeta::read(out)
+    cmd.arg(script("lt_make_torrent.py"));
+    run_maker(cmd, content, out, piece_length, tracker)
 }
 
 /// Makes a torrent with mktorrent. `piece_length` must be a power of two (mktorrent's `-l`

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rt_testkit::net::{free_port, seeder_ip};
+use rt_testkit::ringtorrent::verified_pieces;
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
 use rt_testkit::{ringtorrent_bin, Download, PayloadSpec};
 
@@ -110,15 +111,6 @@ impl Run {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
         rustix::process::kill_process(pid, sig).unwrap();
     }
-}
-
-/// Pieces the run reported verified (`--verbose`: `#1: piece N verified`).
-fn verified_pieces(stderr: &str) -> HashSet<u32> {
-    stderr
-        .lines()
-        .filter_map(|l| l.split_once(": piece ")?.1.strip_suffix(" verified"))
-        .filter_map(|n| n.parse().ok())
-        .collect()
 }
 
 /// The pieces a run started with: from `resume data matches ...: N pieces` or

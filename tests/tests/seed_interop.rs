@@ -1,7 +1,6 @@
 //! Seeding: a real libtorrent leecher downloads from `ringtorrent seed`, and a swarm of our own
 //! (one ringtorrent seeder, four ringtorrent leechers) trades pieces through a real opentracker.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use rt_testkit::libtorrent::LtLeecher;
 use rt_testkit::net::free_port;
+use rt_testkit::ringtorrent::verified_pieces;
 use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::tracker::Opentracker;
 use rt_testkit::wait::wait_for;
@@ -176,15 +176,6 @@ fn a_swarm_of_our_own_trades_pieces_through_opentracker() {
         uploaded < 3.0 * size_mib,
         "leechers did not trade: seeder uploaded {uploaded} MiB"
     );
-}
-
-/// Pieces a `download --verbose` run reported verified (`#1: piece N verified` on stderr).
-fn verified_pieces(stderr: &str) -> HashSet<u32> {
-    stderr
-        .lines()
-        .filter_map(|l| l.split_once(": piece ")?.1.strip_suffix(" verified"))
-        .filter_map(|n| n.parse().ok())
-        .collect()
 }
 
 /// N from the summary line `downloaded N payload bytes this session` on stdout.
