@@ -104,7 +104,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let before = ProcStats::read();
     let started = Instant::now();
     let code = crate::download::run(DownloadArgs {
-        torrents: vec![torrent.clone()],
+        torrents: vec![torrent.display().to_string()],
+        save_torrent: None,
         output: out_dir.clone(),
         peers,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -13,9 +13,13 @@ use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentId, TorrentSource};
 /// Arguments of `download`.
 #[derive(clap::Args, Debug)]
 pub struct DownloadArgs {
-    /// .torrent files to download.
-    #[arg(required = true)]
-    pub torrents: Vec<PathBuf>,
+    /// .torrent files and magnet links (`magnet:?xt=urn:btih:...`) to download.
+    #[arg(required = true, value_name = "TORRENT_OR_MAGNET")]
+    pub torrents: Vec<String>,
+    /// For magnet links: write the fetched .torrent to this file, or into this directory as
+    /// `<name>.torrent`.
+    #[arg(long, value_name = "PATH")]
+    pub save_torrent: Option<PathBuf>,
     /// Directory to download into.
     #[arg(short = 'o', long = "output", default_value = ".")]
     pub output: PathBuf,
@@ -121,7 +125,19 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
 }
 
 async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
-    if let Some(code) = crate::select::preflight(&args.torrents, &args.select)? {
+    let paths: Vec<PathBuf> = args
+        .torrents
+        .iter()
+        .filter(|s| !crate::magnet::is_magnet(s))
+        .map(PathBuf::from)
+        .collect();
+    let magnets = args
+        .torrents
+        .iter()
+        .filter(|s| crate::magnet::is_magnet(s))
+        .map(|s| crate::magnet::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(code) = crate::select::preflight(&paths, &args.select)? {
         return Ok(code);
     }
     // A file-size limit (RLIMIT_FSIZE) must make writes fail with EFBIG, which stops the
@@ -156,7 +172,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
     // Alerts that came while torrents were being added, handled once all are known.
     let mut held = Vec::new();
-    for path in &args.torrents {
+    let deadline = (args.timeout > 0).then(|| Instant::now() + Duration::from_secs(args.timeout));
+    let mut ids = Vec::new();
+    for path in &paths {
         let meta = crate::info::load_torrent(path)?;
         let priorities = args.select.priorities(&meta.info)?;
         // Data from an earlier run: the engine trusts its resume file if the files match it,
@@ -188,6 +206,41 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         )
         .await?
         .with_context(|| format!("{}", path.display()))?;
+        ids.push((id, add_started.elapsed().as_secs_f64()));
+    }
+    for m in magnets {
+        let name = crate::magnet::display_name(&m);
+        let mut add = AddTorrent::new(TorrentSource::Magnet(Box::new(m)), &args.output);
+        add.recheck = args.recheck;
+        add.peers = args.peers.clone();
+        add.sequential = args.select.sequential;
+        add.trackers = args.trackers.clone();
+        let add_started = Instant::now();
+        let id = crate::magnet::add_and_wait(
+            &engine,
+            add,
+            &name,
+            &mut alerts,
+            &mut held,
+            crate::magnet::WaitOpts {
+                quiet: args.quiet,
+                verbose: args.verbose,
+                deadline,
+            },
+        )
+        .await?;
+        if args.select.is_selective() {
+            let meta = engine.metainfo(id).context("torrent vanished")?;
+            for (i, p) in args.select.priorities(&meta.info)?.into_iter().enumerate() {
+                engine.set_file_priority(id, i, p)?;
+            }
+        }
+        if let Some(dest) = &args.save_torrent {
+            crate::magnet::save_torrent(&engine, id, dest)?;
+        }
+        ids.push((id, add_started.elapsed().as_secs_f64()));
+    }
+    for (id, add_secs) in ids {
         let meta = engine.metainfo(id).context("torrent vanished")?;
         // The bar counts the selected pieces only (all of them unless files are skipped).
         let stats = engine.stats(id).context("torrent vanished")?;
@@ -217,7 +270,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 peers: 0,
                 downloaded: 0,
                 waste: Default::default(),
-                add_secs: add_started.elapsed().as_secs_f64(),
+                add_secs,
                 paused: false,
             },
         );
@@ -228,7 +281,6 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     for alert in held {
         handle_alert(alert, &mut progress, &mut failure, &args);
     }
-    let deadline = (args.timeout > 0).then(|| started + Duration::from_secs(args.timeout));
     let mut signals = Signals::new()?;
     let mut interrupted: Option<i32> = None;
     // Keys on a terminal (p: pause/resume, q: quit), lines otherwise (see `control.rs`).

@@ -18,6 +18,16 @@ pub struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// For a magnet link: fetch the metadata from the swarm (its `x.pe` peers, trackers,
+    /// `--peer`s) and show the full torrent.
+    #[arg(long)]
+    pub fetch: bool,
+    /// With --fetch: a peer to ask (repeatable).
+    #[arg(long = "peer")]
+    pub peers: Vec<std::net::SocketAddr>,
+    /// With --fetch: give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -27,6 +37,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"));
     let text = if is_magnet {
         let m = Magnet::parse(&args.source).context("bad magnet link")?;
+        if args.fetch {
+            let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+            let bytes = crate::magnet::fetch_torrent_file(&m, &args.peers, timeout)?;
+            let t = Metainfo::from_bytes(&bytes).context("fetched metadata")?;
+            let text = match args.json {
+                true => json_line(&torrent_json(&t)),
+                false => torrent_text(&t),
+            };
+            return print_out(&text);
+        }
         match args.json {
             true => json_line(&magnet_json(&m)),
             false => magnet_text(&m),

@@ -10,6 +10,7 @@ mod create;
 mod demo;
 mod download;
 mod info;
+mod magnet;
 mod progress;
 mod seed;
 mod select;

@@ -9,6 +9,7 @@ mod add;
 mod control;
 mod files;
 mod lifecycle;
+mod magnet;
 mod persist;
 
 use std::net::SocketAddr;
@@ -285,6 +286,20 @@ pub enum Alert {
         reason: String,
         pieces: u32,
     },
+    /// Once a second while a magnet's metadata is fetched: `peers` have said they have it,
+    /// `connecting` metadata connections are open or being opened.
+    MetadataProgress {
+        id: TorrentId,
+        peers: usize,
+        connecting: usize,
+    },
+    /// A magnet's metadata arrived and matched its info-hash; `TorrentAdded` with the same id
+    /// follows once the torrent is set up (or `TorrentError` if that fails).
+    MetadataReceived {
+        id: TorrentId,
+        name: String,
+        info_hash: crate::InfoHash,
+    },
 }
 
 /// Where alerts go; cheap to clone, never blocks.
@@ -355,6 +370,8 @@ pub(crate) struct Inner {
     pub alerts: AlertSink,
     pub alert_rx: Mutex<Option<mpsc::UnboundedReceiver<Alert>>>,
     pub control: control::ControlHandle,
+    /// Magnets whose metadata is being fetched (their ids are reserved).
+    pub magnets: Mutex<Vec<magnet::PendingMagnet>>,
     /// The resume saver thread and its stop channel.
     pub saver: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
@@ -433,6 +450,7 @@ impl Engine {
             alerts,
             alert_rx: Mutex::new(Some(rx)),
             control,
+            magnets: Mutex::new(Vec::new()),
             saver: Mutex::new(None),
         });
         control::start_ticker(&inner);
@@ -469,7 +487,7 @@ impl Engine {
 
     /// Adds a torrent and starts downloading it.
     pub fn add_torrent(&self, add: AddTorrent) -> Result<TorrentId, EngineError> {
-        add::add_torrent(&self.inner, add)
+        add::add_torrent(&self.inner, add, None)
     }
 
     /// Dials more peers for a torrent.
@@ -529,6 +547,16 @@ impl Engine {
         self.inner.with_torrent(id, |e| e.shared.meta.clone()).ok()
     }
 
+    /// A .torrent file for the torrent: its info dictionary byte for byte, with the tracker
+    /// tiers it announces to (for a magnet, what `--save-torrent` writes).
+    pub fn torrent_file(&self, id: TorrentId) -> Option<Vec<u8>> {
+        self.inner
+            .with_torrent(id, |e| {
+                crate::metadata::torrent_file(&e.shared.meta.info_bytes, e.shared.trackers())
+            })
+            .ok()
+    }
+
     /// Stops everything: trackers are told `stopped`, queued disk writes finish, peers close.
     pub async fn shutdown(self) -> Result<(), EngineError> {
         let inner = self.inner.clone();
@@ -564,6 +592,14 @@ pub(crate) fn torrent_states(
 /// Stops everything; returns what could not be saved or finished (one line per failure).
 fn shutdown_blocking(inner: &Inner) -> Vec<String> {
     let mut failures = Vec::new();
+    for m in inner
+        .magnets
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
+        m.cancel();
+    }
     let saver = inner.saver.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some((stop, thread)) = saver {
         drop(stop);

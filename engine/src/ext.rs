@@ -35,6 +35,10 @@ pub const EXT_HANDSHAKE_ID: u8 = 0;
 pub const UT_METADATA: &str = "ut_metadata";
 /// The extended id on which we receive `ut_metadata` messages (advertised in our `m`).
 pub const OUR_UT_METADATA_ID: u8 = 1;
+/// BEP 11 extension name.
+pub const UT_PEX: &str = "ut_pex";
+/// The extended id on which we receive `ut_pex` messages (advertised in our `m`).
+pub const OUR_UT_PEX_ID: u8 = 2;
 
 /// A malformed extension message. All variants are the peer's fault (drop the peer), except
 /// [`ExtError::UnknownMetadataType`], which BEP 9 says to ignore ([`ExtError::is_ignorable`]).
@@ -104,6 +108,19 @@ impl ExtHandshake {
             metadata_size,
             yourip: None,
         }
+    }
+
+    /// Also offers BEP 11 peer exchange on [`OUR_UT_PEX_ID`] (not for private torrents).
+    pub fn with_pex(mut self) -> Self {
+        self.m.push((UT_PEX.to_owned(), OUR_UT_PEX_ID));
+        self.m.sort();
+        self
+    }
+
+    /// Tells the peer the address we see it at (BEP 10 `yourip`).
+    pub fn with_yourip(mut self, ip: IpAddr) -> Self {
+        self.yourip = Some(ip);
+        self
     }
 
     /// The id to send extension `name` with, if the peer enabled it (non-zero id).

@@ -18,6 +18,7 @@ pub mod ext;
 pub mod files;
 pub mod handshake;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod peer;
 pub mod picker;

@@ -11,8 +11,8 @@
 //! - Upload slots are the [`ChokeBoard`]'s alone (see `torrent/choke.rs`); rate limits are
 //!   the torrent's [`RateLimits`] and the engine's global ones, both charged by every grant.
 
-use std::collections::HashSet;
-use std::net::IpAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -133,7 +133,11 @@ pub struct TorrentShared {
     /// Maps blocks onto the torrent's open files, for the shards' own upload reads
     /// ([`Self::set_reader`]); without it uploads are read by the disk pipeline.
     reader: OnceLock<uring_disk::BlockReader>,
-    pub connected: Mutex<HashSet<PeerId>>,
+    /// Handshaken peers, with the address each accepts connections on once known (the
+    /// dialed address, or the source address with BEP 10 `p`): what PEX tells others.
+    connected: Mutex<HashMap<PeerId, Option<SocketAddr>>>,
+    /// Our listen port, told to peers in the extension handshake.
+    listen_port: OnceLock<u16>,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
     pub stopped: AtomicBool,
@@ -188,7 +192,8 @@ impl TorrentShared {
             culprits: Mutex::new(HashSet::new()),
             trackers: OnceLock::new(),
             reader: OnceLock::new(),
-            connected: Mutex::new(HashSet::new()),
+            connected: Mutex::new(HashMap::new()),
+            listen_port: OnceLock::new(),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
             complete: AtomicBool::new(false),
@@ -501,15 +506,30 @@ impl TorrentShared {
             .contains(&key)
     }
 
-    /// Registers a handshaken peer id; false for ourselves or a duplicate connection.
-    pub fn register_peer(&self, id: PeerId) -> bool {
+    /// Registers a handshaken peer id, with its listen address if known; false for ourselves
+    /// or a duplicate connection.
+    pub fn register_peer(&self, id: PeerId, listen: Option<SocketAddr>) -> bool {
         if id == self.our_id {
             return false;
         }
-        self.connected
+        let mut c = self.connected.lock().unwrap_or_else(|e| e.into_inner());
+        if c.contains_key(&id) {
+            return false;
+        }
+        c.insert(id, listen);
+        true
+    }
+
+    /// A peer's listen address learned after the handshake (BEP 10 `p`).
+    pub fn set_peer_listen_addr(&self, id: &PeerId, addr: SocketAddr) {
+        if let Some(a) = self
+            .connected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id)
+            .get_mut(id)
+        {
+            *a = Some(addr);
+        }
     }
 
     pub fn unregister_peer(&self, id: &PeerId) {
@@ -517,6 +537,26 @@ impl TorrentShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+    }
+
+    /// The connected peers' listen addresses (for PEX, BEP 11).
+    pub fn pex_peers(&self) -> Vec<SocketAddr> {
+        self.connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    pub fn set_listen_port(&self, port: u16) {
+        let _ = self.listen_port.set(port);
+    }
+
+    /// Our listen port, if the engine set it (not in unit tests).
+    pub fn listen_port(&self) -> Option<u16> {
+        self.listen_port.get().copied().filter(|&p| p != 0)
     }
 
     /// Attaches the engine's global rate limits (the first caller wins; every shard passes

@@ -16,6 +16,7 @@ const PROTOCOL: &[&str] = &[
     "wire",
     "handshake.rs",
     "ext.rs",
+    "metadata.rs",
     "peer",
     "picker",
     "choker.rs",

@@ -56,9 +56,13 @@ def make_session(listen, upload_rate_limit=0, seed=False, disable_hash_checks=Fa
     return ses
 
 
-def add_torrent(ses, torrent, save_path, flags=0, tracker=None):
-    params = lt.add_torrent_params()
-    params.ti = lt.torrent_info(torrent)
+def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None):
+    """Adds a .torrent file, or a magnet link (metadata fetched from peers) if `magnet`."""
+    if magnet:
+        params = lt.parse_magnet_uri(magnet)
+    else:
+        params = lt.add_torrent_params()
+        params.ti = lt.torrent_info(torrent)
     params.save_path = save_path
     params.flags = (params.flags | flags) & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
     params.flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd

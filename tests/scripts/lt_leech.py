@@ -15,7 +15,8 @@ from lt_common import Watchdog, add_torrent, listen_port, log, make_session, spl
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--torrent")
+    ap.add_argument("--magnet", help="a magnet link instead of --torrent (metadata from peers)")
     ap.add_argument("--save", required=True)
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--tracker")
@@ -28,7 +29,9 @@ def main():
     ses = make_session(args.listen)
     port = listen_port(ses, 30)
     log("listening on port", port)
-    handle = add_torrent(ses, args.torrent, args.save, tracker=args.tracker)
+    if not args.torrent and not args.magnet:
+        ap.error("--torrent or --magnet is needed")
+    handle = add_torrent(ses, args.torrent, args.save, tracker=args.tracker, magnet=args.magnet)
     for p in args.peer:
         handle.connect_peer(split_addr(p))
 
@@ -42,7 +45,9 @@ def main():
             elif not args.quiet:
                 log("alert:", type(a).__name__, a.message())
         st = handle.status()
-        if st.is_finished or st.is_seeding:
+        if args.magnet and not st.has_metadata:
+            pass
+        elif st.is_finished or st.is_seeding:
             log("FINISHED in %.3f s" % (time.monotonic() - start))
             return 0
         if st.errc.value() != 0:

@@ -20,6 +20,7 @@ pub mod aria2;
 pub mod bencode;
 pub mod clients;
 pub mod fixed_tracker;
+pub mod hostile;
 pub mod libtorrent;
 pub mod net;
 pub mod payload;

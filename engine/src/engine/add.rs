@@ -29,6 +29,10 @@ pub enum TorrentSource {
     Bytes(Vec<u8>),
     /// Already parsed.
     Metainfo(Box<Metainfo>),
+    /// A magnet link (BEP 9): the metadata is fetched from peers first (`Alert::
+    /// MetadataProgress`, then `Alert::MetadataReceived`), unless it was saved by an earlier
+    /// run. Its `x.pe` peers, `tr` trackers and `so` selection are used.
+    Magnet(Box<crate::magnet::Magnet>),
 }
 
 /// What to add.
@@ -86,6 +90,12 @@ fn load(source: TorrentSource) -> Result<Metainfo, EngineError> {
         }
         TorrentSource::Bytes(bytes) => Metainfo::from_bytes(&bytes)?,
         TorrentSource::Metainfo(m) => *m,
+        TorrentSource::Magnet(m) => {
+            return Err(EngineError::Internal(format!(
+                "magnet {} reached the .torrent path",
+                m.info_hash.to_hex()
+            )))
+        }
     })
 }
 
@@ -116,7 +126,16 @@ pub(super) fn listeners(
     Ok((out, bound))
 }
 
-pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<TorrentId, EngineError> {
+/// Adds a torrent; `id` is given when a magnet reserved one before its metadata came.
+pub(super) fn add_torrent(
+    inner: &Arc<Inner>,
+    mut add: AddTorrent,
+    id: Option<TorrentId>,
+) -> Result<TorrentId, EngineError> {
+    if let TorrentSource::Magnet(m) = add.source {
+        add.source = TorrentSource::Bytes(Vec::new());
+        return super::magnet::add_magnet(inner, add, *m);
+    }
     let meta = Arc::new(load(add.source)?);
     {
         let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +163,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     resume.reserve_space(&meta);
     let check = (add.check_existing, add.recheck, inner.config.hash_threads);
     // The id is taken before the check so that its progress alerts can name the torrent.
-    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = id.map_or_else(|| inner.next_id.fetch_add(1, Ordering::Relaxed), |i| i.0);
     let reporter = CheckReporter::new(&inner.alerts, TorrentId(id), &meta);
     let progress = |bytes: u64| reporter.add(bytes);
     let (have, start) = persist::initial_have(&storage, &meta, &resume, loaded, check, &progress)?;
@@ -179,6 +198,7 @@ pub(super) fn add_torrent(inner: &Arc<Inner>, add: AddTorrent) -> Result<Torrent
     ));
     let _ = cell.set(Arc::downgrade(&shared));
     shared.set_reader(reader);
+    shared.set_listen_port(inner.listen_addr.port());
     let extra: Vec<Vec<String>> = add.trackers.iter().map(|u| vec![u.clone()]).collect();
     shared.set_trackers(crate::tracker::tiers::merge_tiers(&[
         &meta.trackers,

@@ -20,6 +20,7 @@ mod arrival_tests;
 mod blame;
 #[cfg(test)]
 mod blame_tests;
+mod extensions;
 mod fast;
 mod outstanding;
 mod pipeline;
@@ -35,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use uring_disk::{BlockWriter, SharedPiece};
 
-use crate::ext::ExtHandshake;
 use crate::torrent::{FailedPiece, TorrentShared, Waste};
 use crate::types::{Bitfield, BlockRef, GeometryError, PieceIndex};
 use crate::wire::{self, Message};
@@ -58,6 +58,8 @@ pub const MAX_READS_IN_FLIGHT: u32 = 16;
 /// In endgame, a peer with fewer than this many requests outstanding asks for duplicates, up
 /// to this many in flight.
 const ENDGAME_MAX_OUTSTANDING: usize = 2;
+/// Most BEP 6 allowed-fast pieces we keep from one peer (it sends about 10).
+pub const MAX_ALLOWED_FAST_IN: usize = 64;
 /// Blocks we cancelled or gave up on, remembered so that their late arrival (BEP 3: a CANCEL
 /// may cross the block on the wire) is not counted as unrequested data.
 const CANCELLED_CAP: usize = 1024;
@@ -87,6 +89,8 @@ pub enum PeerError {
     RequestFlood,
     #[error("torrent stopped")]
     Stopped,
+    #[error("bad extension message: {0}")]
+    Extension(#[from] crate::ext::ExtError),
 }
 
 /// The block currently streaming in from this peer.
@@ -151,6 +155,12 @@ pub struct PeerSession {
     allowed_fast: Vec<u32>,
     /// BEP 6 SUGGEST PIECE both ways (`fast::Suggestions`).
     suggest: fast::Suggestions,
+    /// BEP 6 pieces the peer lets us download while it chokes us (at most
+    /// [`MAX_ALLOWED_FAST_IN`]), and which of them it has.
+    allowed_fast_in: Vec<PieceIndex>,
+    allowed_fast_has: Option<Bitfield>,
+    /// BEP 10 extensions: metadata serving, PEX (`extensions.rs`).
+    ext: extensions::Extensions,
 }
 
 impl PeerSession {
@@ -204,22 +214,16 @@ impl PeerSession {
             up_meter: RateMeter::new(now),
             allowed_fast: Vec::new(),
             suggest: fast::Suggestions::default(),
+            allowed_fast_in: Vec::new(),
+            allowed_fast_has: None,
+            ext: extensions::Extensions::default(),
         };
         // Start the HAVE cursor at the current log end: the bitfield covers what came before.
         let mut ignored = Vec::new();
         s.have_cursor = t.verified_since(usize::MAX, &mut ignored);
         s.failed_cursor = t.failed_len();
         if ext {
-            // BEP 10: advertise how many requests we queue for the peer.
-            let mut payload = Vec::new();
-            ExtHandshake::ours(None, None, MAX_QUEUED_REQUESTS as u32).encode(&mut payload);
-            wire::encode(
-                &Message::Extended {
-                    id: 0,
-                    payload: &payload,
-                },
-                &mut s.out,
-            );
+            s.send_ext_handshake(t);
         }
         let ours = t.have_bitfield();
         if fast && ours.count() == 0 {
@@ -311,13 +315,18 @@ impl PeerSession {
             }
             Message::Cancel { piece, offset, len } => self.on_cancel(piece, offset, len, t)?,
             Message::SuggestPiece { piece } => self.on_suggest(piece, t)?,
-            Message::Extended { id: 0, payload } => {
-                // A malformed BEP 10 handshake only costs the peer its extensions.
-                if let Some(reqq) = ExtHandshake::parse(payload).ok().and_then(|h| h.reqq) {
-                    self.peer_reqq = (reqq as usize).clamp(1, pipeline::MAX);
+            Message::Extended { id, payload } => self.on_extended(id, payload, now, t)?,
+            Message::AllowedFast { piece } => {
+                let p = t.lengths.piece(piece)?;
+                if self.fast
+                    && self.allowed_fast_in.len() < MAX_ALLOWED_FAST_IN
+                    && !self.allowed_fast_in.contains(&p)
+                {
+                    self.allowed_fast_in.push(p);
+                    self.allowed_fast_has = None;
                 }
             }
-            Message::Port(_) | Message::AllowedFast { .. } | Message::Extended { .. } => {}
+            Message::Port(_) => {}
         }
         Ok(())
     }
@@ -479,9 +488,7 @@ impl PeerSession {
         if t.picker.in_endgame() {
             self.cancel_finished(t);
         }
-        if self.am_interested && !self.peer_choking {
-            self.fill_requests(now, t);
-        }
+        self.request_more(now, t);
         if !self.out.is_empty() {
             self.last_send = now;
         } else if now.duration_since(self.last_send) > KEEPALIVE_INTERVAL {
@@ -493,9 +500,40 @@ impl PeerSession {
 
     /// The fast path after data arrived: keep the request pipeline full.
     pub fn top_up(&mut self, now: Instant, t: &TorrentShared) {
-        if self.am_interested && !self.peer_choking {
-            self.fill_requests(now, t);
+        self.request_more(now, t);
+    }
+
+    fn request_more(&mut self, now: Instant, t: &TorrentShared) {
+        if !self.am_interested {
+            return;
         }
+        if !self.peer_choking {
+            self.fill_requests(now, t);
+        } else if self.fast && !self.allowed_fast_in.is_empty() {
+            self.fill_allowed_fast(now, t);
+        }
+    }
+
+    /// BEP 6: while choked, request blocks of the pieces the peer allowed us. The picker is
+    /// shown only those pieces (of the ones the peer has), by swapping the bitfield it reads.
+    fn fill_allowed_fast(&mut self, now: Instant, t: &TorrentShared) {
+        let n = t.lengths.num_pieces();
+        let mut only = self
+            .allowed_fast_has
+            .take()
+            .unwrap_or_else(|| Bitfield::new(n));
+        for &p in &self.allowed_fast_in {
+            only.clear(p);
+            if self.peer_has.get(p) {
+                only.set(p);
+            }
+        }
+        if only.count() > 0 {
+            std::mem::swap(&mut self.peer_has, &mut only);
+            self.fill_requests(now, t);
+            std::mem::swap(&mut self.peer_has, &mut only);
+        }
+        self.allowed_fast_has = Some(only);
     }
 
     fn send_haves(&mut self, t: &TorrentShared) {

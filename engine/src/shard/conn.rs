@@ -228,7 +228,7 @@ impl Conn {
         if t.counters.peers.load(Ordering::Relaxed) >= t.max_peers {
             return Err("peer limit reached".into());
         }
-        if !t.register_peer(hs.peer_id) {
+        if !t.register_peer(hs.peer_id, self.outgoing.then_some(self.addr)) {
             return Err("connection to ourselves or duplicate peer".into());
         }
         self.peer_id = Some(hs.peer_id);
@@ -258,9 +258,21 @@ impl Conn {
         }
         let res = reader.feed(data, |ev| session.on_event(ev, now, t));
         self.out.append(&mut session.out);
+        if let (Some(addr), Some(id)) = (session.take_listen_addr(), &self.peer_id) {
+            t.set_peer_listen_addr(id, addr);
+        }
         if let Err(e) = res {
             self.fail(e.to_string());
         }
+    }
+
+    /// Peer addresses this connection's peer told us about (PEX), for the shard to dial.
+    pub fn take_learned(&mut self) -> Option<(u64, Vec<SocketAddr>)> {
+        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
+            return None;
+        };
+        let learned = session.take_learned();
+        (!learned.is_empty()).then(|| (t.id, learned))
     }
 
     /// The connection's key (changes never; tells a reused token's new connection apart).

@@ -460,7 +460,13 @@ impl Shard {
                     self.redials.push((now + r.delay, r));
                 }
             }
+            let learned = conn.take_learned();
             conn.flush(&mut self.ops);
+            if let Some((torrent, peers)) = learned {
+                for addr in peers {
+                    self.dial(torrent, addr, 0, now);
+                }
+            }
         }
         if slow {
             self.redial_due(now);
