@@ -8,12 +8,15 @@
 //!   seeder CPU per GiB uploaded.
 //! - `recheck [--tools ringtorrent,libtorrent,aria2]`, `create [--tools
 //!   ringtorrent,mktorrent,libtorrent]`: hash-check and torrent-creation speed.
+//! - `magnet [--size 256MiB] [--runs 5] [--clients ringtorrent,libtorrent,rqbit]`: starting from
+//!   a magnet link: time to metadata, to the first verified piece and to completion.
 //!
 //! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is in [`measure`]
 //! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
 #![deny(unsafe_code)]
 
 mod bench_args;
+mod magnet;
 mod measure;
 mod netns;
 mod report;
@@ -42,6 +45,8 @@ enum Cmd {
     Recheck(tools::ToolArgs),
     /// Making a .torrent: ringtorrent create against mktorrent and libtorrent.
     Create(tools::ToolArgs),
+    /// From a magnet link (x.pe = one libtorrent seeder): time to metadata, first piece, done.
+    Magnet(magnet::MagnetArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +67,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Seed(args) => seed::run(&args),
         Cmd::Recheck(args) => tools::run(tools::Job::Recheck, &args),
         Cmd::Create(args) => tools::run(tools::Job::Create, &args),
+        Cmd::Magnet(args) => magnet::run(&args),
     }
 }

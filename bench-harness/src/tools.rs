@@ -236,6 +236,7 @@ fn recheck_once(
                 .arg(torrent)
                 .arg(save_dir)
                 .arg("--no-trackers")
+                .arg("--no-dht")
                 // Else the resume file the first run saves is trusted and nothing is checked.
                 .arg("--recheck")
                 .arg("--seed-time")

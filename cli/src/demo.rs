@@ -111,6 +111,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         shards: args.shards,
         no_trackers: true,
+        no_pex: false,
+        no_lsd: true,
         trackers: Vec::new(),
         no_uring: false,
         zero_copy: ringtorrent::ZeroCopyUploads::default(),
@@ -123,6 +125,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         rates: Default::default(),
         select: Default::default(),
         buffer_pool: None,
+        // A local swarm: nothing to find on the DHT, and no packet leaves the machine.
+        dht: crate::util::DhtArgs {
+            no_dht: true,
+            ..Default::default()
+        },
     })?;
     let wall = started.elapsed();
     let after = ProcStats::read();
@@ -156,7 +163,14 @@ fn start_seeders(
     for i in 0..n {
         let listen = format!("127.0.0.{}:0", 2 + i);
         let mut child = Command::new(&exe)
-            .args(["seed", "--no-trackers", "--listen", &listen])
+            .args([
+                "seed",
+                "--no-trackers",
+                "--no-dht",
+                "--no-lsd",
+                "--listen",
+                &listen,
+            ])
             .arg(torrent)
             .arg(data)
             .stdout(Stdio::piped())

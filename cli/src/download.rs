@@ -26,8 +26,9 @@ pub struct DownloadArgs {
     /// A peer to connect to (repeatable), e.g. 127.0.0.2:6881.
     #[arg(long = "peer")]
     pub peers: Vec<SocketAddr>,
-    /// Address to accept peers on.
-    #[arg(long, default_value = "0.0.0.0:0")]
+    /// Address to accept peers on; `[::]` takes IPv6 and IPv4 peers (IPv4 only where IPv6
+    /// is off).
+    #[arg(long, default_value = "[::]:0")]
     pub listen: SocketAddr,
     /// Shard threads (default: one per core).
     #[arg(long)]
@@ -35,6 +36,12 @@ pub struct DownloadArgs {
     /// Do not contact the torrents' trackers.
     #[arg(long)]
     pub no_trackers: bool,
+    /// Do not exchange peers with peers (BEP 11 PEX).
+    #[arg(long)]
+    pub no_pex: bool,
+    /// Do not use local service discovery (BEP 14 multicast on the local network).
+    #[arg(long)]
+    pub no_lsd: bool,
     /// Also announce to this tracker (repeatable); remembered in the resume file.
     #[arg(long = "tracker", value_name = "URL", value_parser = crate::util::parse_tracker)]
     pub trackers: Vec<String>,
@@ -73,6 +80,8 @@ pub struct DownloadArgs {
     /// all in use, no new piece is requested until the disk catches up.
     #[arg(long, value_name = "SIZE", value_parser = crate::util::parse_size)]
     pub buffer_pool: Option<u64>,
+    #[command(flatten)]
+    pub dht: crate::util::DhtArgs,
 }
 
 struct Progress {
@@ -148,10 +157,14 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let mut config = Config {
         listen: args.listen,
         use_trackers: !args.no_trackers,
+        pex: !args.no_pex,
+        lsd: !args.no_lsd,
         force_portable: args.no_uring,
         zero_copy_uploads: args.zero_copy,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
+        // The routing table is kept beside the resume files.
+        dht: args.dht.config(Some(&args.output.join(".ringtorrent"))),
         ..Config::default()
     };
     if let Some(bytes) = args.buffer_pool {
@@ -554,6 +567,7 @@ fn handle_alert(
         Alert::TrackerError { id, url, message } if verbose => {
             eprintln!("{id}: tracker {url}: {message}")
         }
+        Alert::DhtPeers { id, peers } if verbose => eprintln!("{id}: DHT: {peers} peers"),
         Alert::TrackerReply { id, url, peers } if verbose => {
             eprintln!("{id}: tracker {url}: {peers} peers")
         }

@@ -28,6 +28,9 @@ pub struct Args {
     /// With --fetch: give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// With --fetch: the DHT is asked for peers too.
+    #[command(flatten)]
+    pub dht: crate::util::DhtArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let m = Magnet::parse(&args.source).context("bad magnet link")?;
         if args.fetch {
             let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-            let bytes = crate::magnet::fetch_torrent_file(&m, &args.peers, timeout)?;
+            let bytes = crate::magnet::fetch_torrent_file(&m, &args.peers, timeout, &args.dht)?;
             let t = Metainfo::from_bytes(&bytes).context("fetched metadata")?;
             let text = match args.json {
                 true => json_line(&torrent_json(&t)),

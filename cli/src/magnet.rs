@@ -102,6 +102,9 @@ pub async fn add_and_wait(
             } if i == id && verbose => {
                 eprintln!("{id}: peer {addr} disconnected: {reason}");
             }
+            Alert::DhtPeers { id: i, peers } if i == id && verbose => {
+                eprintln!("{id}: DHT: {peers} peers");
+            }
             Alert::TorrentAdded { id: i, .. } if i == id => return Ok(id),
             Alert::TorrentError { id: i, message } if i == id => bail!("{name}: {message}"),
             other => held.push(other),
@@ -140,6 +143,7 @@ pub fn fetch_torrent_file(
     magnet: &Magnet,
     peers: &[SocketAddr],
     timeout: Duration,
+    dht: &crate::util::DhtArgs,
 ) -> anyhow::Result<Vec<u8>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -148,6 +152,8 @@ pub fn fetch_torrent_file(
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
         let config = ringtorrent::Config {
             listen: "0.0.0.0:0".parse().context("listen address")?,
+            // A one-off engine: no state file.
+            dht: dht.config(None),
             ..ringtorrent::Config::default()
         };
         let engine = Engine::start(config).context("cannot start the engine")?;

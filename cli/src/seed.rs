@@ -15,8 +15,9 @@ pub struct SeedArgs {
     /// Where the content is: the directory holding it (as given to `download -o`), or for a
     /// single-file torrent the file itself.
     pub data: PathBuf,
-    /// Address to accept peers on.
-    #[arg(long, default_value = "0.0.0.0:6881")]
+    /// Address to accept peers on; `[::]` takes IPv6 and IPv4 peers (IPv4 only where IPv6
+    /// is off).
+    #[arg(long, default_value = "[::]:6881")]
     pub listen: SocketAddr,
     /// A peer to connect to (repeatable).
     #[arg(long = "peer")]
@@ -24,6 +25,12 @@ pub struct SeedArgs {
     /// Do not contact the torrent's trackers.
     #[arg(long)]
     pub no_trackers: bool,
+    /// Do not exchange peers with peers (BEP 11 PEX).
+    #[arg(long)]
+    pub no_pex: bool,
+    /// Do not use local service discovery (BEP 14 multicast on the local network).
+    #[arg(long)]
+    pub no_lsd: bool,
     /// Also announce to this tracker (repeatable); remembered in the resume file.
     #[arg(long = "tracker", value_name = "URL", value_parser = crate::util::parse_tracker)]
     pub trackers: Vec<String>,
@@ -50,6 +57,8 @@ pub struct SeedArgs {
     /// No check progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub dht: crate::util::DhtArgs,
 }
 
 /// The directory a torrent's content lives below, given what the user pointed at.
@@ -79,11 +88,14 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let mut config = Config {
         listen: args.listen,
         use_trackers: !args.no_trackers,
+        pex: !args.no_pex,
+        lsd: !args.no_lsd,
         force_portable: args.no_uring,
         buffer_pool_bytes: 8 << 20,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
         zero_copy_uploads: args.zero_copy,
+        dht: args.dht.config(Some(&dir.join(".ringtorrent"))),
         ..Config::default()
     };
     if let Some(n) = args.shards {

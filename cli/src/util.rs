@@ -13,6 +13,58 @@ pub struct RateArgs {
     pub max_download_rate: u64,
 }
 
+/// The DHT options of `download`, `seed` and `info --fetch`.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct DhtArgs {
+    /// Do not use the DHT (BEP 5) to find peers or announce.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// A DHT node to join through, HOST:PORT (repeatable); replaces the default routers
+    /// (router.bittorrent.com, dht.transmissionbt.com, router.utorrent.com, dht.libtorrent.org).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub dht_bootstrap: Vec<String>,
+    /// UDP port of the DHT node (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub dht_port: u16,
+}
+
+impl DhtArgs {
+    /// The engine's DHT settings; the routing table is kept in `state_dir/dht.dat` if given.
+    pub fn config(&self, state_dir: Option<&std::path::Path>) -> ringtorrent::DhtConfig {
+        if self.no_dht {
+            return ringtorrent::DhtConfig::disabled();
+        }
+        let mut c = ringtorrent::DhtConfig::default();
+        if !self.dht_bootstrap.is_empty() {
+            c.bootstrap = self.dht_bootstrap.clone();
+        }
+        c.port = self.dht_port;
+        c.state_file = state_dir.map(|d| d.join("dht.dat"));
+        c
+    }
+}
+
+/// Parses `HOST:PORT` (a name or an IP address, and a port that is not 0).
+pub fn parse_host_port(s: &str) -> Result<String, String> {
+    if let Ok(addr) = s.parse::<std::net::SocketAddr>() {
+        return match addr.port() {
+            0 => Err(format!("invalid node {s:?}: port 0")),
+            _ => Ok(s.to_string()),
+        };
+    }
+    let bad = || format!("invalid node {s:?}: expected HOST:PORT, e.g. router.bittorrent.com:6881");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && host_ok => Ok(s.to_string()),
+        _ => Err(bad()),
+    }
+}
+
 /// Parses a `--tracker` URL: http, https or udp, at most 2048 bytes.
 pub fn parse_tracker(s: &str) -> Result<String, String> {
     if !ringtorrent::tracker::tiers::usable_url(s) || s.len() < 10 {
@@ -135,6 +187,49 @@ mod tests {
         ] {
             assert!(parse_tracker(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn dht_nodes_and_config() {
+        for ok in [
+            "127.0.0.1:6881",
+            "[::1]:7",
+            "router.bittorrent.com:6881",
+            "a-b.c:1",
+        ] {
+            assert_eq!(parse_host_port(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "127.0.0.1:0",
+            "host",
+            ":6881",
+            "host:",
+            "host:70000",
+            "a b:1",
+            "x:0",
+        ] {
+            assert!(parse_host_port(bad).is_err(), "{bad:?} accepted");
+        }
+        let off = DhtArgs {
+            no_dht: true,
+            ..Default::default()
+        };
+        assert!(!off.config(None).enabled);
+        let local = DhtArgs {
+            dht_bootstrap: vec!["127.0.0.9:4000".into()],
+            dht_port: 5000,
+            ..Default::default()
+        };
+        let c = local.config(Some(std::path::Path::new("/d/.ringtorrent")));
+        assert!(c.enabled);
+        assert_eq!(c.bootstrap, vec!["127.0.0.9:4000".to_string()]);
+        assert_eq!(c.port, 5000);
+        assert_eq!(
+            c.state_file.as_deref(),
+            Some(std::path::Path::new("/d/.ringtorrent/dht.dat"))
+        );
+        let default = DhtArgs::default().config(None);
+        assert_eq!(default.bootstrap.len(), 4, "the public routers by default");
     }
 
     #[test]

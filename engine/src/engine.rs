@@ -7,8 +7,10 @@
 
 mod add;
 mod control;
+mod dht;
 mod files;
 mod lifecycle;
+mod lsd;
 mod magnet;
 mod persist;
 
@@ -25,6 +27,7 @@ use crate::torrent::TorrentShared;
 use crate::types::PeerId;
 
 pub use add::{AddTorrent, TorrentSource};
+pub use dht::{DhtConfig, DhtError, DEFAULT_BOOTSTRAP as DEFAULT_DHT_BOOTSTRAP};
 
 /// Engine settings. `Config::default()` suits a desktop or server; tests lower the sizes.
 #[derive(Debug, Clone)]
@@ -32,6 +35,7 @@ pub struct Config {
     /// Shard threads, each with its own ring. Default: the number of cores.
     pub shards: usize,
     /// Where shards accept peers (one SO_REUSEPORT listener per shard). Port 0 picks one.
+    /// Default `[::]:0`: dual-stack, falling back to IPv4 where IPv6 is off.
     pub listen: SocketAddr,
     /// SHA-1 threads of the disk pipeline. Default: the number of cores.
     pub hash_threads: usize,
@@ -48,6 +52,12 @@ pub struct Config {
     pub peer_id: Option<PeerId>,
     /// Announce to the torrent's trackers.
     pub use_trackers: bool,
+    /// Exchange peers with peers (BEP 11); never on private torrents.
+    pub pex: bool,
+    /// Local service discovery (BEP 14): announce public torrents to the local network's
+    /// multicast group and connect to peers heard there. On the listen address's interface
+    /// when it is a specific IPv4 address.
+    pub lsd: bool,
     /// Global rate limits in bytes per second over all torrents (0 = none).
     pub upload_rate_limit: u64,
     pub download_rate_limit: u64,
@@ -55,6 +65,9 @@ pub struct Config {
     pub upload_slots: usize,
     /// Which peers get blocks from the page cache with `sendfile` (no read, no copy here).
     pub zero_copy_uploads: ZeroCopyUploads,
+    /// BEP 5 DHT. On by default with the public routers as bootstrap; tests must turn it off
+    /// or give loopback nodes ([`DhtConfig::disabled`], [`DhtConfig::with_bootstrap`]).
+    pub dht: DhtConfig,
 }
 
 /// Which peers are sent blocks the page cache holds with `sendfile` (no copy here) instead of
@@ -107,7 +120,7 @@ impl Default for Config {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Config {
             shards: cores,
-            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listen: SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
             hash_threads: cores,
             buffer_pool_bytes: 96 << 20,
             recv_buffers: 128,
@@ -116,10 +129,13 @@ impl Default for Config {
             force_portable: false,
             peer_id: None,
             use_trackers: true,
+            pex: true,
+            lsd: true,
             upload_rate_limit: 0,
             download_rate_limit: 0,
             upload_slots: 4,
             zero_copy_uploads: ZeroCopyUploads::default(),
+            dht: DhtConfig::default(),
         }
     }
 }
@@ -300,6 +316,12 @@ pub enum Alert {
         name: String,
         info_hash: crate::InfoHash,
     },
+    /// A DHT lookup (BEP 5) of the torrent (or magnet) found `peers` new addresses, which are
+    /// being dialed.
+    DhtPeers {
+        id: TorrentId,
+        peers: usize,
+    },
 }
 
 /// Where alerts go; cheap to clone, never blocks.
@@ -372,6 +394,8 @@ pub(crate) struct Inner {
     pub control: control::ControlHandle,
     /// Magnets whose metadata is being fetched (their ids are reserved).
     pub magnets: Mutex<Vec<magnet::PendingMagnet>>,
+    /// The DHT node, if enabled and started (it may still be binding).
+    pub dht: Option<Arc<dht::DhtNode>>,
     /// The resume saver thread and its stop channel.
     pub saver: Mutex<Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
@@ -437,6 +461,8 @@ impl Engine {
             Backend::Epoll
         };
         let control = control::ControlHandle::spawn().map_err(EngineError::Thread)?;
+        // Never fails the start: a DHT that cannot run logs a warning and stays off.
+        let dht = dht::DhtNode::start(&config.dht, listen_addr);
         let inner = Arc::new(Inner {
             config,
             our_id,
@@ -451,9 +477,13 @@ impl Engine {
             alert_rx: Mutex::new(Some(rx)),
             control,
             magnets: Mutex::new(Vec::new()),
+            dht,
             saver: Mutex::new(None),
         });
         control::start_ticker(&inner);
+        if inner.config.lsd {
+            lsd::start(&inner);
+        }
         let (stop_tx, stop_rx) = std::sync::mpsc::channel();
         let saver = persist::spawn_saver(Arc::downgrade(&inner), RESUME_SAVE_PERIOD, stop_rx)
             .map_err(EngineError::Thread)?;
@@ -464,6 +494,11 @@ impl Engine {
     /// The address peers can reach us at (the actual port if 0 was asked for).
     pub fn listen_addr(&self) -> SocketAddr {
         self.inner.listen_addr
+    }
+
+    /// The DHT node's UDP address, once it runs (`None` while it starts, or without a DHT).
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.inner.dht.as_ref().and_then(|d| d.local_addr())
     }
 
     /// Our peer id.
@@ -647,8 +682,27 @@ fn shutdown_blocking(inner: &Inner) -> Vec<String> {
             failures.push(format!("torrent {}: finishing disk writes: {e}", t.id));
         }
     }
+    // Last: nothing the DHT does can delay the saves above.
+    stop_dht(inner);
     inner.control.shutdown();
     failures
+}
+
+/// Stops every torrent's DHT lookups, saves the routing table (if a state file is set) and
+/// stops the node.
+fn stop_dht(inner: &Inner) {
+    let Some(node) = &inner.dht else { return };
+    let trackers: Vec<_> = {
+        let entries = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
+        entries.iter().map(|e| e.control.take_dht()).collect()
+    };
+    drop(trackers);
+    match node.save() {
+        Ok(n) if n > 0 => tracing::debug!(nodes = n, "DHT state saved"),
+        Ok(_) | Err(dht::DhtError::NotRunning) => {}
+        Err(e) => tracing::warn!("saving the DHT state failed: {e}"),
+    }
+    node.stop();
 }
 
 /// Hands peer addresses to shards round-robin.

@@ -17,10 +17,12 @@ pub mod engine;
 pub mod ext;
 pub mod files;
 pub mod handshake;
+pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
 pub mod peer;
+pub mod pex;
 pub mod picker;
 pub mod ratelimit;
 pub mod resume;
@@ -31,7 +33,7 @@ pub mod types;
 pub mod wire;
 
 pub use engine::{
-    AddTorrent, Alert, Backend, Config, Engine, EngineError, TorrentId, TorrentSource,
+    AddTorrent, Alert, Backend, Config, DhtConfig, Engine, EngineError, TorrentId, TorrentSource,
     TorrentStats, WasteStats, ZeroCopyUploads,
 };
 pub use files::FilePriority;

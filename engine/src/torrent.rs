@@ -138,6 +138,7 @@ pub struct TorrentShared {
     connected: Mutex<HashMap<PeerId, Option<SocketAddr>>>,
     /// Our listen port, told to peers in the extension handshake.
     listen_port: OnceLock<u16>,
+    pex_off: AtomicBool,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
     pub stopped: AtomicBool,
@@ -194,6 +195,7 @@ impl TorrentShared {
             reader: OnceLock::new(),
             connected: Mutex::new(HashMap::new()),
             listen_port: OnceLock::new(),
+            pex_off: AtomicBool::new(false),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
             complete: AtomicBool::new(false),
@@ -548,6 +550,16 @@ impl TorrentShared {
             .flatten()
             .copied()
             .collect()
+    }
+
+    /// Turns PEX off for this torrent (the engine's `Config::pex`), before any peer connects.
+    pub fn disable_pex(&self) {
+        self.pex_off.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether peers may be exchanged on this torrent (BEP 11; never private, BEP 27).
+    pub fn pex_allowed(&self) -> bool {
+        !self.meta.info.private && !self.pex_off.load(Ordering::Relaxed)
     }
 
     pub fn set_listen_port(&self, port: u16) {

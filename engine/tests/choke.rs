@@ -41,6 +41,7 @@ fn start_seeder(dir: &Path, bytes: Vec<u8>, ip: [u8; 4]) -> Engine {
         buffer_pool_bytes: 2 << 20,
         recv_buffers: 16,
         use_trackers: false,
+        dht: ringtorrent::DhtConfig::disabled(),
         ..Config::default()
     };
     let seeder = Engine::start(cfg).unwrap();

@@ -17,6 +17,8 @@ const PROTOCOL: &[&str] = &[
     "handshake.rs",
     "ext.rs",
     "metadata.rs",
+    "pex.rs",
+    "lsd.rs",
     "peer",
     "picker",
     "choker.rs",

@@ -12,6 +12,7 @@ use ringtorrent::bencode::{Dict, Value};
 use ringtorrent::ext::{ExtHandshake, MetadataMsg};
 use ringtorrent::handshake::Handshake;
 use ringtorrent::metainfo::Metainfo;
+use ringtorrent::pex::{PexFlags, PexMessage, PexPeer};
 use ringtorrent::types::{InfoHash, PeerId};
 use ringtorrent::wire::{encode, Message};
 
@@ -38,6 +39,7 @@ fn main() {
     wire(&out);
     handshake(&out);
     ext(&out);
+    pex(&out);
     tracker(&out);
 }
 
@@ -188,6 +190,29 @@ fn ext(out: &Out) {
         m.encode(&mut b);
         out.put("ext", &format!("metadata-{name}"), &b);
     }
+}
+
+/// First byte: seconds between two deliveries of the payload that follows.
+fn pex(out: &Out) {
+    let msg = PexMessage {
+        added: vec![
+            PexPeer {
+                addr: ([127, 0, 0, 2], 6881).into(),
+                flags: PexFlags(PexFlags::SEED | PexFlags::REACHABLE),
+            },
+            PexPeer {
+                addr: "[::1]:51413".parse().expect("address"),
+                flags: PexFlags(PexFlags::UTP),
+            },
+        ],
+        dropped: vec![([127, 0, 0, 3], 7000).into()],
+    };
+    let mut b = vec![30];
+    msg.encode(&mut b);
+    out.put("pex", "both-families", &b);
+    let mut empty = vec![90];
+    PexMessage::default().encode(&mut empty);
+    out.put("pex", "empty", &empty);
 }
 
 /// First byte: the mode (0 HTTP reply, 1 UDP response, 0x81 UDP over IPv6, 2/3 the UDP state

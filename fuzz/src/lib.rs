@@ -17,11 +17,10 @@
 //! | `wire`      | `wire::Reader` (the message stream after the handshake)                    |
 //! | `handshake` | `Handshake::parse`, `HandshakeState` (BEP 3)                              |
 //! | `ext`       | `ExtHandshake::parse` (BEP 10), `MetadataMsg::parse` (BEP 9)              |
+//! | `pex`       | `PexMessage::parse`, `PexState::incoming` (BEP 11)                        |
 //! | `tracker`   | HTTP announce reply, UDP announce response (BEP 15), `UdpAnnounce`        |
 //! | `resume`    | `ResumeData::decode` (the resume file)                                     |
 //!
-//! The engine has no BEP 11 (PEX) parser (`engine/src/ext.rs` only reads `ut_pex` as a name in
-//! the BEP 10 `m` dictionary), so there is no `pex` target.
 #![forbid(unsafe_code)]
 
 mod bencode;
@@ -29,6 +28,7 @@ mod ext;
 mod handshake;
 mod magnet;
 mod metainfo;
+mod pex;
 mod resume;
 mod tracker;
 mod wire;
@@ -38,6 +38,7 @@ pub use crate::ext::ext;
 pub use crate::handshake::handshake;
 pub use crate::magnet::magnet;
 pub use crate::metainfo::metainfo;
+pub use crate::pex::pex;
 pub use crate::resume::resume;
 pub use crate::tracker::tracker;
 pub use crate::wire::wire;
@@ -53,6 +54,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("handshake", handshake),
     ("ext", ext),
+    ("pex", pex),
     ("tracker", tracker),
     ("resume", resume),
 ];

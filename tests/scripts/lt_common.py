@@ -2,6 +2,8 @@
 
 Every session these scripts make stays on loopback: DHT, local peer discovery, UPnP, NAT-PMP and
 uTP are off, and the session listens only on the address it is given (see shared/INTEROP.md).
+The DHT is turned on only with `dht_bootstrap` nodes, which must be on 127.0.0.0/8; libtorrent
+then bootstraps from them alone.
 """
 
 import os
@@ -16,13 +18,48 @@ def log(*parts):
 
 
 def split_addr(text):
-    """'127.0.0.2:6881' -> ('127.0.0.2', 6881)."""
+    """'127.0.0.2:6881' -> ('127.0.0.2', 6881); '[::1]:6881' -> ('::1', 6881)."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
-def make_session(listen, upload_rate_limit=0, seed=False, disable_hash_checks=False):
-    """A libtorrent session confined to `listen` (an 'IP:PORT' string; PORT may be 0)."""
+def join_addr(host, port):
+    """('::1', 6881) -> '[::1]:6881'; IPv4 as is."""
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def dht_settings(nodes):
+    """Settings for a DHT on loopback only: bootstrap from `nodes` ('127.0.0.x:PORT' strings) and
+    nowhere else. libtorrent's defaults keep one node per IP range, drop nodes whose id does not
+    match their IP and ignore some address ranges; those are off so a test's nodes, all on
+    127.x, are used. Announces are repeated every few seconds instead of 15 minutes."""
+    for n in nodes:
+        host, port = split_addr(n)
+        if not host.startswith("127.") or port == 0:
+            raise SystemExit("DHT bootstrap node %r is not on loopback" % n)
+    return {
+        "enable_dht": True,
+        "dht_bootstrap_nodes": ",".join(nodes),
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_prefer_verified_node_ids": False,
+        "dht_enforce_node_id": False,
+        "dht_ignore_dark_internet": False,
+        "dht_announce_interval": 5,
+    }
+
+
+def make_session(
+    listen,
+    upload_rate_limit=0,
+    seed=False,
+    disable_hash_checks=False,
+    download_rate_limit=0,
+    dht_bootstrap=(),
+    dht=False,
+):
+    """A libtorrent session confined to `listen` (an 'IP:PORT' string; PORT may be 0); with a DHT
+    bootstrapped only from the `dht_bootstrap` nodes if there are any, or if `dht`."""
     pack = lt.high_performance_seed() if seed else lt.default_settings()
     host, _ = split_addr(listen)
     pack.update(
@@ -37,6 +74,7 @@ def make_session(listen, upload_rate_limit=0, seed=False, disable_hash_checks=Fa
             "enable_outgoing_utp": False,
             "allow_multiple_connections_per_ip": True,
             "upload_rate_limit": upload_rate_limit,
+            "download_rate_limit": download_rate_limit,
             "disable_hash_checks": disable_hash_checks,
             "min_reconnect_time": 1,
             "alert_mask": lt.alert.category_t.error_notification
@@ -47,17 +85,23 @@ def make_session(listen, upload_rate_limit=0, seed=False, disable_hash_checks=Fa
             | lt.alert.category_t.peer_notification,
         }
     )
+    if dht_bootstrap or dht:
+        # In the pack the session starts with: the default bootstrap node is never contacted.
+        pack.update(dht_settings(dht_bootstrap))
+        pack["alert_mask"] = pack["alert_mask"] | lt.alert.category_t.dht_notification
     ses = lt.session(pack)
     # libtorrent puts loopback and LAN peers in an unlimited "local" peer class; put every
     # address in the global class so upload_rate_limit applies on 127.x too.
     everyone = lt.ip_filter()
     everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+    everyone.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
     ses.set_peer_class_filter(everyone)
     return ses
 
 
-def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None):
-    """Adds a .torrent file, or a magnet link (metadata fetched from peers) if `magnet`."""
+def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None, pex=False, dht=False):
+    """Adds a .torrent file, or a magnet link (metadata fetched from peers) if `magnet`.
+    Peer exchange (BEP 11) is off unless `pex`, the session's DHT unused unless `dht`."""
     if magnet:
         params = lt.parse_magnet_uri(magnet)
     else:
@@ -65,7 +109,11 @@ def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None):
         params.ti = lt.torrent_info(torrent)
     params.save_path = save_path
     params.flags = (params.flags | flags) & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-    params.flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    params.flags |= lt.torrent_flags.disable_lsd
+    if not dht:
+        params.flags |= lt.torrent_flags.disable_dht
+    if not pex:
+        params.flags |= lt.torrent_flags.disable_pex
     if tracker:
         params.trackers = [tracker]
     return ses.add_torrent(params)

@@ -23,15 +23,28 @@ def main():
     ap.add_argument("--peer", action="append", default=[])
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--pex", action="store_true", help="exchange peers (BEP 11)")
+    ap.add_argument("--download-rate-limit", type=int, default=0, help="bytes per second, 0 = none")
+    ap.add_argument("--dht-bootstrap", action="append", default=[], help="IP:PORT of a loopback DHT node")
     args = ap.parse_args()
 
     watchdog = Watchdog(args.timeout + 30)
-    ses = make_session(args.listen)
+    ses = make_session(
+        args.listen, download_rate_limit=args.download_rate_limit, dht_bootstrap=args.dht_bootstrap
+    )
     port = listen_port(ses, 30)
     log("listening on port", port)
     if not args.torrent and not args.magnet:
         ap.error("--torrent or --magnet is needed")
-    handle = add_torrent(ses, args.torrent, args.save, tracker=args.tracker, magnet=args.magnet)
+    handle = add_torrent(
+        ses,
+        args.torrent,
+        args.save,
+        tracker=args.tracker,
+        magnet=args.magnet,
+        pex=args.pex,
+        dht=bool(args.dht_bootstrap),
+    )
     for p in args.peer:
         handle.connect_peer(split_addr(p))
 

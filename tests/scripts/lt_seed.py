@@ -11,7 +11,7 @@ import time
 
 import libtorrent as lt
 
-from lt_common import Watchdog, add_torrent, listen_port, log, make_session, split_addr
+from lt_common import Watchdog, add_torrent, join_addr, listen_port, log, make_session, split_addr
 
 
 def main():
@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--peer", action="append", default=[], help="IP:PORT to dial")
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--ready-timeout", type=float, default=120)
+    ap.add_argument("--dht-bootstrap", action="append", default=[], help="IP:PORT of a loopback DHT node")
     args = ap.parse_args()
 
     watchdog = Watchdog(args.max_seconds)
@@ -33,10 +34,13 @@ def main():
         upload_rate_limit=args.upload_rate_limit,
         seed=True,
         disable_hash_checks=args.seed_mode,
+        dht_bootstrap=args.dht_bootstrap,
     )
     port = listen_port(ses, 30)
     flags = lt.torrent_flags.seed_mode if args.seed_mode else 0
-    handle = add_torrent(ses, args.torrent, args.data, flags=flags, tracker=args.tracker)
+    handle = add_torrent(
+        ses, args.torrent, args.data, flags=flags, tracker=args.tracker, dht=bool(args.dht_bootstrap)
+    )
 
     deadline = time.monotonic() + args.ready_timeout
     while True:
@@ -60,7 +64,7 @@ def main():
     host, _ = split_addr(args.listen)
     for p in args.peer:
         handle.connect_peer(split_addr(p))
-    log("READY %s:%d" % (host, port))
+    log("READY " + join_addr(host, port))
 
     last = time.monotonic()
     while True:

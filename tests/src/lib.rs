@@ -8,7 +8,8 @@
 //! - Real peers, each a [`proc::Proc`] guard that kills its process group on drop and prints its
 //!   log if the test panics: [`libtorrent`] seeder/leecher, [`aria2`] seeder/leecher,
 //!   [`transmission`] seeder and leecher, [`tracker::Opentracker`], [`fixed_tracker`] (fixed
-//!   peer list), [`rt_seeder`] (`ringtorrent seed`).
+//!   peer list), [`rt_seeder`] (`ringtorrent seed`), and [`dht::LocalDht`], a DHT of
+//!   `mainline` nodes on 127.0.0.x for DHT tests.
 //! - [`ringtorrent`]: builds and runs the `ringtorrent` binary under test.
 //! - [`clients`]: the downloaders the benchmark compares, as commands.
 //!
@@ -19,6 +20,7 @@
 pub mod aria2;
 pub mod bencode;
 pub mod clients;
+pub mod dht;
 pub mod fixed_tracker;
 pub mod hostile;
 pub mod libtorrent;

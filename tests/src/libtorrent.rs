@@ -1,7 +1,7 @@
 //! libtorrent 2.0 peers (the Debian `python3-libtorrent` bindings) driven by the scripts in
 //! `tests/scripts/`: a seeder that can serve corrupted data on purpose, and a leecher.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -28,7 +28,10 @@ pub struct LtSeedOpts {
     /// Peers to dial once seeding.
     pub peers: Vec<SocketAddr>,
     /// Address to listen on; a fresh 127.0.0.x seeder address when `None`.
-    pub ip: Option<Ipv4Addr>,
+    pub ip: Option<IpAddr>,
+    /// Loopback DHT nodes to bootstrap from and announce to ([`crate::dht::LocalDht`]); the
+    /// DHT is off when empty.
+    pub dht_bootstrap: Vec<SocketAddr>,
 }
 
 /// A libtorrent seeder process; killed on drop.
@@ -42,7 +45,7 @@ impl LtSeeder {
     /// listens and seeds.
     pub fn start(torrent: &Path, save_dir: &Path, opts: &LtSeedOpts) -> Result<Self> {
         crate::require::require(crate::require::Tool::Libtorrent)?;
-        let ip = opts.ip.unwrap_or_else(seeder_ip);
+        let ip = opts.ip.unwrap_or_else(|| seeder_ip().into());
         let mut cmd = kit_command(python());
         cmd.arg(script("lt_seed.py"))
             .arg("--torrent")
@@ -50,7 +53,7 @@ impl LtSeeder {
             .arg("--data")
             .arg(save_dir)
             .arg("--listen")
-            .arg(format!("{ip}:0"))
+            .arg(SocketAddr::new(ip, 0).to_string())
             .arg("--upload-rate-limit")
             .arg(opts.upload_rate_limit_bytes_per_s.to_string());
         if opts.seed_mode {
@@ -61,6 +64,10 @@ impl LtSeeder {
         }
         for p in &opts.peers {
             cmd.arg("--peer").arg(p.to_string());
+        }
+        for n in &opts.dht_bootstrap {
+            anyhow::ensure!(n.ip().is_loopback(), "DHT node {n} is not on loopback");
+            cmd.arg("--dht-bootstrap").arg(n.to_string());
         }
         let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
         let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;

@@ -2,7 +2,9 @@
 //! test itself, then run as `ringtorrent download` with a bounded wall time.
 //!
 //! CLI contract: `ringtorrent download <file.torrent> -o DIR [--peer IP:PORT]... [--listen
-//! IP:PORT] [--shards N] [--quiet]`, exit 0 only when every piece is verified and on disk.
+//! IP:PORT] [--shards N] [--quiet] [--no-dht | --dht-bootstrap IP:PORT...]`, exit 0 only when
+//! every piece is verified and on disk. Runs get `--no-dht` unless a test gives loopback DHT
+//! nodes ([`Download::dht_bootstrap`]): no test ever contacts the public DHT routers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,6 +106,11 @@ pub struct Download {
     pub timeout: Duration,
     /// Stdin is a pipe for session commands ([`RunningDownload::command`]) instead of null.
     pub commands: bool,
+    /// DHT nodes (on loopback) to join through, as `--dht-bootstrap`; empty: `--no-dht`.
+    pub dht_bootstrap: Vec<SocketAddr>,
+    /// Local service discovery on (multicast on loopback); off (`--no-lsd`) by default, so
+    /// that engines of unrelated tests never find each other.
+    pub lsd: bool,
 }
 
 impl Download {
@@ -118,6 +125,8 @@ impl Download {
             extra_args: Vec::new(),
             timeout: Duration::from_secs(60),
             commands: false,
+            dht_bootstrap: Vec::new(),
+            lsd: false,
         }
     }
 
@@ -152,6 +161,10 @@ impl Download {
         }
         if self.quiet {
             cmd.arg("--quiet");
+        }
+        cmd.args(dht_args(&self.dht_bootstrap));
+        if !self.lsd {
+            cmd.arg("--no-lsd");
         }
         cmd.args(&self.extra_args);
         Ok(cmd)
@@ -248,6 +261,22 @@ impl DownloadOutcome {
             crate::proc::tail(&self.stdout, 2000)
         )
     }
+}
+
+/// The CLI's DHT arguments: `--no-dht`, or `--dht-bootstrap` for each of `bootstrap` (which
+/// must be on loopback).
+pub fn dht_args(bootstrap: &[SocketAddr]) -> Vec<String> {
+    assert!(
+        bootstrap.iter().all(|a| a.ip().is_loopback()),
+        "tests join loopback DHT nodes only: {bootstrap:?}"
+    );
+    if bootstrap.is_empty() {
+        return vec!["--no-dht".into()];
+    }
+    bootstrap
+        .iter()
+        .flat_map(|a| ["--dht-bootstrap".to_string(), a.to_string()])
+        .collect()
 }
 
 /// `ringtorrent download` with `peers`, bounded by `timeout`.

@@ -1,7 +1,7 @@
 //! `ringtorrent seed` as a guarded process: started, parsed and stopped the way a user would.
 //!
 //! CLI contract: `ringtorrent seed <file.torrent> <data> --listen ADDR [--peer ADDR]...
-//! [--no-trackers]` first prints `seeding on ADDR: N/M pieces verified ...` on stdout, and on
+//! [--no-trackers] [--no-dht | --dht-bootstrap ADDR...]` first prints `seeding on ADDR: N/M pieces verified ...` on stdout, and on
 //! SIGTERM stops and prints `uploaded X MiB` (one decimal).
 
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub struct RtSeedOpts {
     pub trackers: bool,
     /// More arguments, appended as given.
     pub extra_args: Vec<String>,
+    /// DHT nodes (on loopback) to join and announce to; empty: `--no-dht`.
+    pub dht_bootstrap: Vec<SocketAddr>,
+    /// Local service discovery on; off (`--no-lsd`) by default.
+    pub lsd: bool,
 }
 
 impl RtSeedOpts {
@@ -36,6 +40,8 @@ impl RtSeedOpts {
             peers: Vec::new(),
             trackers: false,
             extra_args: Vec::new(),
+            dht_bootstrap: Vec::new(),
+            lsd: false,
         }
     }
 }
@@ -61,6 +67,10 @@ pub fn seed_command(bin: &Path, torrent: &Path, data: &Path, opts: &RtSeedOpts) 
     }
     if !opts.trackers {
         cmd.arg("--no-trackers");
+    }
+    cmd.args(crate::ringtorrent::dht_args(&opts.dht_bootstrap));
+    if !opts.lsd {
+        cmd.arg("--no-lsd");
     }
     cmd.args(&opts.extra_args);
     cmd

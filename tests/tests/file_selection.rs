@@ -100,6 +100,7 @@ fn run_cli(fx: &Fixture, args: &[&str]) -> (i32, String, String) {
         .arg(&fx.dl_dir)
         .args([
             "--no-trackers",
+            "--no-dht",
             "--listen",
             "127.0.0.1:0",
             "--timeout",

@@ -37,7 +37,11 @@ impl Seeder {
         extra: &[&str],
     ) -> Seeder {
         let mut cmd = Command::new(ringtorrent_bin().unwrap());
-        cmd.arg("seed").arg("--listen").arg(listen).args(extra);
+        cmd.arg("seed")
+            .arg("--no-dht")
+            .arg("--listen")
+            .arg(listen)
+            .args(extra);
         if !trackers {
             cmd.arg("--no-trackers");
         }

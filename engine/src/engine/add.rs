@@ -1,7 +1,7 @@
 //! Adding a torrent: load and check the metainfo, open its storage, register it with the disk
 //! pipeline, build its picker and shared state, and hand it to every shard.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,6 +104,19 @@ pub(super) fn listeners(
     addr: SocketAddr,
     n: usize,
 ) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
+    match listeners_on(addr, n) {
+        // `[::]` where IPv6 is off (no IPv6 module, or disabled): IPv4 on the same port.
+        Err(e) if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            tracing::warn!("cannot listen on {addr} ({e}); listening on {v4} (IPv4 only)");
+            listeners_on(v4, n)
+        }
+        r => r,
+    }
+}
+
+/// `n` listeners sharing `addr` (SO_REUSEPORT); `[::]` is dual-stack (IPv4 peers too).
+fn listeners_on(addr: SocketAddr, n: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
     let mut out = Vec::with_capacity(n);
     let mut bound = addr;
     for _ in 0..n {
@@ -114,6 +127,9 @@ pub(super) fn listeners(
         let s = Socket::new(Domain::for_address(bound), Type::STREAM, None).map_err(err)?;
         s.set_reuse_address(true).map_err(err)?;
         s.set_reuse_port(true).map_err(err)?;
+        if bound.is_ipv6() && bound.ip().is_unspecified() {
+            s.set_only_v6(false).map_err(err)?;
+        }
         s.bind(&bound.into()).map_err(err)?;
         s.listen(256).map_err(err)?;
         if bound.port() == 0 {
@@ -199,6 +215,9 @@ pub(super) fn add_torrent(
     let _ = cell.set(Arc::downgrade(&shared));
     shared.set_reader(reader);
     shared.set_listen_port(inner.listen_addr.port());
+    if !inner.config.pex {
+        shared.disable_pex();
+    }
     let extra: Vec<Vec<String>> = add.trackers.iter().map(|u| vec![u.clone()]).collect();
     shared.set_trackers(crate::tracker::tiers::merge_tiers(&[
         &meta.trackers,

@@ -1,5 +1,5 @@
-//! The control thread: a private single-threaded tokio runtime for tracker announces and the
-//! once-a-second stats tick. Nothing on the data path runs here.
+//! The control thread: a private single-threaded tokio runtime for tracker announces, DHT
+//! lookups and the once-a-second stats tick. Nothing on the data path runs here.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::dht::DhtTracker;
 use super::{Alert, Inner, TorrentId, TorrentStats, WasteStats};
 use crate::torrent::{TorrentShared, Waste};
 use crate::tracker::{
@@ -79,12 +80,14 @@ impl KnownPeers {
     }
 }
 
-/// Per-torrent control state: the download rate, the tracker announcer and known peers.
+/// Per-torrent control state: the download rate, the tracker announcer, the DHT lookups and
+/// known peers.
 pub(crate) struct TorrentControl {
     last_downloaded: AtomicU64,
     rate_bytes_per_s: AtomicU64,
     completed_sent: AtomicBool,
     announcer: Mutex<Option<AnnouncerHandle>>,
+    dht: Mutex<Option<DhtTracker>>,
     known: Arc<KnownPeers>,
 }
 
@@ -98,16 +101,27 @@ impl TorrentControl {
             rate_bytes_per_s: AtomicU64::new(0),
             completed_sent: AtomicBool::new(false),
             announcer: Mutex::new(announcer),
+            dht: Mutex::new(start_dht(inner, t, &known)),
             known,
         }
     }
 
-    /// Starts announcing again after [`TorrentControl::take_announcer`] (on resume).
+    /// Starts announcing again after [`TorrentControl::take_announcer`] and
+    /// [`TorrentControl::take_dht`] (on resume).
     pub fn restart(&self, inner: &Arc<Inner>, t: &Arc<TorrentShared>) {
         let mut a = self.announcer.lock().unwrap_or_else(|e| e.into_inner());
         if a.is_none() && inner.config.use_trackers && !t.trackers().is_empty() {
             *a = Some(start_announcer(inner, t, self.known.clone()));
         }
+        let mut d = self.dht.lock().unwrap_or_else(|e| e.into_inner());
+        if d.is_none() {
+            *d = start_dht(inner, t, &self.known);
+        }
+    }
+
+    /// Takes the DHT lookups out; dropping them stops them (on pause and shutdown).
+    pub fn take_dht(&self) -> Option<DhtTracker> {
+        self.dht.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Remembers peers to redial on resume.
@@ -158,6 +172,36 @@ pub(crate) fn stop_announcer(handle: Option<AnnouncerHandle>, runtime: &tokio::r
         let _ =
             runtime.block_on(async { tokio::time::timeout(Duration::from_secs(3), task).await });
     }
+}
+
+/// Starts looking `t` up in the DHT (BEP 5) and announcing it there, unless the engine has no
+/// DHT or the torrent is private (BEP 27: private torrents get peers from their trackers
+/// only). Peers found are dialed through the shards, like those from trackers.
+fn start_dht(
+    inner: &Arc<Inner>,
+    t: &Arc<TorrentShared>,
+    known: &Arc<KnownPeers>,
+) -> Option<DhtTracker> {
+    if t.meta.info.private {
+        return None;
+    }
+    let node = inner.dht.as_ref()?;
+    let (weak_inner, weak_t) = (Arc::downgrade(inner), Arc::downgrade(t));
+    let (known, alerts, id) = (known.clone(), inner.alerts.clone(), TorrentId(t.id));
+    let sink = Arc::new(move |peers: Vec<SocketAddr>| {
+        alerts.send(Alert::DhtPeers {
+            id,
+            peers: peers.len(),
+        });
+        known.add(&peers);
+        if let (Some(inner), Some(t)) = (weak_inner.upgrade(), weak_t.upgrade()) {
+            if !t.stopped.load(Ordering::Acquire) {
+                super::connect_peers(&inner, &t, &peers);
+            }
+        }
+    });
+    let port = Some(inner.listen_addr.port());
+    Some(node.track(&inner.control.runtime, t.info_hash, port, sink))
 }
 
 /// Starts announcing `t` to its trackers; peers they return are dialed through the shards.

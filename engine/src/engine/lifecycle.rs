@@ -3,11 +3,11 @@
 //! Pause: the torrent's `stopped` flag is set (shards refuse new connections for it and the
 //! picker hands out nothing new), every shard drops it and closes its connections (each
 //! closing session returns its piece claims to the picker), the announcer sends `stopped`,
-//! and the resume file is saved durably. Pieces already handed to the disk pipeline still
-//! complete and are recorded by the next save.
+//! DHT lookups stop, and the resume file is saved durably. Pieces already handed to the disk
+//! pipeline still complete and are recorded by the next save.
 //!
-//! Resume: the flag is cleared, the shards get the torrent back, announcing restarts and
-//! every peer we knew of is dialed again.
+//! Resume: the flag is cleared, the shards get the torrent back, announcing (trackers, DHT)
+//! restarts and every peer we knew of is dialed again.
 //!
 //! Both run on a thread of their own: stopping an announcer blocks on the control runtime,
 //! which must not happen inside a caller's async context, and the save waits for the disk.
@@ -62,13 +62,16 @@ fn pause_blocking(inner: &Inner, id: TorrentId, error: Option<String>) -> Result
     {
         let _ = s.tx.send(Command::RemoveTorrent(t.id));
     }
-    let announcer = {
+    let (announcer, dht) = {
         let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
-        torrents
-            .iter()
-            .find(|e| e.shared.id == id.0)
-            .and_then(|e| e.control.take_announcer())
+        let entry = torrents.iter().find(|e| e.shared.id == id.0);
+        (
+            entry.and_then(|e| e.control.take_announcer()),
+            entry.and_then(|e| e.control.take_dht()),
+        )
     };
+    // Its DHT lookups stop (announces expire on the DHT nodes by themselves).
+    drop(dht);
     super::control::stop_announcer(announcer, &inner.control.runtime);
     if let Err(e) = resume.save(inner, &t) {
         tracing::warn!("torrent {id}: saving resume data on pause failed: {e}");

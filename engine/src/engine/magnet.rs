@@ -148,6 +148,7 @@ async fn run(weak: Weak<Inner>, id: TorrentId, add: AddTorrent, magnet: Magnet, 
     let _ = peer_tx.send(add.peers.clone());
     let announcer = (inner.config.use_trackers && !add.trackers.is_empty())
         .then(|| start_announcer(&inner, id, ih, &add.trackers, peer_tx.clone()));
+    let dht = start_dht(&inner, id, ih, peer_tx.clone());
     let our_id = inner.our_id;
     let port = inner.listen_addr.port();
     let alerts = inner.alerts.clone();
@@ -206,8 +207,10 @@ async fn run(weak: Weak<Inner>, id: TorrentId, add: AddTorrent, magnet: Magnet, 
             }
         }
     };
-    // Every connection ends on `done`; the announcer sends `stopped` when dropped.
+    // Every connection ends on `done`; the announcer sends `stopped` when dropped, and the
+    // DHT lookups stop (the torrent starts its own unless it turns out to be private).
     drop(announcer);
+    drop(dht);
     let tiers: Vec<Vec<String>> = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
     let bytes = metadata::torrent_file(&info, &tiers);
     let meta = match Metainfo::from_bytes(&bytes) {
@@ -330,6 +333,29 @@ async fn fetch_from(
             conn.request(piece);
         }
     }
+}
+
+/// Looks the magnet up in the DHT (BEP 5) now and periodically; peers go to the fetch. Whether the torrent is
+/// private (BEP 27) is not known before its metadata: like other clients, a magnet is looked
+/// up anyway, and the torrent it becomes is not.
+fn start_dht(
+    inner: &Arc<Inner>,
+    id: TorrentId,
+    ih: InfoHash,
+    peers: mpsc::UnboundedSender<Vec<SocketAddr>>,
+) -> Option<super::dht::DhtTracker> {
+    let node = inner.dht.as_ref()?;
+    let alerts = inner.alerts.clone();
+    let sink = Arc::new(move |got: Vec<SocketAddr>| {
+        alerts.send(Alert::DhtPeers {
+            id,
+            peers: got.len(),
+        });
+        let _ = peers.send(got);
+    });
+    // No announce: until the metadata is in, the shards would refuse peers that came for it.
+    // The torrent announces itself once it is added.
+    Some(node.track(&inner.control.runtime, ih, None, sink))
 }
 
 /// Announces the magnet to its trackers (`left` unknown: reported as 1 byte, so trackers count

@@ -4,18 +4,21 @@
 //! Limits: a peer gets at most [`MAX_METADATA_SERVED`] metadata pieces per connection (then
 //! rejects), which is enough to fetch the dictionary a few times over; PEX messages are parsed
 //! and rate-limited by [`crate::pex::PexState`]; learned addresses wait in `learned` for the
-//! shard, at most [`MAX_LEARNED`] at a time.
+//! shard, at most [`MAX_LEARNED`] at a time. PEX is off for private torrents (BEP 27).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{PeerError, PeerSession};
-use crate::ext::{self, ExtHandshake, MetadataMsg, OUR_UT_METADATA_ID};
+use crate::ext::{self, ExtHandshake, MetadataMsg, OUR_UT_METADATA_ID, OUR_UT_PEX_ID};
+use crate::pex::{PexFlags, PexMessage, PexPeer, PexState};
 use crate::torrent::TorrentShared;
 use crate::wire::{self, Message};
 
 /// Metadata pieces served to one connection before we reject further requests.
 pub const MAX_METADATA_SERVED: u32 = 4 * (crate::ext::MAX_METADATA_SIZE / ext::METADATA_PIECE_LEN);
+/// Peer addresses learned through PEX and not yet taken by the shard.
+pub const MAX_LEARNED: usize = 200;
 
 /// The extension state of one connection.
 #[derive(Default)]
@@ -27,6 +30,8 @@ pub struct Extensions {
     listen_addr: Option<SocketAddr>,
     listen_addr_reported: bool,
     metadata_served: u32,
+    /// PEX with this peer, once it offered `ut_pex` (never on a private torrent).
+    pex: Option<PexState>,
     /// Addresses the peer told us about (PEX), for the shard to dial.
     pub learned: Vec<SocketAddr>,
 }
@@ -41,7 +46,7 @@ impl PeerSession {
             .filter(|&s| s > 0);
         let mut hs = ExtHandshake::ours(size, t.listen_port(), super::MAX_QUEUED_REQUESTS as u32)
             .with_yourip(self.addr.ip());
-        if !t.meta.info.private {
+        if t.pex_allowed() {
             hs = hs.with_pex();
         }
         let mut payload = Vec::new();
@@ -61,7 +66,7 @@ impl PeerSession {
         &mut self,
         id: u8,
         payload: &[u8],
-        _now: Instant,
+        now: Instant,
         t: &TorrentShared,
     ) -> Result<(), PeerError> {
         match id {
@@ -75,6 +80,9 @@ impl PeerSession {
                 let e = &mut self.ext;
                 e.peer_ut_metadata = hs.id_of(ext::UT_METADATA);
                 e.peer_ut_pex = hs.id_of(ext::UT_PEX);
+                if e.peer_ut_pex.is_some() && t.pex_allowed() && e.pex.is_none() {
+                    e.pex = Some(PexState::new(now));
+                }
                 if let Some(p) = hs.p {
                     e.listen_addr = Some(SocketAddr::new(self.addr.ip(), p));
                 }
@@ -86,10 +94,71 @@ impl PeerSession {
                 Err(e) if e.is_ignorable() => {}
                 Err(e) => return Err(PeerError::Extension(e)),
             },
+            OUR_UT_PEX_ID => self.on_pex(now, payload, t)?,
             // Extensions we did not offer: ignored.
             _ => {}
         }
         Ok(())
+    }
+
+    /// BEP 11: peers the peer knows of. Those we are connected to already, and seeds while we
+    /// seed, are not worth a connection.
+    fn on_pex(&mut self, now: Instant, payload: &[u8], t: &TorrentShared) -> Result<(), PeerError> {
+        let Some(pex) = self.ext.pex.as_mut() else {
+            // We never offered PEX on this torrent (private), or the peer never offered it.
+            return Ok(());
+        };
+        let Some(added) = pex.incoming(now, payload)? else {
+            return Ok(());
+        };
+        let connected = t.pex_peers();
+        let seeding = t.picker.is_complete();
+        for p in added {
+            if self.ext.learned.len() >= MAX_LEARNED {
+                break;
+            }
+            let known = connected.contains(&p.addr)
+                || self.ext.learned.contains(&p.addr)
+                || p.addr == self.addr;
+            let useless = seeding && p.flags.is_seed();
+            if !(known || useless) {
+                self.ext.learned.push(p.addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Periodic PEX (from `poll`): once a minute, the peers we are connected to that this
+    /// peer has not heard of from us, and those gone since.
+    pub(super) fn pex_tick(&mut self, now: Instant, t: &TorrentShared) {
+        let (Some(pex), Some(id)) = (self.ext.pex.as_mut(), self.ext.peer_ut_pex) else {
+            return;
+        };
+        if !pex.is_due(now) {
+            return;
+        }
+        let connected: Vec<PexPeer> = t
+            .pex_peers()
+            .into_iter()
+            .map(|addr| PexPeer {
+                addr,
+                flags: PexFlags::default(),
+            })
+            .collect();
+        let mut recipient = vec![self.addr];
+        recipient.extend(self.ext.listen_addr);
+        let Some(msg): Option<PexMessage> = pex.outgoing(now, &recipient, &connected) else {
+            return;
+        };
+        let mut payload = Vec::new();
+        msg.encode(&mut payload);
+        wire::encode(
+            &Message::Extended {
+                id,
+                payload: &payload,
+            },
+            &mut self.out,
+        );
     }
 
     /// BEP 9: answer a request for piece `piece` of our info dictionary.

@@ -91,6 +91,8 @@ pub enum PeerError {
     Stopped,
     #[error("bad extension message: {0}")]
     Extension(#[from] crate::ext::ExtError),
+    #[error("bad PEX message: {0}")]
+    Pex(#[from] crate::pex::PexError),
 }
 
 /// The block currently streaming in from this peer.
@@ -489,6 +491,7 @@ impl PeerSession {
             self.cancel_finished(t);
         }
         self.request_more(now, t);
+        self.pex_tick(now, t);
         if !self.out.is_empty() {
             self.last_send = now;
         } else if now.duration_since(self.last_send) > KEEPALIVE_INTERVAL {

@@ -383,6 +383,9 @@ impl Shard {
                 self.next_key += 1;
                 self.ops.push(Op::Adopt { token, fd });
                 self.ops.push(Op::Recv { token });
+                // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: keep them IPv4,
+                // as they are everywhere else (PEX lists, bans, dial dedup).
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 self.conns[token as usize] = Some(Conn::incoming(token, self.next_key, peer, now));
             }
             Completion::Wake => {}

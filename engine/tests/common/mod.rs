@@ -33,7 +33,7 @@ pub fn single_file_torrent(dir: &Path, name: &str, data: &[u8], piece: u32) -> V
     bytes
 }
 
-/// Two shards, two hash threads, a 4 MiB pool, no trackers, listening on `ip`.
+/// Two shards, two hash threads, a 4 MiB pool, no trackers, no DHT, listening on `ip`.
 pub fn config(ip: [u8; 4]) -> Config {
     Config {
         shards: 2,
@@ -42,6 +42,8 @@ pub fn config(ip: [u8; 4]) -> Config {
         buffer_pool_bytes: 4 << 20,
         recv_buffers: 16,
         use_trackers: false,
+        // Never the public DHT routers from a test.
+        dht: ringtorrent::DhtConfig::disabled(),
         ..Config::default()
     }
 }

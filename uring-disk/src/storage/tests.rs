@@ -110,10 +110,11 @@ fn the_block_reader_offers_whole_aligned_pieces_and_tells_what_is_cached() {
     let files = vec![file("a", 3 * 8192 + 100, false), file("b", 5000, false)];
     let s = Storage::open(dir.path(), files, 8192, StorageOptions::default()).unwrap();
     let r = s.reader();
-    if s.handle(0).unwrap().direct().is_none() {
-        eprintln!("no O_DIRECT on this filesystem: nothing to check");
-        return;
-    }
+    assert!(
+        s.handle(0).unwrap().direct().is_some(),
+        "cannot run: no O_DIRECT on the filesystem of {} (set TMPDIR to one that has it)",
+        dir.path().display()
+    );
     let d = r.direct_piece(1, 8192).expect("piece 1 lies in a, aligned");
     assert_eq!((d.file_offset, d.len, d.read_len), (8192, 8192, 8192));
     assert!(r.direct_piece(1, 4096).is_none(), "longer than allowed");
@@ -127,10 +128,10 @@ fn the_block_reader_offers_whole_aligned_pieces_and_tells_what_is_cached() {
     h.buffered.write_all_at(&[7u8; 8192], 8192).unwrap();
     let mut back = [0u8; 8192];
     h.buffered.read_exact_at(&mut back, 8192).unwrap();
-    let Some(cached) = d.file.is_cached(8192, 8192) else {
-        eprintln!("no cachestat(2) in this kernel");
-        return;
-    };
+    let cached = d
+        .file
+        .is_cached(8192, 8192)
+        .expect("cannot run: no cachestat(2) in this kernel (Linux 6.5 or later needed)");
     assert!(cached);
     h.buffered.sync_all().unwrap();
     // SAFETY: posix_fadvise takes no pointers; the descriptor is open.
@@ -153,10 +154,10 @@ fn bytes_a_file_lost_to_truncation_are_not_cached() {
     std::fs::write(&path, vec![5u8; 1 << 20]).unwrap();
     let f = crate::OpenFile::open_read_only(&path).unwrap();
     let _ = std::fs::read(&path).unwrap();
-    if f.is_cached(0, 1 << 20).is_none() {
-        eprintln!("no cachestat(2) in this kernel");
-        return;
-    }
+    assert!(
+        f.is_cached(0, 1 << 20).is_some(),
+        "cannot run: no cachestat(2) in this kernel (Linux 6.5 or later needed)"
+    );
     // Cut by someone else. cachestat alone counts the pages past the new end as cached here
     // (the large folio that held them stays whole); is_cached must not.
     std::fs::OpenOptions::new()
