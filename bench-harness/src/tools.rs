@@ -237,6 +237,7 @@ fn recheck_once(
                 .arg(save_dir)
                 .arg("--no-trackers")
                 .arg("--no-dht")
+                .arg("--no-lsd")
                 // Else the resume file the first run saves is trusted and nothing is checked.
                 .arg("--recheck")
                 .arg("--seed-time")

@@ -42,6 +42,7 @@ fn start_seeder(dir: &Path, bytes: Vec<u8>, ip: [u8; 4]) -> Engine {
         recv_buffers: 16,
         use_trackers: false,
         dht: ringtorrent::DhtConfig::disabled(),
+        lsd: false,
         ..Config::default()
     };
     let seeder = Engine::start(cfg).unwrap();

@@ -423,6 +423,13 @@ fn peers_sharing_bad_pieces_go_on_parole_and_only_the_corrupter_is_banned() {
     let piece = 80 * 1024;
     let mut sim = Sim::with_fixture(fixture_with(400 * piece as usize, piece), 3, 5);
     sim.links[1].corrupt = true;
+    // The corrupter does not speak the Fast extension: the pieces a Fast seeder allows while
+    // choking are fetched from it alone, which would get it banned for solo failures before
+    // the shared failures this test is about.
+    let l = &mut sim.links[1];
+    l.leech = PeerSession::new(11, l.leech.addr, false, true, &sim.leecher, sim.t0);
+    let seed_side = SocketAddr::from(([127, 0, 0, 1], 1));
+    l.seed = PeerSession::new(101, seed_side, false, true, &sim.seeder, sim.t0);
     let mut vanished = false;
     sim.run(60_000, |sim, ms| {
         let l = &mut sim.links[1];

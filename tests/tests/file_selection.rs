@@ -101,6 +101,7 @@ fn run_cli(fx: &Fixture, args: &[&str]) -> (i32, String, String) {
         .args([
             "--no-trackers",
             "--no-dht",
+            "--no-lsd",
             "--listen",
             "127.0.0.1:0",
             "--timeout",

@@ -39,6 +39,7 @@ impl Seeder {
         let mut cmd = Command::new(ringtorrent_bin().unwrap());
         cmd.arg("seed")
             .arg("--no-dht")
+            .arg("--no-lsd")
             .arg("--listen")
             .arg(listen)
             .args(extra);

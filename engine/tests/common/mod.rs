@@ -33,7 +33,8 @@ pub fn single_file_torrent(dir: &Path, name: &str, data: &[u8], piece: u32) -> V
     bytes
 }
 
-/// Two shards, two hash threads, a 4 MiB pool, no trackers, no DHT, listening on `ip`.
+/// Two shards, two hash threads, a 4 MiB pool, no trackers, no DHT, no LSD (engines of other
+/// tests must not find these), listening on `ip`.
 pub fn config(ip: [u8; 4]) -> Config {
     Config {
         shards: 2,
@@ -44,6 +45,7 @@ pub fn config(ip: [u8; 4]) -> Config {
         use_trackers: false,
         // Never the public DHT routers from a test.
         dht: ringtorrent::DhtConfig::disabled(),
+        lsd: false,
         ..Config::default()
     }
 }
