@@ -26,6 +26,10 @@ pub struct DhtArgs {
     /// UDP port of the DHT node (0: any free port).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub dht_port: u16,
+    /// Answer other nodes' queries from the start (a full DHT node). By default the node only
+    /// asks until it has found itself reachable, then starts answering.
+    #[arg(long)]
+    pub dht_server: bool,
 }
 
 impl DhtArgs {
@@ -39,6 +43,7 @@ impl DhtArgs {
             c.bootstrap = self.dht_bootstrap.clone();
         }
         c.port = self.dht_port;
+        c.server = self.dht_server;
         c.state_file = state_dir.map(|d| d.join("dht.dat"));
         c
     }
@@ -218,12 +223,14 @@ mod tests {
         let local = DhtArgs {
             dht_bootstrap: vec!["127.0.0.9:4000".into()],
             dht_port: 5000,
+            dht_server: true,
             ..Default::default()
         };
         let c = local.config(Some(std::path::Path::new("/d/.ringtorrent")));
         assert!(c.enabled);
         assert_eq!(c.bootstrap, vec!["127.0.0.9:4000".to_string()]);
         assert_eq!(c.port, 5000);
+        assert!(c.server);
         assert_eq!(
             c.state_file.as_deref(),
             Some(std::path::Path::new("/d/.ringtorrent/dht.dat"))

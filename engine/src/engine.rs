@@ -501,6 +501,15 @@ impl Engine {
         self.inner.dht.as_ref().and_then(|d| d.local_addr())
     }
 
+    /// How many nodes the DHT's routing table holds (0 while the node starts, has not joined,
+    /// or without a DHT).
+    pub async fn dht_nodes(&self) -> usize {
+        match &self.inner.dht {
+            Some(d) => d.table_size().await,
+            None => 0,
+        }
+    }
+
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.inner.our_id
@@ -699,7 +708,7 @@ fn stop_dht(inner: &Inner) {
     drop(trackers);
     match node.save() {
         Ok(n) if n > 0 => tracing::debug!(nodes = n, "DHT state saved"),
-        Ok(_) | Err(dht::DhtError::NotRunning) => {}
+        Ok(_) => {}
         Err(e) => tracing::warn!("saving the DHT state failed: {e}"),
     }
     node.stop();

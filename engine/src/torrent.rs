@@ -20,9 +20,12 @@ use std::time::Instant;
 use uring_disk::{BlockWriter, BufferPool, SharedPiece, VerifiedPiece};
 
 mod choke;
+mod dht_link;
 pub use choke::ChokeBoard;
+pub use dht_link::DhtLink;
 
 use crate::choker::ChokerConfig;
+use crate::handshake::{Handshake, DHT as DHT_BIT};
 use crate::metainfo::Metainfo;
 use crate::picker::{Begin, Picker};
 use crate::ratelimit::{self, RateLimits};
@@ -139,6 +142,8 @@ pub struct TorrentShared {
     /// Our listen port, told to peers in the extension handshake.
     listen_port: OnceLock<u16>,
     pex_off: AtomicBool,
+    /// The engine's DHT node, for public torrents while the DHT is on (handshake bit, PORT).
+    dht: OnceLock<Arc<DhtLink>>,
     pub counters: Counters,
     /// Set when the torrent stops (pause, error, shutdown): shards close its peers.
     pub stopped: AtomicBool,
@@ -196,6 +201,7 @@ impl TorrentShared {
             connected: Mutex::new(HashMap::new()),
             listen_port: OnceLock::new(),
             pex_off: AtomicBool::new(false),
+            dht: OnceLock::new(),
             counters: Counters::default(),
             stopped: AtomicBool::new(false),
             complete: AtomicBool::new(false),
@@ -560,6 +566,36 @@ impl TorrentShared {
     /// Whether peers may be exchanged on this torrent (BEP 11; never private, BEP 27).
     pub fn pex_allowed(&self) -> bool {
         !self.meta.info.private && !self.pex_off.load(Ordering::Relaxed)
+    }
+
+    /// Links this torrent to the engine's DHT node; refused (ignored) for private torrents
+    /// (BEP 27).
+    pub fn set_dht(&self, link: Arc<DhtLink>) {
+        if !self.meta.info.private {
+            let _ = self.dht.set(link);
+        }
+    }
+
+    /// Our DHT node's UDP port, while it answers queries and this torrent may use it.
+    pub fn dht_port(&self) -> Option<u16> {
+        self.dht.get().and_then(|l| l.port())
+    }
+
+    /// Our handshake for this torrent: the extension protocol, Fast, and the DHT bit when
+    /// the engine's DHT is on and this torrent may use it (BEP 5).
+    pub fn our_handshake(&self) -> Handshake {
+        let mut hs = Handshake::ours(self.info_hash, self.our_id);
+        if self.dht.get().is_some() {
+            hs.reserved[DHT_BIT.0] |= DHT_BIT.1;
+        }
+        hs
+    }
+
+    /// A peer at `peer` announced its DHT node on `port` (a PORT message).
+    pub fn dht_node_seen(&self, peer: SocketAddr, port: u16) {
+        if let Some(l) = self.dht.get() {
+            l.node_seen(peer, port);
+        }
     }
 
     pub fn set_listen_port(&self, port: u16) {

@@ -115,7 +115,10 @@ async fn a_torrent_announced_by_one_engine_is_found_through_the_dht_by_another()
     let (private, private_ih) = torrent(dir.path(), "private.bin", &data[..300_000], true);
 
     let seeder_state = dir.path().join("seeder").join("dht.dat");
-    let seeder = Engine::start(config([127, 0, 0, 2], &testnet.bootstrap, &seeder_state)).unwrap();
+    // A node that answers queries from the start: only such a node is told to peers (PORT).
+    let mut seeder_config = config([127, 0, 0, 2], &testnet.bootstrap, &seeder_state);
+    seeder_config.dht.server = true;
+    let seeder = Engine::start(seeder_config).unwrap();
     for bytes in [&public, &private] {
         let mut add = AddTorrent::new(TorrentSource::Bytes(bytes.to_vec()), dir.path());
         add.check_existing = true;
@@ -162,8 +165,17 @@ async fn a_torrent_announced_by_one_engine_is_found_through_the_dht_by_another()
         .map(str::to_string)
         .collect();
     assert!(!saved.is_empty(), "no node saved:\n{text}");
+    // The seeder's own node too: its PORT message (BEP 5) told the leecher of it.
+    let seeder_node = dht_addr.to_string();
+    assert!(
+        saved.contains(&seeder_node),
+        "the seeder's node {seeder_node} not saved:\n{text}"
+    );
     for s in &saved {
-        assert!(testnet.bootstrap.contains(s), "{s} is not a test node");
+        assert!(
+            testnet.bootstrap.contains(s) || *s == seeder_node,
+            "{s} is neither a test node nor the seeder's"
+        );
     }
     // A second leecher with no bootstrap node but that state file finds the seeder too.
     let second_state = dir.path().join("second").join("dht.dat");
@@ -171,6 +183,30 @@ async fn a_torrent_announced_by_one_engine_is_found_through_the_dht_by_another()
     std::fs::copy(&first_state, &second_state).unwrap();
     let out = dir.path().join("second-out");
     download_through_dht([127, 0, 0, 1], &[], &second_state, &public, &out, &data).await;
+
+    // A leecher whose only bootstrap node is dead joins the DHT through the node its peer
+    // (the seeder) announced with a PORT message: its keeper restarts it from that node.
+    let third = Engine::start(config(
+        [127, 0, 0, 3],
+        &["127.0.0.1:9".to_string()],
+        &dir.path().join("third").join("dht.dat"),
+    ))
+    .unwrap();
+    let mut add = AddTorrent::new(
+        TorrentSource::Bytes(public.clone()),
+        dir.path().join("third-out"),
+    );
+    add.peers = vec![seeder.listen_addr()];
+    third.add_torrent(add).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while third.dht_nodes().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never joined the DHT through the seeder's node"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    third.shutdown().await.unwrap();
 
     seeder.shutdown().await.unwrap();
     assert!(seeder_state.exists(), "the seeder saved no DHT state");

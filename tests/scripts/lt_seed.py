@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--ready-timeout", type=float, default=120)
     ap.add_argument("--dht-bootstrap", action="append", default=[], help="IP:PORT of a loopback DHT node")
+    ap.add_argument("--dht", action="store_true", help="run the DHT even with no bootstrap node")
     args = ap.parse_args()
 
     watchdog = Watchdog(args.max_seconds)
@@ -35,11 +36,12 @@ def main():
         seed=True,
         disable_hash_checks=args.seed_mode,
         dht_bootstrap=args.dht_bootstrap,
+        dht=args.dht,
     )
     port = listen_port(ses, 30)
     flags = lt.torrent_flags.seed_mode if args.seed_mode else 0
     handle = add_torrent(
-        ses, args.torrent, args.data, flags=flags, tracker=args.tracker, dht=bool(args.dht_bootstrap)
+        ses, args.torrent, args.data, flags=flags, tracker=args.tracker, dht=bool(args.dht_bootstrap) or args.dht
     )
 
     deadline = time.monotonic() + args.ready_timeout
@@ -66,15 +68,22 @@ def main():
         handle.connect_peer(split_addr(p))
     log("READY " + join_addr(host, port))
 
+    # A session counter logged with each status line: PORT messages received (BEP 5).
     last = time.monotonic()
     while True:
         watchdog.check()
         for a in ses.pop_alerts():
+            if isinstance(a, lt.session_stats_alert):
+                log("stats: incoming_dht_port", a.values["ses.num_incoming_dht_port"])
+                continue
+            if isinstance(a, lt.session_stats_header_alert):
+                continue
             log("alert:", type(a).__name__, a.message())
         now = time.monotonic()
         if now - last >= 2:
             st = handle.status()
             log("status: peers", st.num_peers, "uploaded", st.all_time_upload, "state", st.state)
+            ses.post_session_stats()
             last = now
         ses.wait_for_alert(200)
 

@@ -32,6 +32,8 @@ pub struct LtSeedOpts {
     /// Loopback DHT nodes to bootstrap from and announce to ([`crate::dht::LocalDht`]); the
     /// DHT is off when empty.
     pub dht_bootstrap: Vec<SocketAddr>,
+    /// Run the DHT even without bootstrap nodes (a lone node peers learn of by PORT).
+    pub dht: bool,
 }
 
 /// A libtorrent seeder process; killed on drop.
@@ -69,6 +71,9 @@ impl LtSeeder {
             anyhow::ensure!(n.ip().is_loopback(), "DHT node {n} is not on loopback");
             cmd.arg("--dht-bootstrap").arg(n.to_string());
         }
+        if opts.dht {
+            cmd.arg("--dht");
+        }
         let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
         let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;
         let addr = line
@@ -81,6 +86,16 @@ impl LtSeeder {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// BEP 5 PORT messages received, from the seeder's latest stats line (every 2 s).
+    pub fn dht_ports_received(&self) -> Option<u64> {
+        self.proc
+            .log()
+            .lines()
+            .rev()
+            .find_map(|l| l.split("stats: incoming_dht_port ").nth(1))
+            .and_then(|n| n.trim().parse().ok())
     }
 
     /// Total bytes uploaded, from the seeder's latest status line (printed every 2 s).

@@ -6,6 +6,9 @@
 //! 1. The ringtorrent CLI downloads a bare magnet from a ringtorrent seeder found in the DHT.
 //! 2. libtorrent, given the bare magnet, finds the ringtorrent seeder in the DHT.
 //! 3. The ringtorrent CLI finds a libtorrent seeder in the DHT.
+//! 4. PORT messages both ways: a libtorrent seeder running a lone DHT node and the ringtorrent
+//!    CLI, whose only bootstrap node is dead, tell each other their nodes; libtorrent counts our
+//!    PORT and ringtorrent keeps libtorrent's node (its only way to know it) for the next run.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -142,4 +145,48 @@ fn ringtorrent_finds_a_libtorrent_seeder_in_the_dht() {
     let found = found.unwrap_or_else(|e| panic!("{e:#}\nseeder log:\n{}", seeder.proc.log()));
     assert_eq!(found, seeder.addr(), "libtorrent announced another port");
     rt_download_through_dht(&fx, &dht);
+}
+
+/// 4. The handshake's DHT bit and PORT messages, both ways (BEP 5).
+#[test]
+fn peers_exchange_dht_ports() {
+    let fx = fixture(304);
+    let opts = LtSeedOpts {
+        dht: true,
+        ..Default::default()
+    };
+    let seeder = LtSeeder::start(&fx.torrent, &fx.seed_dir, &opts).unwrap();
+    let mut d = Download::new(&fx.torrent, &fx.dl_dir).peer(seeder.addr());
+    d.quiet = false;
+    d.extra_args.push("--verbose".into());
+    // Our node answers queries from the start: only then is it told to peers.
+    d.extra_args.push("--dht-server".into());
+    // Nothing answers there: the node runs (so the bit is set) but its table stays empty.
+    d.dht_bootstrap = vec![SocketAddr::from(([127, 0, 0, 1], 9))];
+    let out = d.run().unwrap();
+    out.ensure_success().unwrap();
+    fx.spec.verify(&fx.dl_dir).unwrap();
+
+    // libtorrent's DHT node listens on its peer port: that is what its PORT message says.
+    let state = std::fs::read_to_string(fx.dl_dir.join(".ringtorrent").join("dht.dat"))
+        .unwrap_or_else(|e| panic!("no DHT state saved ({e}); CLI log:\n{}", out.stderr));
+    let lt_node = seeder.addr().to_string();
+    assert!(
+        state.lines().any(|l| l == lt_node),
+        "libtorrent's node {lt_node} (from its PORT message) not saved:\n{state}"
+    );
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = seeder.dht_ports_received();
+        if got.is_some_and(|n| n >= 1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "libtorrent received no PORT message from us (counter {got:?}):\n{}",
+            seeder.proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -218,6 +218,9 @@ pub(super) fn add_torrent(
     if !inner.config.pex {
         shared.disable_pex();
     }
+    if let Some(node) = &inner.dht {
+        shared.set_dht(node.link()); // refused for private torrents
+    }
     let extra: Vec<Vec<String>> = add.trackers.iter().map(|u| vec![u.clone()]).collect();
     shared.set_trackers(crate::tracker::tiers::merge_tiers(&[
         &meta.trackers,

@@ -8,6 +8,14 @@
 //!   through `mainline`'s async API): `get_peers` at once, again every [`LOOKUP_INTERVAL`] or
 //!   every [`RETRY_INTERVAL`] while nothing was found, each followed by `announce_peer` with our
 //!   listen port. Dropping the returned [`DhtTracker`] stops it.
+//! - Peers' PORT messages reach the node through the [`DhtLink`] it shares with public
+//!   torrents, which also tells their handshakes our port while the node answers queries
+//!   (server mode: from the start with [`DhtConfig::server`], else once `mainline` finds the
+//!   node reachable). A node that only asks is not advertised: peers could not use it. `mainline` cannot insert a node
+//!   into a running table, so the start thread stays on as the node's keeper: while the table
+//!   is empty (the bootstrap nodes are gone or unreachable) and peers announced new nodes, it
+//!   restarts the node on the same port with those nodes as its bootstrap. Learned nodes are
+//!   also saved with the table.
 //! - [`DhtNode::save`] writes the routing table's nodes to the state file (temp file + rename),
 //!   so the next start bootstraps from them too.
 //!
@@ -17,13 +25,14 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future::block_on;
 use futures_lite::StreamExt as _;
 use tokio::sync::watch;
 
+use crate::torrent::DhtLink;
 use crate::types::InfoHash;
 
 /// The routers a node bootstraps from when nothing else is given (real users only: tests must
@@ -46,8 +55,11 @@ const MAX_PEERS_PER_LOOKUP: usize = 1000;
 /// Most nodes read from or written to the state file, and its largest size read.
 const MAX_STATE_NODES: usize = 1000;
 const MAX_STATE_BYTES: u64 = 64 << 10;
-/// Most nodes remembered from peers' PORT messages.
-const MAX_LEARNED_NODES: usize = 256;
+/// How often the keeper looks at the table, and how long it waits between tries at binding
+/// the port again while the replaced node lets go of it.
+const KEEP_INTERVAL: Duration = Duration::from_secs(2);
+const REBIND_TRIES: u32 = 20;
+const REBIND_BACKOFF: Duration = Duration::from_millis(500);
 /// Attempts at resolving the bootstrap names before starting without them.
 const RESOLVE_ATTEMPTS: u32 = 3;
 const RESOLVE_BACKOFF: Duration = Duration::from_secs(5);
@@ -61,6 +73,9 @@ pub struct DhtConfig {
     pub bootstrap: Vec<String>,
     /// UDP port of the node; 0 picks any free one.
     pub port: u16,
+    /// Answer other nodes' queries from the start. Otherwise (the default) the node only asks
+    /// until `mainline` finds it reachable and switches it to answering ("server mode").
+    pub server: bool,
     /// Address the node binds to (IPv4 only). `None`: the engine's listen address if it is a
     /// specific one, else all interfaces.
     pub bind_ip: Option<IpAddr>,
@@ -75,6 +90,7 @@ impl Default for DhtConfig {
             enabled: true,
             bootstrap: DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
             port: 0,
+            server: false,
             bind_ip: None,
             state_file: None,
         }
@@ -139,8 +155,8 @@ enum NodeState {
 pub(crate) struct DhtNode {
     state: watch::Sender<NodeState>,
     state_file: Option<PathBuf>,
-    /// Nodes peers told us of (PORT messages), written to the state file with the table's.
-    learned: Mutex<Vec<SocketAddr>>,
+    /// Shared with public torrents: our port for their handshakes, nodes from PORT messages.
+    link: Arc<DhtLink>,
 }
 
 /// A torrent's lookups; dropping it stops them.
@@ -171,16 +187,16 @@ impl DhtNode {
         let node = Arc::new(DhtNode {
             state: watch::Sender::new(NodeState::Starting),
             state_file: config.state_file.clone(),
-            learned: Mutex::new(Vec::new()),
+            link: Arc::new(DhtLink::new()),
         });
         let mut names = config.bootstrap.clone();
         if let Some(path) = &config.state_file {
             names.extend(load_state(path).into_iter().map(|a| a.to_string()));
         }
-        let (port, starter) = (config.port, node.clone());
+        let (port, server, starter) = (config.port, config.server, node.clone());
         let spawned = std::thread::Builder::new()
             .name("rt-dht-start".into())
-            .spawn(move || starter.run_start(&names, ip, port));
+            .spawn(move || starter.run_start(&names, ip, port, server));
         if let Err(e) = spawned {
             tracing::warn!("DHT off: {}", DhtError::Thread(e));
             return None;
@@ -188,40 +204,149 @@ impl DhtNode {
         Some(node)
     }
 
-    /// On the start thread: resolve, bind, publish.
-    fn run_start(&self, names: &[String], ip: Ipv4Addr, port: u16) {
+    /// On the start thread: resolve, bind, publish; then keep the node joined.
+    fn run_start(&self, names: &[String], ip: Ipv4Addr, port: u16, server: bool) {
         let bootstrap = resolve_all(names, || {
             matches!(*self.state.borrow(), NodeState::Starting)
         });
-        let mut builder = mainline::Dht::builder();
-        builder.bind_address(ip).port(port).bootstrap(&bootstrap);
-        let dht = match builder.build() {
-            Ok(dht) => dht,
-            Err(source) => {
-                let e = DhtError::Bind {
-                    addr: SocketAddr::from((ip, port)),
-                    source,
-                };
+        let addr = match self.build(ip, port, server, &bootstrap) {
+            Ok(addr) => addr,
+            Err(e) => {
                 tracing::warn!("DHT off: {e}");
                 self.state.send_replace(NodeState::Off);
                 return;
             }
         };
-        let Some(info) = on_node(|| block_on(dht.clone().as_async().info())) else {
-            tracing::warn!("DHT off: its thread ended at start");
-            self.state.send_replace(NodeState::Off);
-            return;
-        };
-        let addr = info.local_addr();
         tracing::info!(%addr, bootstrap = bootstrap.len(), "DHT node running");
-        // Stopped meanwhile (engine shut down): the node is dropped here and its thread ends.
-        self.state.send_if_modified(|s| match s {
+        self.keep(ip, addr.port(), server, &bootstrap);
+    }
+
+    /// Builds a node bound to `ip:port` and publishes it (unless the engine stopped meanwhile:
+    /// then the node is dropped here and its thread ends).
+    fn build(
+        &self,
+        ip: Ipv4Addr,
+        port: u16,
+        server: bool,
+        bootstrap: &[SocketAddrV4],
+    ) -> Result<SocketAddrV4, DhtError> {
+        let mut builder = mainline::Dht::builder();
+        builder.bind_address(ip).port(port).bootstrap(bootstrap);
+        if server {
+            builder.server_mode();
+        }
+        let dht = builder.build().map_err(|source| DhtError::Bind {
+            addr: SocketAddr::from((ip, port)),
+            source,
+        })?;
+        let info =
+            on_node(|| block_on(dht.clone().as_async().info())).ok_or(DhtError::NotRunning)?;
+        let addr = info.local_addr();
+        let published = self.state.send_if_modified(|s| match s {
             NodeState::Starting => {
                 *s = NodeState::Running { dht, addr };
                 true
             }
             _ => false,
         });
+        if published && info.server_mode() {
+            self.link.set_port(addr.port());
+        }
+        Ok(addr)
+    }
+
+    /// The keeper (see the module documentation): returns when the node stops.
+    fn keep(&self, ip: Ipv4Addr, port: u16, server: bool, bootstrap: &[SocketAddrV4]) {
+        let mut seen = 0;
+        loop {
+            std::thread::sleep(KEEP_INTERVAL);
+            let dht = match &*self.state.borrow() {
+                NodeState::Running { dht, .. } => dht.clone(),
+                _ => return,
+            };
+            // Advertised from when the node answers queries.
+            if self.link.port().is_none() {
+                match on_node(|| block_on(dht.clone().as_async().info())) {
+                    Some(info) if info.server_mode() => self.link.set_port(port),
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+            let generation = self.link.generation();
+            if generation == seen {
+                continue;
+            }
+            seen = generation;
+            let table = on_node(|| block_on(dht.clone().as_async().to_bootstrap()));
+            if !table.is_some_and(|t| t.is_empty()) {
+                continue;
+            }
+            let mut nodes: Vec<SocketAddrV4> = self
+                .link
+                .learned()
+                .into_iter()
+                .filter_map(|a| match a {
+                    SocketAddr::V4(v4) => Some(v4),
+                    SocketAddr::V6(_) => None,
+                })
+                .collect();
+            nodes.extend_from_slice(bootstrap);
+            // Lookups wait while the node is replaced; the old one's thread ends once the
+            // last lookup holding it lets go, freeing the port.
+            let replacing = self.state.send_if_modified(|s| match s {
+                NodeState::Running { .. } => {
+                    *s = NodeState::Starting;
+                    true
+                }
+                _ => false,
+            });
+            drop(dht);
+            if !replacing {
+                return;
+            }
+            self.link.set_port(0);
+            tracing::info!(
+                learned = nodes.len() - bootstrap.len(),
+                "DHT table empty: rejoining through nodes peers announced"
+            );
+            if let Err(e) = self.rebuild(ip, port, server, &nodes) {
+                tracing::warn!("DHT off: {e}");
+                self.link.set_port(0);
+                self.state.send_replace(NodeState::Off);
+                return;
+            }
+        }
+    }
+
+    /// Builds the node again on `port`, waiting for the replaced one to let go of it.
+    fn rebuild(
+        &self,
+        ip: Ipv4Addr,
+        port: u16,
+        server: bool,
+        bootstrap: &[SocketAddrV4],
+    ) -> Result<(), DhtError> {
+        let mut tries = 0;
+        loop {
+            if !matches!(*self.state.borrow(), NodeState::Starting) {
+                return Ok(());
+            }
+            match self.build(ip, port, server, bootstrap) {
+                Ok(_) => return Ok(()),
+                Err(DhtError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse && tries < REBIND_TRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(REBIND_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The link public torrents hold to this node ([`crate::torrent::TorrentShared::set_dht`]).
+    pub(crate) fn link(&self) -> Arc<DhtLink> {
+        self.link.clone()
     }
 
     /// The node's UDP address once it runs.
@@ -230,6 +355,15 @@ impl DhtNode {
             NodeState::Running { addr, .. } => Some(SocketAddr::V4(*addr)),
             _ => None,
         }
+    }
+
+    /// The routing table's size (0 unless the node runs).
+    pub(crate) async fn table_size(&self) -> usize {
+        let dht = match &*self.state.borrow() {
+            NodeState::Running { dht, .. } => dht.clone(),
+            _ => return 0,
+        };
+        dht.as_async().to_bootstrap().await.len()
     }
 
     /// Looks `info_hash` up now and periodically on `runtime`, handing new peers to `sink`,
@@ -248,42 +382,22 @@ impl DhtNode {
         }
     }
 
-    /// Remembers a DHT node a peer told us of (BEP 5 PORT message). `mainline` has no call to
-    /// ping or insert a node into a running table, so it is only saved with the state file and
-    /// used as a bootstrap node at the next start.
-    #[allow(dead_code)] // for the PORT message handling in the peer code
-    pub(crate) fn add_node(&self, addr: SocketAddr) {
-        if addr.port() == 0 || addr.ip().is_unspecified() || !addr.is_ipv4() {
-            return;
-        }
-        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        if !learned.contains(&addr) {
-            if learned.len() >= MAX_LEARNED_NODES {
-                learned.remove(0);
-            }
-            learned.push(addr);
-        }
-    }
-
-    /// Writes the routing table's nodes (and nodes learned from peers) to the state file;
-    /// returns how many (0 and no write when there are none). Blocks briefly on the node's
-    /// thread: not for async contexts.
+    /// Writes the routing table's nodes (if the node runs) and the nodes learned from peers to
+    /// the state file; returns how many (0 and no write when there are none). Blocks briefly on
+    /// the node's thread: not for async contexts.
     pub(crate) fn save(&self) -> Result<usize, DhtError> {
         let Some(path) = &self.state_file else {
             return Ok(0);
         };
         let dht = match &*self.state.borrow() {
-            NodeState::Running { dht, .. } => dht.clone(),
-            _ => return Err(DhtError::NotRunning),
+            NodeState::Running { dht, .. } => Some(dht.clone()),
+            _ => None,
         };
-        let table = on_node(|| block_on(dht.as_async().to_bootstrap())).unwrap_or_default();
+        let table = dht
+            .and_then(|dht| on_node(|| block_on(dht.as_async().to_bootstrap())))
+            .unwrap_or_default();
         let mut nodes: Vec<SocketAddr> = table.iter().filter_map(|s| s.parse().ok()).collect();
-        nodes.extend(
-            self.learned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter(),
-        );
+        nodes.extend(self.link.learned());
         if nodes.is_empty() {
             // Offline, or nothing learned: keep the nodes an earlier run saved.
             return Ok(0);
@@ -298,6 +412,7 @@ impl DhtNode {
 
     /// Stops the node: lookups end, and the node's thread exits once the last lookup lets go.
     pub(crate) fn stop(&self) {
+        self.link.set_port(0);
         self.state.send_replace(NodeState::Off);
     }
 }

@@ -65,20 +65,26 @@ fn binds_ipv4_only() {
 }
 
 #[test]
-fn learned_nodes_are_bounded_and_saved() {
+fn a_node_that_is_not_running_saves_what_peers_announced() {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dht.dat");
     let node = DhtNode {
-        state: watch::Sender::new(NodeState::Off),
-        state_file: Some(dir.path().join("dht.dat")),
-        learned: Mutex::new(Vec::new()),
+        state: watch::Sender::new(NodeState::Starting),
+        state_file: Some(path.clone()),
+        link: Arc::new(DhtLink::new()),
     };
-    for p in 1..=300u16 {
-        node.add_node(SocketAddr::from(([127, 0, 0, 1], p)));
-    }
-    node.add_node(addr("0.0.0.0:5"));
-    node.add_node(addr("[::1]:5"));
-    assert_eq!(node.learned.lock().unwrap().len(), MAX_LEARNED_NODES);
-    assert!(matches!(node.save(), Err(DhtError::NotRunning)));
+    assert_eq!(node.save().unwrap(), 0, "nothing to save");
+    assert!(!path.exists(), "an empty save must keep an earlier file");
+    node.link().set_port(6881);
+    node.link().node_seen(addr("127.0.0.1:5000"), 6881);
+    assert_eq!(node.save().unwrap(), 1);
+    assert_eq!(load_state(&path), vec![addr("127.0.0.1:6881")]);
+    node.stop();
+    assert_eq!(
+        node.link().port(),
+        None,
+        "handshakes must stop setting the DHT bit"
+    );
 }
 
 #[test]

@@ -20,6 +20,8 @@ mod arrival_tests;
 mod blame;
 #[cfg(test)]
 mod blame_tests;
+#[cfg(test)]
+mod dht_tests;
 mod extensions;
 mod fast;
 mod outstanding;
@@ -241,6 +243,14 @@ impl PeerSession {
         s
     }
 
+    /// BEP 5: tells a peer that set the handshake's DHT bit where our DHT node listens, if it
+    /// runs and this torrent may use it.
+    pub fn send_dht_port(&mut self, t: &TorrentShared) {
+        if let Some(port) = t.dht_port() {
+            wire::encode(&Message::Port(port), &mut self.out);
+        }
+    }
+
     /// Number of requests outstanding.
     pub fn outstanding(&self) -> usize {
         self.requests.len()
@@ -328,7 +338,7 @@ impl PeerSession {
                     self.allowed_fast_has = None;
                 }
             }
-            Message::Port(_) => {}
+            Message::Port(port) => t.dht_node_seen(self.addr, port),
         }
         Ok(())
     }

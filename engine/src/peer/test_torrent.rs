@@ -23,9 +23,15 @@ pub struct TestTorrent {
 
 /// We have every piece (`seeding`) or none.
 pub fn test_torrent(seeding: bool) -> TestTorrent {
+    test_torrent_with(seeding, false)
+}
+
+/// [`test_torrent`], of a private torrent (BEP 27) if `private`.
+pub fn test_torrent_with(seeding: bool, private: bool) -> TestTorrent {
     let dir = tempfile::tempdir().unwrap();
     let (_, meta) = TorrentBuilder::single_file("t.bin", u64::from(PIECE * PIECES), PIECE)
         .piece_hashes(vec![[0u8; 20]; PIECES as usize])
+        .private(private)
         .build()
         .unwrap();
     let info = &meta.info;

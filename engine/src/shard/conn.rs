@@ -155,8 +155,7 @@ impl Conn {
             }
             Ok(()) => {
                 let t = self.torrent.as_ref()?;
-                self.out
-                    .extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
+                self.out.extend_from_slice(&t.our_handshake().to_bytes());
                 self.phase = Phase::Handshake {
                     buf: Vec::with_capacity(HANDSHAKE_LEN),
                 };
@@ -213,8 +212,7 @@ impl Conn {
                     .find(|t| t.info_hash == hs.info_hash)
                     .ok_or("handshake for a torrent we do not have")?
                     .clone();
-                self.out
-                    .extend_from_slice(&Handshake::ours(t.info_hash, t.our_id).to_bytes());
+                self.out.extend_from_slice(&t.our_handshake().to_bytes());
                 self.torrent = Some(t.clone());
                 t
             }
@@ -234,8 +232,11 @@ impl Conn {
         self.peer_id = Some(hs.peer_id);
         t.counters.peers.fetch_add(1, Ordering::Relaxed);
         let fast = hs.supports_fast();
-        let session =
+        let mut session =
             PeerSession::new(self.key, self.addr, fast, hs.supports_extensions(), &t, now);
+        if hs.supports_dht() {
+            session.send_dht_port(&t);
+        }
         let reader = wire::Reader::new(t.lengths.num_pieces());
         self.phase = Phase::Active {
             reader,
