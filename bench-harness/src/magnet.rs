@@ -342,25 +342,14 @@ fn command(job: &Job<'_>) -> Result<Command> {
                 .arg(job.timeout.as_secs().to_string());
         }
         Kind::Rqbit => {
-            cmd.args([
-                "--disable-dht",
-                "--disable-dht-persistence",
-                "--disable-upnp-port-forward",
-                "--disable-lsd",
-                "--ipv4-only",
-            ])
-            .arg("--listen-ip")
-            .arg(LEECHER_IP.to_string())
-            .arg("--listen-port")
-            .arg(listen_port.to_string())
-            .arg("--http-api-listen-addr")
-            .arg(job.api.context("no API address")?.to_string())
-            .arg("download")
-            .arg("-o")
-            .arg(job.out_dir)
-            .arg("--initial-peers")
-            .arg(job.seeder.to_string())
-            .arg(job.magnet);
+            let api = job.api.context("no API address")?;
+            cmd.args(rt_testkit::clients::rqbit_loopback_args(listen_port, api))
+                .arg("download")
+                .arg("-o")
+                .arg(job.out_dir)
+                .arg("--initial-peers")
+                .arg(job.seeder.to_string())
+                .arg(job.magnet);
         }
     }
     Ok(cmd)

@@ -105,6 +105,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let code = crate::download::run(DownloadArgs {
         torrents: vec![torrent.display().to_string()],
+        input_file: None,
+        max_active: 0,
+        on_complete: None,
+        json: false,
         save_torrent: None,
         output: out_dir.clone(),
         peers,

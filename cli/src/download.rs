@@ -7,15 +7,43 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use ringtorrent::{AddTorrent, Alert, Config, Engine, TorrentId, TorrentSource};
+use indicatif::MultiProgress;
+use ringtorrent::{Alert, Config, Engine, TorrentId};
+
+use crate::tracked::{
+    apply_command, handle_alert, table_rows, totals_line, track, waste_line, Progress,
+};
 
 /// Arguments of `download`.
 #[derive(clap::Args, Debug)]
 pub struct DownloadArgs {
     /// .torrent files and magnet links (`magnet:?xt=urn:btih:...`) to download.
-    #[arg(required = true, value_name = "TORRENT_OR_MAGNET")]
+    #[arg(
+        required_unless_present = "input_file",
+        value_name = "TORRENT_OR_MAGNET"
+    )]
     pub torrents: Vec<String>,
+    /// Also download the torrents listed in FILE (`-` for stdin): one path or magnet link a
+    /// line, `#` comments, and indented `dir=`, `select=`, `seed-ratio=`,
+    /// `max-download-rate=` lines for the entry above them.
+    #[arg(short = 'i', long = "input-file", value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// At most N torrents downloading at once; the rest wait in order (0: no limit).
+    #[arg(
+        short = 'j',
+        long = "max-active",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_active: usize,
+    /// Run CMD (through `sh -c`) for each torrent that completes, with RINGTORRENT_NAME,
+    /// RINGTORRENT_INFO_HASH and RINGTORRENT_PATH in its environment.
+    #[arg(long, value_name = "CMD")]
+    pub on_complete: Option<String>,
+    /// Print one JSON object a line on stdout for every event (see README); the progress
+    /// display and the summary go to stderr.
+    #[arg(long)]
+    pub json: bool,
     /// For magnet links: write the fetched .torrent to this file, or into this directory as
     /// `<name>.torrent`.
     #[arg(long, value_name = "PATH")]
@@ -84,23 +112,6 @@ pub struct DownloadArgs {
     pub dht: crate::util::DhtArgs,
 }
 
-struct Progress {
-    name: String,
-    bar: Option<ProgressBar>,
-    done: bool,
-    total: u64,
-    verified: u64,
-    rate: u64,
-    peers: u32,
-    downloaded: u64,
-    /// Received payload that was not kept, by reason.
-    waste: ringtorrent::WasteStats,
-    /// How long adding took (a recheck happens there).
-    add_secs: f64,
-    /// Paused by a command (or by a storage error).
-    paused: bool,
-}
-
 /// SIGINT and SIGTERM, as the exit code a shell gives a process they kill (128 + signal).
 struct Signals {
     int: tokio::signal::unix::Signal,
@@ -134,18 +145,24 @@ pub fn run(args: DownloadArgs) -> anyhow::Result<i32> {
 }
 
 async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
-    let paths: Vec<PathBuf> = args
-        .torrents
+    let json = crate::batch::Json { on: args.json };
+    let mut entries = crate::inputs::from_args(&args.torrents);
+    // Entries that could not be started: (what, why), for the table and the exit code.
+    let mut failed: Vec<(String, anyhow::Error)> = Vec::new();
+    if let Some(list) = &args.input_file {
+        let (listed, strays) = crate::inputs::read_list(list)?;
+        entries.extend(listed);
+        for s in strays {
+            eprintln!("error: {}: {}", s.origin, s.message);
+            json.input_error(&s.origin, "", &s.message);
+            failed.push((s.origin, anyhow::anyhow!(s.message)));
+        }
+    }
+    let paths: Vec<PathBuf> = entries
         .iter()
-        .filter(|s| !crate::magnet::is_magnet(s))
-        .map(PathBuf::from)
+        .filter(|e| e.error.is_none() && !crate::magnet::is_magnet(&e.input))
+        .map(|e| PathBuf::from(&e.input))
         .collect();
-    let magnets = args
-        .torrents
-        .iter()
-        .filter(|s| crate::magnet::is_magnet(s))
-        .map(|s| crate::magnet::parse(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(code) = crate::select::preflight(&paths, &args.select)? {
         return Ok(code);
     }
@@ -183,126 +200,42 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let multi = MultiProgress::new();
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
-    // Alerts that came while torrents were being added, handled once all are known.
-    let mut held = Vec::new();
-    let deadline = (args.timeout > 0).then(|| Instant::now() + Duration::from_secs(args.timeout));
-    let mut ids = Vec::new();
-    for path in &paths {
-        let meta = crate::info::load_torrent(path)?;
-        let priorities = args.select.priorities(&meta.info)?;
-        // Data from an earlier run: the engine trusts its resume file if the files match it,
-        // else hash-checks what exists and keeps the pieces that verify (only verified pieces
-        // are ever written, so the check finds exactly what is left to fetch).
-        let existing = args.output.join(&meta.info.name).exists();
-        if (existing || args.recheck) && !args.quiet {
-            eprintln!("{}: looking at existing data", meta.info.name);
-        }
-        let name = meta.info.name.clone();
-        let piece_length = u64::from(meta.info.piece_length);
-        let mut add = AddTorrent::new(TorrentSource::Metainfo(Box::new(meta)), &args.output);
-        add.check_existing = existing;
-        add.recheck = args.recheck;
-        add.peers = args.peers.clone();
-        add.file_priorities = priorities;
-        add.sequential = args.select.sequential;
-        add.trackers = args.trackers.clone();
-        let add_started = Instant::now();
-        let display = crate::progress::CheckDisplay::for_stderr(args.quiet);
-        let id = crate::progress::add_showing_check(
-            &engine,
-            add,
-            &name,
-            piece_length,
-            &mut alerts,
-            &mut held,
-            display,
-        )
-        .await?
-        .with_context(|| format!("{}", path.display()))?;
-        ids.push((id, add_started.elapsed().as_secs_f64()));
-    }
-    for m in magnets {
-        let name = crate::magnet::display_name(&m);
-        let mut add = AddTorrent::new(TorrentSource::Magnet(Box::new(m)), &args.output);
-        add.recheck = args.recheck;
-        add.peers = args.peers.clone();
-        add.sequential = args.select.sequential;
-        add.trackers = args.trackers.clone();
-        let add_started = Instant::now();
-        let id = crate::magnet::add_and_wait(
-            &engine,
-            add,
-            &name,
-            &mut alerts,
-            &mut held,
-            crate::magnet::WaitOpts {
-                quiet: args.quiet,
-                verbose: args.verbose,
-                deadline,
-            },
-        )
-        .await?;
-        if args.select.is_selective() {
-            let meta = engine.metainfo(id).context("torrent vanished")?;
-            for (i, p) in args.select.priorities(&meta.info)?.into_iter().enumerate() {
-                engine.set_file_priority(id, i, p)?;
-            }
-        }
-        if let Some(dest) = &args.save_torrent {
-            crate::magnet::save_torrent(&engine, id, dest)?;
-        }
-        ids.push((id, add_started.elapsed().as_secs_f64()));
-    }
-    for (id, add_secs) in ids {
-        let meta = engine.metainfo(id).context("torrent vanished")?;
-        // The bar counts the selected pieces only (all of them unless files are skipped).
-        let stats = engine.stats(id).context("torrent vanished")?;
-        let total = stats.wanted_bytes;
-        let bar = tty.then(|| {
-            let b = multi.add(ProgressBar::new(total));
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg:20!} [{bar:30}] {percent:>3}% {binary_bytes_per_sec:>12} ETA {eta:>4} {prefix}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_message(meta.info.name.clone());
-            b.set_position(stats.wanted_verified_bytes);
-            b
-        });
-        progress.insert(
-            id,
-            Progress {
-                name: meta.info.name.clone(),
-                bar,
-                done: false,
-                total,
-                verified: stats.wanted_verified_bytes,
-                rate: 0,
-                peers: 0,
-                downloaded: 0,
-                waste: Default::default(),
-                add_secs,
-                paused: false,
-            },
-        );
+    let mut queue: std::collections::VecDeque<crate::inputs::Entry> = entries.into();
+    let max_active = if args.max_active == 0 {
+        usize::MAX
+    } else {
+        args.max_active
+    };
+    let single = queue.len() == 1 && failed.is_empty();
+    let starter = Starter {
+        engine: &engine,
+        args: &args,
+        json: &json,
+        tty,
+        multi: &multi,
+        max_active,
+    };
+    starter
+        .fill(&mut queue, &mut progress, &mut failed, &mut alerts)
+        .await;
+    if single && !failed.is_empty() {
+        // One torrent and it could not start: the error is the whole story.
+        let (_, why) = failed.remove(0);
+        engine.shutdown().await.context("shutdown")?;
+        return Err(why);
     }
     let started = Instant::now();
     let mut last_line = Instant::now();
-    let mut failure: Option<String> = None;
-    for alert in held {
-        handle_alert(alert, &mut progress, &mut failure, &args);
-    }
     let mut signals = Signals::new()?;
     let mut interrupted: Option<i32> = None;
     // Keys on a terminal (p: pause/resume, q: quit), lines otherwise (see `control.rs`).
     let (mut commands, raw_terminal) = crate::control::start(tty);
     let mut commands_open = true;
+    let mut hooks = Vec::new();
     if raw_terminal.is_some() {
         multi.println("keys: p pause/resume, q quit").ok();
     }
-    while progress.values().any(|p| !p.done) && failure.is_none() {
+    while progress.values().any(|p| p.running()) || !queue.is_empty() {
         let alert = tokio::select! {
             a = alerts.recv() => a,
             code = signals.recv() => { interrupted = Some(code); break; }
@@ -317,14 +250,38 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
             _ = tokio::time::sleep(Duration::from_millis(500)) => None,
         };
         if let Some(alert) = alert {
-            handle_alert(alert, &mut progress, &mut failure, &args);
+            handle_alert(alert, &mut progress, &args, &json);
         }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            failure = Some(format!("timed out after {} s", args.timeout));
+        let now = Instant::now();
+        for (id, p) in progress.iter_mut() {
+            if p.running() && p.deadline.is_some_and(|d| now > d) {
+                p.failed = Some(format!("timed out after {} s", args.timeout));
+                let _ = engine.pause(*id);
+            }
+            if p.failed.is_some() && !p.reported {
+                p.reported = true;
+                let why = p.failed.clone().unwrap_or_default();
+                json.event("error", &p.info_hash, &[("message", why.as_str().into())]);
+                if !single {
+                    eprintln!("error: {}: {why}", p.name);
+                }
+            }
+            if p.done && !p.reported {
+                p.reported = true;
+                json.event("complete", &p.info_hash, &[]);
+                if let Some(cmd) = &args.on_complete {
+                    hooks.extend(crate::batch::on_complete(cmd, &p.started));
+                }
+            }
+        }
+        if !queue.is_empty() {
+            starter
+                .fill(&mut queue, &mut progress, &mut failed, &mut alerts)
+                .await;
         }
         if !tty && !args.quiet && last_line.elapsed() >= Duration::from_secs(2) {
             last_line = Instant::now();
-            for p in progress.values() {
+            for p in progress.values().filter(|p| p.running()) {
                 eprintln!(
                     "{}: {:.1}% {:.1} MiB/s {} peers{}",
                     p.name,
@@ -333,6 +290,9 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                     p.peers,
                     if p.paused { " (paused)" } else { "" }
                 );
+            }
+            if !single {
+                eprintln!("{}", totals_line(&progress, &queue, &failed));
             }
         }
     }
@@ -343,7 +303,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
             p.waste = s.waste;
         }
     }
-    if interrupted.is_none() && failure.is_none() {
+    let any_failed = !failed.is_empty() || progress.values().any(|p| p.failed.is_some());
+    if interrupted.is_none() && !any_failed {
         interrupted =
             seed_after_download(&engine, &mut alerts, &progress, &args, &mut signals).await;
     }
@@ -358,17 +319,37 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
             b.finish();
         }
     }
+    let running = hooks.iter().filter(|h| !h.is_finished()).count();
+    if running > 0 && !args.quiet {
+        eprintln!("waiting for {running} --on-complete command(s)");
+    }
+    for h in hooks {
+        let _ = h.join();
+    }
     if let Some(code) = interrupted {
         eprintln!("interrupted; run the same command again to continue");
         return Ok(code);
     }
-    if let Some(f) = failure {
-        eprintln!("error: {f}");
+    if !single {
+        eprint!("{}", crate::batch::table(&table_rows(&progress, &failed)));
+    }
+    if any_failed {
+        if single {
+            if let Some(p) = progress.values().find(|p| p.failed.is_some()) {
+                eprintln!("error: {}: {}", p.name, p.failed.as_deref().unwrap_or(""));
+            }
+        } else {
+            let n = failed.len() + progress.values().filter(|p| p.failed.is_some()).count();
+            eprintln!(
+                "error: {n} of {} torrent(s) failed",
+                n + progress.values().filter(|p| p.done).count()
+            );
+        }
         return Ok(1);
     }
     let total: u64 = progress.values().map(|p| p.total).sum();
     let secs = elapsed.as_secs_f64().max(1e-6);
-    println!(
+    let summary = format!(
         "complete: {} torrent(s), {:.1} MiB in {:.2} s ({:.1} MiB/s), all pieces verified",
         progress.len(),
         total as f64 / 1048576.0,
@@ -376,7 +357,6 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         total as f64 / 1048576.0 / secs
     );
     let downloaded: u64 = progress.values().map(|p| p.downloaded).sum();
-    println!("downloaded {downloaded} payload bytes this session");
     let w = progress
         .values()
         .fold(ringtorrent::WasteStats::default(), |a, p| {
@@ -388,67 +368,78 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 hash_failed: a.hash_failed + p.waste.hash_failed,
             }
         });
-    println!("{}", waste_line(downloaded, &w));
+    let lines = [
+        summary,
+        format!("downloaded {downloaded} payload bytes this session"),
+        waste_line(downloaded, &w),
+    ];
+    for l in lines {
+        // stdout is the JSON stream with --json.
+        if args.json {
+            eprintln!("{l}");
+        } else {
+            println!("{l}");
+        }
+    }
     Ok(0)
 }
 
-/// The summary's waste line: received bytes over the bytes kept, and what was not kept.
-fn waste_line(received: u64, w: &ringtorrent::WasteStats) -> String {
-    let kept = received.saturating_sub(w.total());
-    format!(
-        "received/kept {:.4}: wasted {} bytes (duplicate {}, late {}, unrequested {}, no buffer {}, hash failed {})",
-        received as f64 / kept.max(1) as f64,
-        w.total(),
-        w.duplicate,
-        w.late,
-        w.unrequested,
-        w.no_buffer,
-        w.hash_failed
-    )
+/// Starts queued entries while fewer than `max_active` torrents are downloading; an entry
+/// that cannot start is reported and recorded in `failed`.
+/// What starting a queued entry needs besides the batch's state.
+struct Starter<'a> {
+    engine: &'a Engine,
+    args: &'a DownloadArgs,
+    json: &'a crate::batch::Json,
+    tty: bool,
+    multi: &'a MultiProgress,
+    max_active: usize,
 }
 
-/// Keeps seeding after the download until `--seed-ratio` or `--seed-time` is reached; true if
-/// interrupted meanwhile.
-/// Pauses or resumes every torrent of the session (pausing saves each resume file).
-fn apply_command(
-    engine: &Engine,
-    c: crate::control::Command,
-    progress: &mut HashMap<TorrentId, Progress>,
-    multi: &MultiProgress,
-    quiet: bool,
-) {
-    use crate::control::Command;
-    let pause = match c {
-        Command::Pause => true,
-        Command::Resume => false,
-        Command::Toggle => !progress.values().all(|p| p.paused),
-        Command::Quit => return,
-    };
-    for (id, p) in progress.iter_mut().filter(|(_, p)| !p.done) {
-        let res = if pause {
-            engine.pause(*id)
-        } else {
-            engine.resume(*id)
-        };
-        let word = if pause { "paused" } else { "resumed" };
-        let line = match res {
-            Ok(()) => {
-                p.paused = pause;
-                if let Some(b) = &p.bar {
-                    b.set_prefix(if pause { "paused" } else { "" });
+impl Starter<'_> {
+    async fn fill(
+        &self,
+        queue: &mut std::collections::VecDeque<crate::inputs::Entry>,
+        progress: &mut HashMap<TorrentId, Progress>,
+        failed: &mut Vec<(String, anyhow::Error)>,
+        alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
+    ) {
+        // Alerts that came while a torrent was being added, handled once it is tracked.
+        let mut held = Vec::new();
+        let Starter {
+            engine,
+            args,
+            json,
+            tty,
+            multi,
+            max_active,
+        } = *self;
+        while progress.values().filter(|p| p.running()).count() < max_active {
+            let Some(entry) = queue.pop_front() else {
+                break;
+            };
+            match crate::batch::start_entry(engine, &entry, args, alerts, &mut held, json).await {
+                Ok(started) => {
+                    let p = track(engine, started, args, tty, multi);
+                    progress.insert(p.started.id, p);
                 }
-                format!("{}: {word}", p.name)
+                Err(e) => {
+                    if queue.len() + progress.len() + failed.len() > 0 {
+                        eprintln!("error: {} ({}): {e:#}", entry.origin, entry.input);
+                    }
+                    json.input_error(&entry.origin, &entry.input, &format!("{e:#}"));
+                    failed.push((entry.label(), e));
+                }
             }
-            Err(e) => format!("{}: could not be {word}: {e}", p.name),
-        };
-        if p.bar.is_some() {
-            multi.println(line).ok();
-        } else if !quiet {
-            eprintln!("{line}");
+        }
+        for alert in held {
+            handle_alert(alert, progress, args, json);
         }
     }
 }
 
+/// Keeps seeding after the download until `--seed-ratio` or `--seed-time` is reached; the
+/// exit code if interrupted meanwhile.
 async fn seed_after_download(
     engine: &Engine,
     alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
@@ -456,14 +447,11 @@ async fn seed_after_download(
     args: &DownloadArgs,
     signals: &mut Signals,
 ) -> Option<i32> {
-    if !(args.seed_ratio > 0.0 || args.seed_time > 0.0) {
+    // Each torrent's ratio: its list entry's `seed-ratio=`, else --seed-ratio; 0 = none.
+    let seeding = progress.values().any(|p| p.started.seed_ratio > 0.0);
+    if !(seeding || args.seed_time > 0.0) {
         return None;
     }
-    let ratio = if args.seed_ratio > 0.0 {
-        args.seed_ratio
-    } else {
-        f64::INFINITY
-    };
     let until = (args.seed_time > 0.0)
         .then(|| Instant::now() + Duration::from_secs_f64(args.seed_time * 60.0));
     if !args.quiet {
@@ -473,7 +461,14 @@ async fn seed_after_download(
         );
     }
     loop {
-        let reached = progress.keys().all(|id| {
+        let reached = progress.iter().all(|(id, p)| {
+            let ratio = if p.started.seed_ratio > 0.0 {
+                p.started.seed_ratio
+            } else if args.seed_time > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            };
             engine
                 .stats(*id)
                 .is_none_or(|s| s.uploaded_bytes as f64 >= ratio * s.total_bytes as f64)
@@ -486,91 +481,5 @@ async fn seed_after_download(
             _ = alerts.recv() => {}
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-    }
-}
-
-fn handle_alert(
-    alert: Alert,
-    progress: &mut HashMap<TorrentId, Progress>,
-    failure: &mut Option<String>,
-    args: &DownloadArgs,
-) {
-    let verbose = args.verbose;
-    let name = |id: &TorrentId| {
-        progress
-            .get(id)
-            .map_or("torrent".to_string(), |p| p.name.clone())
-    };
-    match alert {
-        Alert::ResumeAccepted { id, pieces } if !args.quiet => {
-            eprintln!(
-                "{}: resume data matches the files: {pieces} pieces, no recheck",
-                name(&id)
-            )
-        }
-        Alert::Rechecked { id, reason, pieces } if !args.quiet => {
-            let (secs, total) = progress
-                .get(&id)
-                .map_or((0.0, 0), |p| (p.add_secs, p.total));
-            eprintln!(
-                "{}: rechecked ({reason}): {pieces} pieces verified in {secs:.2} s ({:.2} GB/s)",
-                name(&id),
-                total as f64 / secs.max(1e-6) / 1e9
-            )
-        }
-        Alert::PieceVerified { id, piece } if verbose => {
-            eprintln!("{id}: piece {piece} verified")
-        }
-        Alert::Stats { id, stats } => {
-            if let Some(p) = progress.get_mut(&id) {
-                p.verified = stats.wanted_verified_bytes;
-                p.total = stats.wanted_bytes;
-                p.rate = stats.download_rate_bytes_per_s;
-                p.peers = stats.peers;
-                p.downloaded = stats.downloaded_bytes;
-                p.paused = stats.paused;
-                if let Some(b) = &p.bar {
-                    b.set_length(stats.wanted_bytes);
-                    b.set_position(stats.wanted_verified_bytes);
-                    if stats.paused {
-                        b.set_prefix("paused");
-                    } else {
-                        b.set_prefix(format!("{} peers", stats.peers));
-                    }
-                }
-            }
-        }
-        Alert::TorrentComplete { id } => {
-            if let Some(p) = progress.get_mut(&id) {
-                p.done = true;
-                p.verified = p.total;
-                if let Some(b) = &p.bar {
-                    b.set_position(p.total);
-                }
-            }
-        }
-        Alert::TorrentError { id, message } => {
-            *failure = Some(format!(
-                "{}: {message} (verified data is kept; free space and run again)",
-                name(&id)
-            ));
-        }
-        Alert::HashFailed { id, piece } if verbose => {
-            eprintln!("{id}: hash failed for piece {piece}")
-        }
-        Alert::PeerConnected { id, addr, .. } if verbose => {
-            eprintln!("{id}: peer {addr} connected")
-        }
-        Alert::PeerDisconnected { id, addr, reason } if verbose => {
-            eprintln!("{id}: peer {addr} disconnected: {reason}")
-        }
-        Alert::TrackerError { id, url, message } if verbose => {
-            eprintln!("{id}: tracker {url}: {message}")
-        }
-        Alert::DhtPeers { id, peers } if verbose => eprintln!("{id}: DHT: {peers} peers"),
-        Alert::TrackerReply { id, url, peers } if verbose => {
-            eprintln!("{id}: tracker {url}: {peers} peers")
-        }
-        _ => {}
     }
 }

@@ -5,15 +5,18 @@
 //! `download` stopped by SIGINT / SIGTERM exits 130 / 143 after saving its resume data.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod control;
 mod create;
 mod demo;
 mod download;
 mod info;
+mod inputs;
 mod magnet;
 mod progress;
 mod seed;
 mod select;
+mod tracked;
 mod util;
 
 use std::process::ExitCode;

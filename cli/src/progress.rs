@@ -118,16 +118,8 @@ impl CheckView {
             CheckDisplay::Quiet => {}
             CheckDisplay::Bar => {
                 let bar = self.bar.get_or_insert_with(|| {
-                    let b = ProgressBar::new(u64::from(total));
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{msg:20!} checking [{bar:30}] {pos}/{len} pieces {prefix}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    b.set_message(self.name.clone());
-                    b
+                    let template = "{msg:20!} checking [{bar:30}] {pos}/{len} pieces {prefix}";
+                    styled_bar(ProgressBar::new(u64::from(total)), template, &self.name)
                 });
                 bar.set_position(u64::from(checked));
                 bar.set_prefix(format!("{rate:.2} GB/s"));
@@ -161,4 +153,15 @@ impl CheckView {
             }
         }
     }
+}
+
+/// `bar` in our style (`template`, `=> ` progress characters), labelled `name`.
+pub fn styled_bar(bar: ProgressBar, template: &str, name: &str) -> ProgressBar {
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(name.to_string());
+    bar
 }

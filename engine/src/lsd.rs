@@ -17,7 +17,7 @@
 //! torrent when it is added and then every [`ANNOUNCE_INTERVAL`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use crate::types::InfoHash;
@@ -133,7 +133,9 @@ pub struct LsdState {
     port: u16,
     cookie: String,
     next: HashMap<InfoHash, Instant>,
-    heard: HashMap<(IpAddr, InfoHash), Instant>,
+    /// When each announced peer (source IP, announced port) was last heard, per torrent: a
+    /// second client on the same host is heard too, and a liar on the host cannot mute it.
+    heard: HashMap<(SocketAddr, InfoHash), Instant>,
 }
 
 impl LsdState {
@@ -194,19 +196,19 @@ impl LsdState {
             self.heard
                 .retain(|_, t| now.duration_since(*t) < MIN_HEARD_INTERVAL);
         }
-        let ip = from.ip();
+        let peer = SocketAddr::new(from.ip(), a.port);
         let mut fresh = Vec::new();
         for ih in a.info_hashes.into_iter().filter(|ih| is_ours(ih)) {
             let recent = self
                 .heard
-                .get(&(ip, ih))
+                .get(&(peer, ih))
                 .is_some_and(|t| now.duration_since(*t) < MIN_HEARD_INTERVAL);
             if !recent && self.heard.len() < MAX_HEARD {
-                self.heard.insert((ip, ih), now);
+                self.heard.insert((peer, ih), now);
                 fresh.push(ih);
             }
         }
-        (!fresh.is_empty()).then(|| (SocketAddr::new(ip, a.port), fresh))
+        (!fresh.is_empty()).then_some((peer, fresh))
     }
 }
 

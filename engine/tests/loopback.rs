@@ -196,6 +196,20 @@ async fn misbehaving_peers_are_dropped_and_the_seeder_keeps_serving() {
             m.extend_from_slice(&16384u32.to_be_bytes());
             m
         }),
+        ("a ut_pex message that is not bencode", {
+            // Our extension handshake offers ut_pex on id 1; then a PEX message on the id the
+            // engine chose for it, with garbage for a dictionary.
+            let mut m = Vec::new();
+            let hs = b"d1:md6:ut_pexi1eee";
+            m.extend_from_slice(&(2 + hs.len() as u32).to_be_bytes());
+            m.extend_from_slice(&[20, 0]);
+            m.extend_from_slice(hs);
+            let junk = b"d5:added6:";
+            m.extend_from_slice(&(2 + junk.len() as u32).to_be_bytes());
+            m.extend_from_slice(&[20, ringtorrent::ext::OUR_UT_PEX_ID]);
+            m.extend_from_slice(junk);
+            m
+        }),
         ("request longer than 16 KiB", {
             let mut m = vec![0, 0, 0, 13, 6];
             m.extend_from_slice(&0u32.to_be_bytes());

@@ -119,15 +119,17 @@ def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None, pex
     return ses.add_torrent(params)
 
 
-def listen_port(ses, timeout_s):
-    """Waits for the listen socket; returns its port (the one the OS chose if we asked for 0)."""
+def listen_port(ses, timeout_s, socket_types=None):
+    """Waits for a listen socket of one of `socket_types` (default: TCP); returns its port (the
+    one the OS chose if we asked for 0). Other alerts on the way are logged."""
+    wanted = socket_types or (lt.socket_type_t.tcp,)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for a in ses.pop_alerts():
             if isinstance(a, lt.listen_failed_alert):
                 log("LISTEN FAILED", a.message())
                 sys.exit(3)
-            if isinstance(a, lt.listen_succeeded_alert) and a.socket_type == lt.socket_type_t.tcp:
+            if isinstance(a, lt.listen_succeeded_alert) and a.socket_type in wanted:
                 return a.port
             log("alert:", type(a).__name__, a.message())
         ses.wait_for_alert(100)

@@ -7,30 +7,10 @@ number of nodes in its routing table changes; serves until killed (or --max-seco
 """
 
 import argparse
-import sys
-import time
 
 import libtorrent as lt
 
-from lt_common import Watchdog, log, make_session, split_addr
-
-
-def udp_port(ses, timeout_s):
-    """Waits for the UDP listen socket (the DHT's); returns its port."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for a in ses.pop_alerts():
-            if isinstance(a, lt.listen_failed_alert):
-                log("LISTEN FAILED", a.message())
-                sys.exit(3)
-            if isinstance(a, lt.listen_succeeded_alert) and a.socket_type in (
-                lt.socket_type_t.udp,
-                lt.socket_type_t.utp,
-            ):
-                return a.port
-        ses.wait_for_alert(100)
-    log("TIMEOUT waiting for the UDP socket")
-    sys.exit(3)
+from lt_common import Watchdog, listen_port, log, make_session, split_addr
 
 
 def main():
@@ -43,7 +23,8 @@ def main():
     watchdog = Watchdog(args.max_seconds)
     host, _ = split_addr(args.listen)
     ses = make_session(args.listen, dht_bootstrap=args.dht_bootstrap, dht=True)
-    port = udp_port(ses, 30)
+    # The DHT's socket: UDP (uTP shares it).
+    port = listen_port(ses, 30, (lt.socket_type_t.udp, lt.socket_type_t.utp))
     log("READY %s:%d" % (host, port))
     nodes = -1
     while True:

@@ -93,26 +93,36 @@ impl Client {
 /// rqbit (checked against 9.1.0's command line): `download -e` exits when done; DHT, LSD and
 /// UPnP off, IPv4 only; peers come from the torrent's tracker (and `--initial-peers`); its HTTP
 /// API gets a port of its own so two runs never talk to each other.
-fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
-    let api = SocketAddr::from((LEECHER_IP, free_port(LEECHER_IP)?));
-    let mut cmd = kit_command("rqbit");
-    cmd.args([
+/// rqbit's global options for a leecher confined to loopback: no DHT (nor its state file), no
+/// UPnP, no LSD, IPv4 only, listening on [`LEECHER_IP`]`:listen_port`, its HTTP API on `api`.
+/// The subcommand follows.
+pub fn rqbit_loopback_args(listen_port: u16, api: SocketAddr) -> Vec<String> {
+    let mut args: Vec<String> = [
         "--disable-dht",
         "--disable-dht-persistence",
         "--disable-upnp-port-forward",
         "--disable-lsd",
         "--ipv4-only",
-    ])
-    .arg("--listen-ip")
-    .arg(LEECHER_IP.to_string())
-    .arg("--listen-port")
-    .arg(job.listen_port.to_string())
-    .arg("--http-api-listen-addr")
-    .arg(api.to_string())
-    .arg("download")
-    .arg("-e")
-    .arg("-o")
-    .arg(job.out_dir);
+        "--listen-ip",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(LEECHER_IP.to_string());
+    args.push("--listen-port".into());
+    args.push(listen_port.to_string());
+    args.push("--http-api-listen-addr".into());
+    args.push(api.to_string());
+    args
+}
+
+fn rqbit_command(job: &LeechJob<'_>) -> Result<Command> {
+    let api = SocketAddr::from((LEECHER_IP, free_port(LEECHER_IP)?));
+    let mut cmd = kit_command("rqbit");
+    cmd.args(rqbit_loopback_args(job.listen_port, api))
+        .arg("download")
+        .arg("-e")
+        .arg("-o")
+        .arg(job.out_dir);
     if !job.peers.is_empty() {
         let list: Vec<String> = job.peers.iter().map(|p| p.to_string()).collect();
         cmd.arg("--initial-peers").arg(list.join(","));

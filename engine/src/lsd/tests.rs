@@ -144,6 +144,18 @@ fn heard_announces_name_the_peer_and_our_torrents_once_a_minute() {
     assert!(s
         .on_datagram(t0 + MIN_HEARD_INTERVAL, from, &theirs, ours)
         .is_some());
+    // Another client on the same host (same source IP, another port) is heard at once: an
+    // announce naming a dead port cannot mute the real peer behind it.
+    let second = LsdAnnounce {
+        port: 7001,
+        info_hashes: vec![ih(1)],
+        cookie: Some("neighbour".into()),
+    }
+    .encode(group());
+    assert_eq!(
+        s.on_datagram(t0 + Duration::from_secs(5), from, &second, ours),
+        Some(("127.0.0.5:7001".parse().unwrap(), vec![ih(1)]))
+    );
     // Our own announce, looped back, and one for torrents we lack: nothing.
     let mine = LsdAnnounce {
         port: 1,

@@ -241,3 +241,37 @@ fn of_two_shards_finishing_a_piece_the_picker_s_completer_submits_it() {
         assert!(t.picker.piece_failed(p));
     }
 }
+
+#[test]
+fn endgame_duplicates_wait_until_the_peer_has_been_idle_a_while() {
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let now = Instant::now();
+    // Another peer claims every block: the torrent is in endgame.
+    let mut others = Vec::new();
+    let all = Bitfield::full(PIECES);
+    t.picker.pick(
+        &all,
+        &[],
+        1 << 20,
+        false,
+        0,
+        &|_| false,
+        &|_| true,
+        &mut others,
+    );
+    assert!(t.picker.in_endgame());
+    let mut s = session(&t, now);
+    s.fill_requests(now, &t);
+    assert!(
+        s.requests.is_empty(),
+        "a duplicate was asked for at once: {:?}",
+        s.requests.iter().collect::<Vec<_>>()
+    );
+    s.fill_requests(now + ENDGAME_PATIENCE / 2, &t);
+    assert!(s.requests.is_empty(), "asked before the patience ran out");
+    s.fill_requests(now + ENDGAME_PATIENCE, &t);
+    let dups: Vec<BlockRef> = s.requests.iter().copied().collect();
+    assert_eq!(dups.len(), ENDGAME_MAX_OUTSTANDING, "{dups:?}");
+    assert!(dups.iter().all(|b| others.contains(b)));
+}

@@ -60,6 +60,10 @@ pub const MAX_READS_IN_FLIGHT: u32 = 16;
 /// In endgame, a peer with fewer than this many requests outstanding asks for duplicates, up
 /// to this many in flight.
 const ENDGAME_MAX_OUTSTANDING: usize = 2;
+/// In endgame, a peer asks for duplicates only after it has been short of work this long: a
+/// holder that is merely slow for a moment (a seeder descheduled on a busy host) delivers its
+/// queue before then, and a duplicate of a block already on its way wastes the seeder's upload.
+pub const ENDGAME_PATIENCE: Duration = Duration::from_secs(1);
 /// Most BEP 6 allowed-fast pieces we keep from one peer (it sends about 10).
 pub const MAX_ALLOWED_FAST_IN: usize = 64;
 /// Blocks we cancelled or gave up on, remembered so that their late arrival (BEP 3: a CANCEL
@@ -130,6 +134,8 @@ pub struct PeerSession {
     last_send: Instant,
     last_block: Instant,
     snubbed: bool,
+    /// Since when this peer has been short of work in endgame ([`ENDGAME_PATIENCE`]).
+    endgame_starved_since: Option<Instant>,
     have_cursor: usize,
     failed_cursor: usize,
     /// Shared a failed piece: downloads only whole pieces of its own (`blame.rs`).
@@ -196,6 +202,7 @@ impl PeerSession {
             last_send: now,
             last_block: now,
             snubbed: false,
+            endgame_starved_since: None,
             have_cursor: 0,
             failed_cursor: 0,
             parole: false,
@@ -608,6 +615,12 @@ impl PeerSession {
             if free == 0 {
                 return;
             }
+            let since = *self.endgame_starved_since.get_or_insert(now);
+            if now.duration_since(since) < ENDGAME_PATIENCE {
+                return;
+            }
+        } else {
+            self.endgame_starved_since = None;
         }
         // Download rate limits gate the requests we issue (one block's worth each).
         let free = t.grant_download(now, free as u64) as usize;
