@@ -12,6 +12,7 @@ mod files;
 mod lifecycle;
 mod lsd;
 mod magnet;
+mod manage;
 mod persist;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use crate::types::PeerId;
 
 pub use add::{AddTorrent, TorrentSource};
 pub use dht::{DhtConfig, DhtError, DEFAULT_BOOTSTRAP as DEFAULT_DHT_BOOTSTRAP};
+pub use manage::{RemoveData, TorrentSummary};
 
 /// Engine settings. `Config::default()` suits a desktop or server; tests lower the sizes.
 #[derive(Debug, Clone)]
@@ -191,7 +193,9 @@ pub struct TorrentStats {
     pub wasted_bytes: u64,
     /// `wasted_bytes` by reason.
     pub waste: WasteStats,
+    /// Payload rates over the last second.
     pub download_rate_bytes_per_s: u64,
+    pub upload_rate_bytes_per_s: u64,
     pub peers: u32,
     pub pieces_have: u32,
     pub pieces_total: u32,
@@ -279,6 +283,10 @@ pub enum Alert {
         error: Option<String>,
     },
     TorrentResumed {
+        id: TorrentId,
+    },
+    /// [`Engine::remove_torrent`] finished: the id is no longer valid.
+    TorrentRemoved {
         id: TorrentId,
     },
     /// At add: the resume file matched the files on disk; `pieces` were taken from it without
@@ -386,6 +394,8 @@ pub(crate) struct Inner {
     pub backend: Backend,
     pub shards: Mutex<Vec<ShardHandle>>,
     pub disk: Arc<uring_disk::DiskPipeline>,
+    /// The engine's rate limits, shared with every shard ([`Engine::set_rate_limits`]).
+    pub global_limits: Arc<crate::ratelimit::RateLimits>,
     pub torrents: Mutex<Vec<TorrentEntry>>,
     pub next_id: AtomicU64,
     pub next_shard: AtomicU64,
@@ -470,6 +480,7 @@ impl Engine {
             backend,
             shards: Mutex::new(shards),
             disk,
+            global_limits,
             torrents: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
             next_shard: AtomicU64::new(0),
@@ -571,7 +582,7 @@ impl Engine {
     pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
         self.inner
             .with_torrent(id, |e| {
-                let mut stats = control::stats_of(&e.shared, e.control.rate_bytes_per_s());
+                let mut stats = control::stats_of(&e.shared, e.control.rates());
                 stats.paused = e.paused.load(Ordering::Acquire);
                 stats
             })

@@ -33,8 +33,9 @@ pub mod types;
 pub mod wire;
 
 pub use engine::{
-    AddTorrent, Alert, Backend, Config, DhtConfig, Engine, EngineError, TorrentId, TorrentSource,
-    TorrentStats, WasteStats, ZeroCopyUploads,
+    AddTorrent, Alert, Backend, Config, DhtConfig, Engine, EngineError, RemoveData, TorrentId,
+    TorrentSource, TorrentStats, TorrentSummary, WasteStats, ZeroCopyUploads,
 };
 pub use files::FilePriority;
+pub use peer::PeerInfo;
 pub use types::{BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};

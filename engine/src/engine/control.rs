@@ -85,6 +85,8 @@ impl KnownPeers {
 pub(crate) struct TorrentControl {
     last_downloaded: AtomicU64,
     rate_bytes_per_s: AtomicU64,
+    last_uploaded: AtomicU64,
+    up_rate_bytes_per_s: AtomicU64,
     completed_sent: AtomicBool,
     announcer: Mutex<Option<AnnouncerHandle>>,
     dht: Mutex<Option<DhtTracker>>,
@@ -99,6 +101,8 @@ impl TorrentControl {
         TorrentControl {
             last_downloaded: AtomicU64::new(0),
             rate_bytes_per_s: AtomicU64::new(0),
+            last_uploaded: AtomicU64::new(0),
+            up_rate_bytes_per_s: AtomicU64::new(0),
             completed_sent: AtomicBool::new(false),
             announcer: Mutex::new(announcer),
             dht: Mutex::new(start_dht(inner, t, &known)),
@@ -142,15 +146,42 @@ impl TorrentControl {
             .take()
     }
 
-    pub fn rate_bytes_per_s(&self) -> u64 {
-        self.rate_bytes_per_s.load(Ordering::Relaxed)
+    /// The payload rates of the last tick: (download, upload) bytes per second.
+    pub fn rates(&self) -> (u64, u64) {
+        (
+            self.rate_bytes_per_s.load(Ordering::Relaxed),
+            self.up_rate_bytes_per_s.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Asks for a tracker announce now; false if the torrent announces to no tracker
+    /// (paused, trackers off, or none).
+    pub fn announce_now(&self) -> bool {
+        let a = self.announcer.lock().unwrap_or_else(|e| e.into_inner());
+        a.as_ref().map(AnnouncerHandle::announce_now).is_some()
     }
 
     fn tick(&self, t: &TorrentShared, elapsed: Duration) {
-        let now = t.counters.downloaded_bytes.load(Ordering::Relaxed);
-        let before = self.last_downloaded.swap(now, Ordering::Relaxed);
-        let rate = (now.saturating_sub(before) as f64 / elapsed.as_secs_f64().max(1e-3)) as u64;
-        self.rate_bytes_per_s.store(rate, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let rate = |total: &AtomicU64, last: &AtomicU64, out: &AtomicU64| {
+            let now = total.load(Ordering::Relaxed);
+            let before = last.swap(now, Ordering::Relaxed);
+            out.store(
+                (now.saturating_sub(before) as f64 / secs) as u64,
+                Ordering::Relaxed,
+            );
+        };
+        let c = &t.counters;
+        rate(
+            &c.downloaded_bytes,
+            &self.last_downloaded,
+            &self.rate_bytes_per_s,
+        );
+        rate(
+            &c.uploaded_bytes,
+            &self.last_uploaded,
+            &self.up_rate_bytes_per_s,
+        );
         if t.complete.load(Ordering::Acquire) && !self.completed_sent.swap(true, Ordering::AcqRel) {
             if let Some(a) = self
                 .announcer
@@ -249,10 +280,9 @@ fn start_announcer(
         Transfer {
             uploaded: c.uploaded_bytes.load(Ordering::Relaxed),
             downloaded: c.downloaded_bytes.load(Ordering::Relaxed),
-            left: t
-                .lengths
-                .total_length()
-                .saturating_sub(c.verified_bytes.load(Ordering::Relaxed)),
+            // BEP 3's "bytes this client still has to download": of the wanted pieces only
+            // (files skipped are not going to be downloaded).
+            left: wanted_bytes(&t).1,
         }
     });
     let params = AnnouncerParams::new(
@@ -266,18 +296,25 @@ fn start_announcer(
     Announcer::spawn(&inner.control.runtime, list, params)
 }
 
-/// A stats snapshot from the shared counters.
-pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats {
-    let c = &t.counters;
-    // One pass over the piece words (16 Ki pieces for a 4 GiB torrent): cheap once a second.
-    let (mut wanted, mut wanted_verified) = (0u64, 0u64);
+/// Bytes of the wanted pieces, and of those not verified yet. One pass over the piece words
+/// (16 Ki pieces for a 4 GiB torrent): cheap once a second.
+fn wanted_bytes(t: &TorrentShared) -> (u64, u64) {
+    let (mut wanted, mut missing) = (0u64, 0u64);
     for p in t.lengths.pieces().filter(|&p| t.picker.is_wanted(p)) {
         let len = u64::from(t.lengths.piece_len(p));
         wanted += len;
-        if t.picker.have(p) {
-            wanted_verified += len;
+        if !t.picker.have(p) {
+            missing += len;
         }
     }
+    (wanted, missing)
+}
+
+/// A stats snapshot from the shared counters; `rates` as [`TorrentControl::rates`].
+pub(crate) fn stats_of(t: &TorrentShared, rates: (u64, u64)) -> TorrentStats {
+    let c = &t.counters;
+    let (wanted, missing) = wanted_bytes(t);
+    let wanted_verified = wanted - missing;
     TorrentStats {
         total_bytes: t.lengths.total_length(),
         verified_bytes: c.verified_bytes.load(Ordering::Relaxed),
@@ -298,7 +335,8 @@ pub(crate) fn stats_of(t: &TorrentShared, rate_bytes_per_s: u64) -> TorrentStats
             no_buffer: c.waste(Waste::NoBuffer),
             hash_failed: c.waste(Waste::HashFailed),
         },
-        download_rate_bytes_per_s: rate_bytes_per_s,
+        download_rate_bytes_per_s: rates.0,
+        upload_rate_bytes_per_s: rates.1,
         peers: c.peers.load(Ordering::Relaxed),
         pieces_have: t.picker.num_have(),
         pieces_total: t.lengths.num_pieces(),
@@ -321,7 +359,7 @@ pub(crate) fn start_ticker(inner: &Arc<Inner>) {
             let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
             for e in torrents.iter() {
                 e.control.tick(&e.shared, period);
-                let mut stats = stats_of(&e.shared, e.control.rate_bytes_per_s());
+                let mut stats = stats_of(&e.shared, e.control.rates());
                 stats.paused = e.paused.load(Ordering::Acquire);
                 inner.alerts.send(Alert::Stats {
                     id: TorrentId(e.shared.id),

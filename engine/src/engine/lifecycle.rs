@@ -38,10 +38,17 @@ pub(crate) fn pause(
     error: Option<String>,
 ) -> Result<(), EngineError> {
     let inner = inner.clone();
-    on_helper_thread(move || pause_blocking(&inner, id, error))?
+    on_helper_thread(move || stop(&inner, id, error, true))?
 }
 
-fn pause_blocking(inner: &Inner, id: TorrentId, error: Option<String>) -> Result<(), EngineError> {
+/// The pause itself, on the caller's thread; `alert`: send [`Alert::TorrentPaused`] (not
+/// when the torrent is being removed).
+pub(crate) fn stop(
+    inner: &Inner,
+    id: TorrentId,
+    error: Option<String>,
+    alert: bool,
+) -> Result<(), EngineError> {
     let (t, resume) = {
         let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
         let e = torrents
@@ -76,7 +83,9 @@ fn pause_blocking(inner: &Inner, id: TorrentId, error: Option<String>) -> Result
     if let Err(e) = resume.save(inner, &t) {
         tracing::warn!("torrent {id}: saving resume data on pause failed: {e}");
     }
-    inner.alerts.send(Alert::TorrentPaused { id, error });
+    if alert {
+        inner.alerts.send(Alert::TorrentPaused { id, error });
+    }
     Ok(())
 }
 
@@ -121,7 +130,7 @@ pub(crate) fn pause_on_error(inner: std::sync::Weak<Inner>, id: TorrentId, messa
         .name("rt-pause".into())
         .spawn(move || {
             if let Some(inner) = inner.upgrade() {
-                if let Err(e) = pause_blocking(&inner, id, Some(message)) {
+                if let Err(e) = stop(&inner, id, Some(message), true) {
                     tracing::warn!("torrent {id}: pausing after a write error failed: {e}");
                 }
             }

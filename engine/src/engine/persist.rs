@@ -57,6 +57,8 @@ pub(crate) struct ResumeState {
     pub path: PathBuf,
     /// Every torrent file (None for BEP 47 padding), then the part file.
     stamp_paths: Vec<Option<PathBuf>>,
+    /// Directories the torrent's paths make under the download directory, deepest first.
+    data_dirs: Vec<PathBuf>,
     /// Totals of earlier sessions (from the resume file).
     base_uploaded: u64,
     base_downloaded: u64,
@@ -92,9 +94,21 @@ impl ResumeState {
         stamp_paths.push(Some(
             download_dir.join(crate::files::part_file_name(&meta.info_hash)),
         ));
+        let mut data_dirs: Vec<PathBuf> = (0..info.files.len())
+            .flat_map(|i| {
+                let rel = info.file_path(i);
+                let parts: Vec<_> = rel.components().collect();
+                (1..parts.len())
+                    .map(|k| download_dir.join(parts[..k].iter().collect::<PathBuf>()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        data_dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        data_dirs.dedup();
         ResumeState {
             path: dir.join(format!("{}.resume", meta.info_hash.to_hex())),
             stamp_paths,
+            data_dirs,
             base_uploaded: 0,
             base_downloaded: 0,
             trackers: Vec::new(),
@@ -189,6 +203,33 @@ impl ResumeState {
     /// the next save cannot bring it back).
     pub fn discard(&self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+
+    /// Deletes what the torrent put on disk ([`super::RemoveData::Delete`]): its files, its
+    /// part file, the directories its paths made if they are now empty, the resume file and
+    /// a magnet's saved metadata. Only paths derived from the torrent under its download
+    /// directory (already checked not to escape it) are touched. Returns the first failure
+    /// other than "not there".
+    pub fn delete_data(&self, meta: &Metainfo) -> std::io::Result<()> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let saved = self
+            .path
+            .with_file_name(format!("{}.torrent", meta.info_hash.to_hex()));
+        let files = self.stamp_paths.iter().flatten();
+        let mut first_err = None;
+        for path in files.chain([&self.path, &saved]) {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    first_err.get_or_insert(e);
+                }
+                _ => {}
+            }
+        }
+        for dir in &self.data_dirs {
+            // Not empty (files of someone else's) or already gone: leave it.
+            let _ = std::fs::remove_dir(dir);
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }
 

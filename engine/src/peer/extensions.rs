@@ -34,6 +34,8 @@ pub struct Extensions {
     pex: Option<PexState>,
     /// Addresses the peer told us about (PEX), for the shard to dial.
     pub learned: Vec<SocketAddr>,
+    /// The client name from its extension handshake (`v`, length-capped by the parser).
+    pub client: Option<String>,
 }
 
 impl PeerSession {
@@ -85,6 +87,9 @@ impl PeerSession {
                 }
                 if let Some(p) = hs.p {
                     e.listen_addr = Some(SocketAddr::new(self.addr.ip(), p));
+                }
+                if hs.v.is_some() {
+                    e.client = hs.v;
                 }
             }
             OUR_UT_METADATA_ID => match MetadataMsg::parse(payload) {

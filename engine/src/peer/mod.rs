@@ -24,6 +24,7 @@ mod blame_tests;
 mod dht_tests;
 mod extensions;
 mod fast;
+mod info;
 mod outstanding;
 mod pipeline;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use crate::wire::{self, Message};
 use outstanding::Outstanding;
 
 pub use fast::{allowed_fast_set, ALLOWED_FAST_K};
+pub use info::PeerInfo;
 pub use pipeline::Pipeline;
 pub use upload::RateMeter;
 

@@ -140,6 +140,19 @@ impl Conn {
         self.torrent.as_ref().map(|t| t.id)
     }
 
+    /// The API's view of a handshaken, still open peer (`None` before the handshake).
+    pub fn peer_info(&mut self, now: Instant) -> Option<crate::peer::PeerInfo> {
+        if self.failed.is_some() || self.closed {
+            return None;
+        }
+        let outgoing = self.outgoing;
+        let peer_id = self.peer_id;
+        match &mut self.phase {
+            Phase::Active { session, .. } => Some(session.info(now, outgoing, peer_id.as_ref())),
+            _ => None,
+        }
+    }
+
     /// Marks the connection for closing; the first reason wins.
     pub fn fail(&mut self, reason: String) {
         if self.failed.is_none() {

@@ -68,7 +68,15 @@ pub struct ReadDone {
 pub enum Command {
     AddTorrent(Arc<TorrentShared>),
     RemoveTorrent(u64),
-    Connect { torrent: u64, addr: SocketAddr },
+    Connect {
+        torrent: u64,
+        addr: SocketAddr,
+    },
+    /// Report the torrent's handshaken peers on this shard.
+    Peers {
+        torrent: u64,
+        reply: Sender<Vec<crate::peer::PeerInfo>>,
+    },
     Shutdown,
 }
 
@@ -315,6 +323,17 @@ impl Shard {
                 }
             }
             Command::Connect { torrent, addr } => self.dial(torrent, addr, 0, now),
+            Command::Peers { torrent, reply } => {
+                let peers = self
+                    .conns
+                    .iter_mut()
+                    .flatten()
+                    .filter(|c| c.torrent_id() == Some(torrent))
+                    .filter_map(|c| c.peer_info(now))
+                    .collect();
+                // The engine may have stopped waiting: nothing to do then.
+                let _ = reply.send(peers);
+            }
             Command::Shutdown => {
                 self.shutting_down = Some(now);
                 for c in self.conns.iter_mut().flatten() {

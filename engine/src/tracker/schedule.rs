@@ -109,6 +109,13 @@ impl Schedule {
         }
     }
 
+    /// The user asked for an announce now (`Engine::force_reannounce`): bring the next one
+    /// forward to `now`, whatever the tracker's `min interval` (libtorrent's
+    /// `force_reannounce` with `ignore_min_interval`). A retry after failures is moved too.
+    pub fn announce_now(&mut self, now: Instant) {
+        self.next_at = self.next_at.min(now);
+    }
+
     /// We want peers sooner: bring the next announce forward, but not before the tracker's
     /// `min interval` since the last success. Does nothing before the first success.
     pub fn announce_soon(&mut self, now: Instant) {
@@ -223,5 +230,23 @@ mod tests {
         s.on_success(t0, &reply(1800, None));
         s.announce_soon(t0);
         assert_eq!(s.due_at(), t0 + MIN_INTERVAL);
+    }
+
+    #[test]
+    fn announce_now_ignores_min_interval_and_backoff() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(t0, Duration::from_secs(10));
+        s.on_success(t0, &reply(1800, Some(300)));
+        let t1 = t0 + Duration::from_secs(5);
+        s.announce_now(t1);
+        assert_eq!(s.due_at(), t1);
+        for _ in 0..5 {
+            s.on_failure(t1);
+        }
+        assert!(s.due_at() > t1 + Duration::from_secs(60), "backed off");
+        s.announce_now(t1);
+        assert_eq!(s.due_at(), t1);
+        s.announce_now(t1 + Duration::from_secs(1));
+        assert_eq!(s.due_at(), t1, "never later than before");
     }
 }

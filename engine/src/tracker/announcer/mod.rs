@@ -109,6 +109,7 @@ impl AnnouncerParams {
 enum Command {
     Completed,
     AnnounceSoon,
+    AnnounceNow,
     Shutdown,
 }
 
@@ -128,6 +129,11 @@ impl AnnouncerHandle {
     /// We need peers: announce early, respecting the tracker's `min interval`.
     pub fn announce_soon(&self) {
         let _ = self.tx.send(Command::AnnounceSoon);
+    }
+
+    /// Announce now, ignoring the tracker's `min interval` (the user asked).
+    pub fn announce_now(&self) {
+        let _ = self.tx.send(Command::AnnounceNow);
     }
 
     /// Stops announcing and sends `stopped`. The returned task ends within about
@@ -189,6 +195,7 @@ async fn run(list: TrackerList, params: AnnouncerParams, mut rx: mpsc::Unbounded
                 cmd = rx.recv() => match cmd {
                     Some(Command::Completed) => sched.completed(Instant::now()),
                     Some(Command::AnnounceSoon) => sched.announce_soon(Instant::now()),
+                    Some(Command::AnnounceNow) => sched.announce_now(Instant::now()),
                     Some(Command::Shutdown) | None => break 'session,
                 },
                 _ = tokio::time::sleep_until(sched.due_at().into()) => break,
@@ -204,7 +211,7 @@ async fn run(list: TrackerList, params: AnnouncerParams, mut rx: mpsc::Unbounded
                 out = &mut round => break out,
                 cmd = rx.recv() => match cmd {
                     Some(Command::Completed) => completed = true,
-                    Some(Command::AnnounceSoon) => {}
+                    Some(Command::AnnounceSoon | Command::AnnounceNow) => {}
                     Some(Command::Shutdown) | None => break 'session,
                 },
             }
