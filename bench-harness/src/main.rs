@@ -10,12 +10,16 @@
 //!   ringtorrent,mktorrent,libtorrent]`: hash-check and torrent-creation speed.
 //! - `magnet [--size 256MiB] [--runs 5] [--clients ringtorrent,libtorrent,rqbit]`: starting from
 //!   a magnet link: time to metadata, to the first verified piece and to completion.
+//! - `bulk [--torrents 20] [--size 8MiB] [-j 4] [--seeders 2] [--rounds 3]`: a list of torrents
+//!   with at most N downloading at once, `ringtorrent download -i LIST -j N` against
+//!   `aria2c -i LIST -j N`, from libtorrent seeders found through opentracker.
 //!
 //! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is in [`measure`]
 //! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
 #![deny(unsafe_code)]
 
 mod bench_args;
+mod bulk;
 mod magnet;
 mod measure;
 mod netns;
@@ -47,6 +51,8 @@ enum Cmd {
     Create(tools::ToolArgs),
     /// From a magnet link (x.pe = one libtorrent seeder): time to metadata, first piece, done.
     Magnet(magnet::MagnetArgs),
+    /// A list of torrents, at most -j at once: `ringtorrent download -i` against `aria2c -i`.
+    Bulk(bulk::BulkArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,5 +74,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Recheck(args) => tools::run(tools::Job::Recheck, &args),
         Cmd::Create(args) => tools::run(tools::Job::Create, &args),
         Cmd::Magnet(args) => magnet::run(&args),
+        Cmd::Bulk(args) => bulk::run(&args),
     }
 }

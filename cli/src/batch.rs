@@ -138,7 +138,12 @@ fn fill(add: &mut AddTorrent, args: &DownloadArgs, rate: Option<u64>) {
 /// `RINGTORRENT_NAME`, `RINGTORRENT_INFO_HASH` and `RINGTORRENT_PATH` (the downloaded file or
 /// directory) in its environment. It runs beside the batch; a failure is reported on stderr.
 /// The returned thread ends when the command does: the CLI waits for it before exiting.
-pub fn on_complete(cmd: &str, s: &Started) -> Option<std::thread::JoinHandle<()>> {
+/// `output`: where its stdout and stderr go (inherited when `None`).
+pub fn on_complete(
+    cmd: &str,
+    s: &Started,
+    output: Option<(std::process::Stdio, std::process::Stdio)>,
+) -> Option<std::thread::JoinHandle<()>> {
     let mut c = std::process::Command::new("sh");
     c.arg("-c")
         .arg(cmd)
@@ -146,6 +151,9 @@ pub fn on_complete(cmd: &str, s: &Started) -> Option<std::thread::JoinHandle<()>
         .env("RINGTORRENT_INFO_HASH", s.info_hash.to_hex())
         .env("RINGTORRENT_PATH", s.dir.join(&s.name))
         .stdin(std::process::Stdio::null());
+    if let Some((out, err)) = output {
+        c.stdout(out).stderr(err);
+    }
     let name = s.name.clone();
     match c.spawn() {
         Ok(mut child) => Some(std::thread::spawn(move || match child.wait() {

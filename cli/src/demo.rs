@@ -123,6 +123,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         quiet: false,
         verbose: false,
         timeout: 600,
+        summary_interval: 2.0,
         recheck: false,
         seed_ratio: 0.0,
         seed_time: 0.0,

@@ -102,6 +102,10 @@ pub struct DownloadArgs {
     /// Give up after this many seconds without completing (0 = never).
     #[arg(long, default_value_t = 0)]
     pub timeout: u64,
+    /// When stderr is not a terminal: a plain progress line per active torrent and a total
+    /// line every this many seconds (0 = none)
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    pub summary_interval: f64,
     #[command(flatten)]
     pub select: crate::select::SelectArgs,
     /// Memory for pieces being downloaded, per torrent (e.g. `96MiB`, the default). When it is
@@ -171,34 +175,22 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     let _xfsz =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ))
             .context("cannot catch SIGXFSZ")?;
-    let mut config = Config {
-        listen: args.listen,
-        use_trackers: !args.no_trackers,
-        pex: !args.no_pex,
-        lsd: !args.no_lsd,
-        force_portable: args.no_uring,
-        zero_copy_uploads: args.zero_copy,
-        upload_rate_limit: args.rates.max_upload_rate,
-        download_rate_limit: args.rates.max_download_rate,
-        // The routing table is kept beside the resume files.
-        dht: args.dht.config(Some(&args.output.join(".ringtorrent"))),
-        ..Config::default()
-    };
-    if let Some(bytes) = args.buffer_pool {
-        config.buffer_pool_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-    }
-    if let Some(n) = args.shards {
-        if n == 0 {
-            bail!("--shards must be at least 1");
-        }
-        config.shards = n;
-    }
+    let config = engine_config(&args)?;
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let engine = Engine::start(config).context("cannot start the engine")?;
     let mut alerts = engine.alerts().context("alert stream already taken")?;
     let tty = std::io::stderr().is_terminal() && !args.quiet;
     let multi = MultiProgress::new();
+    // A batch on a terminal: a total line above the torrents' bars.
+    let total_bar = (tty && entries.len() + failed.len() > 1).then(|| {
+        let b = multi.add(indicatif::ProgressBar::new_spinner());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b
+    });
     let mut progress: HashMap<TorrentId, Progress> = HashMap::new();
     let mut queue: std::collections::VecDeque<crate::inputs::Entry> = entries.into();
     let max_active = if args.max_active == 0 {
@@ -207,6 +199,8 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         args.max_active
     };
     let single = queue.len() == 1 && failed.is_empty();
+    // The summary's time covers adding too: torrents download while later ones are added.
+    let started = Instant::now();
     let starter = Starter {
         engine: &engine,
         args: &args,
@@ -224,7 +218,6 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         engine.shutdown().await.context("shutdown")?;
         return Err(why);
     }
-    let started = Instant::now();
     let mut last_line = Instant::now();
     let mut signals = Signals::new()?;
     let mut interrupted: Option<i32> = None;
@@ -270,7 +263,7 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 p.reported = true;
                 json.event("complete", &p.info_hash, &[]);
                 if let Some(cmd) = &args.on_complete {
-                    hooks.extend(crate::batch::on_complete(cmd, &p.started));
+                    hooks.extend(crate::batch::on_complete(cmd, &p.started, None));
                 }
             }
         }
@@ -279,7 +272,11 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
                 .fill(&mut queue, &mut progress, &mut failed, &mut alerts)
                 .await;
         }
-        if !tty && !args.quiet && last_line.elapsed() >= Duration::from_secs(2) {
+        if let Some(b) = &total_bar {
+            b.set_message(totals_line(&progress, &queue, &failed));
+        }
+        let every = Duration::try_from_secs_f64(args.summary_interval).unwrap_or(Duration::ZERO);
+        if !tty && !args.quiet && !every.is_zero() && last_line.elapsed() >= every {
             last_line = Instant::now();
             for p in progress.values().filter(|p| p.running()) {
                 eprintln!(
@@ -314,10 +311,16 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
     // Graceful stop: queued pieces are written and synced, and the resume file saved, so the
     // same command continues without a recheck.
     engine.shutdown().await.context("shutdown")?;
-    for p in progress.values() {
-        if let Some(b) = &p.bar {
+    for p in progress.values_mut() {
+        if let Some(b) = p.bar.take() {
             b.finish();
         }
+    }
+    if let Some(b) = total_bar {
+        // A batch ends with its table, which replaces the bars (drawn again below it
+        // otherwise, when the last of them is dropped).
+        b.finish_and_clear();
+        let _ = multi.clear();
     }
     let running = hooks.iter().filter(|h| !h.is_finished()).count();
     if running > 0 && !args.quiet {
@@ -482,4 +485,31 @@ async fn seed_after_download(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
+}
+
+/// The engine's settings from `download`'s (and `tui`'s) arguments.
+pub(crate) fn engine_config(args: &DownloadArgs) -> anyhow::Result<Config> {
+    let mut config = Config {
+        listen: args.listen,
+        use_trackers: !args.no_trackers,
+        pex: !args.no_pex,
+        lsd: !args.no_lsd,
+        force_portable: args.no_uring,
+        zero_copy_uploads: args.zero_copy,
+        upload_rate_limit: args.rates.max_upload_rate,
+        download_rate_limit: args.rates.max_download_rate,
+        // The routing table is kept beside the resume files.
+        dht: args.dht.config(Some(&args.output.join(".ringtorrent"))),
+        ..Config::default()
+    };
+    if let Some(bytes) = args.buffer_pool {
+        config.buffer_pool_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = args.shards {
+        if n == 0 {
+            bail!("--shards must be at least 1");
+        }
+        config.shards = n;
+    }
+    Ok(config)
 }

@@ -17,6 +17,7 @@ mod progress;
 mod seed;
 mod select;
 mod tracked;
+mod tui;
 mod util;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     Seed(seed::SeedArgs),
     /// A local swarm demo: generate a payload, seed it from local processes, download it.
     Demo(demo::DemoArgs),
+    /// Download torrents in an interactive terminal UI (same inputs and options as download).
+    #[command(mut_arg("torrents", |a| a.required_unless_present(clap::builder::Resettable::Reset)))]
+    Tui(download::DownloadArgs),
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => seed::run(args).map(|()| 0),
         Command::Download(args) => download::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Tui(args) => tui::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -100,16 +100,19 @@ pub fn totals_line(
     queue: &std::collections::VecDeque<crate::inputs::Entry>,
     failed: &[(String, anyhow::Error)],
 ) -> String {
-    let rate: u64 = progress
-        .values()
-        .filter(|p| p.running())
-        .map(|p| p.rate)
-        .sum();
+    let running = || progress.values().filter(|p| p.running());
+    let rate: u64 = running().map(|p| p.rate).sum();
+    let left: u64 = running().map(|p| p.total.saturating_sub(p.verified)).sum();
+    // Of the started torrents only: the queued ones' sizes are not known before they start.
+    let eta = left.checked_div(rate).map_or_else(
+        || "-".into(),
+        |s| crate::util::format_duration(Duration::from_secs(s)),
+    );
     format!(
-        "total: {:.1} MiB/s, {} done, {} active, {} queued, {} failed",
+        "total: {:.1} MiB/s, {} done, {} active, {} queued, {} failed, ETA {eta} (active)",
         rate as f64 / 1048576.0,
         progress.values().filter(|p| p.done).count(),
-        progress.values().filter(|p| p.running()).count(),
+        running().count(),
         queue.len(),
         failed.len() + progress.values().filter(|p| p.failed.is_some()).count()
     )

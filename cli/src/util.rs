@@ -249,3 +249,27 @@ mod tests {
         assert_eq!(human_size(u64::MAX), "16.0 EiB");
     }
 }
+
+/// `1h02m`, `3m05s`, `42s`: a duration for progress lines.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_like_a_clock() {
+        let f = |s| super::format_duration(Duration::from_secs(s));
+        assert_eq!(
+            [f(0), f(42), f(185), f(3720)],
+            ["0s", "42s", "3m05s", "1h02m"]
+        );
+    }
+}

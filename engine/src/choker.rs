@@ -122,13 +122,9 @@ impl Choker {
     }
 
     /// Whether `peer` holds an optimistic slot.
+    #[cfg(test)]
     pub fn is_optimistic(&self, peer: PeerKey) -> bool {
         self.memo.get(&peer).is_some_and(|m| m.optimistic)
-    }
-
-    /// Makes the next tick a full recompute (e.g. the torrent just completed).
-    pub fn force_recompute(&mut self) {
-        self.next_recompute = None;
     }
 
     /// Decides who is unchoked now. `peers` is every connected peer of the torrent (a key that

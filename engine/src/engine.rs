@@ -28,7 +28,7 @@ use crate::torrent::TorrentShared;
 use crate::types::PeerId;
 
 pub use add::{AddTorrent, TorrentSource};
-pub use dht::{DhtConfig, DhtError, DEFAULT_BOOTSTRAP as DEFAULT_DHT_BOOTSTRAP};
+pub use dht::{DhtConfig, DEFAULT_BOOTSTRAP as DEFAULT_DHT_BOOTSTRAP};
 pub use manage::{RemoveData, TorrentSummary};
 
 /// Engine settings. `Config::default()` suits a desktop or server; tests lower the sizes.
@@ -41,12 +41,17 @@ pub struct Config {
     pub listen: SocketAddr,
     /// SHA-1 threads of the disk pipeline. Default: the number of cores.
     pub hash_threads: usize,
-    /// Memory for pieces being downloaded, hashed or written (pre-touched once, reused).
-    /// When it is all in use, shards stop requesting new pieces until the disk catches up.
+    /// Memory for pieces being downloaded, hashed or written (pre-touched once, reused),
+    /// shared by every torrent of the engine with the same piece length (one pool per piece
+    /// length). When it is all in use, shards stop requesting new pieces until the disk
+    /// catches up.
     pub buffer_pool_bytes: usize,
-    /// Provided receive buffers per shard ring, and their size.
+    /// Provided receive buffers per shard ring (io_uring's buffer ring; the epoll backend
+    /// reads into buffers of the same size).
     pub recv_buffers: u16,
+    /// Size in bytes of each receive buffer.
     pub recv_buffer_len: usize,
+    /// Most handshaken peers per torrent; further connections are closed after the handshake.
     pub max_peers_per_torrent: u32,
     /// Use the epoll backend even where io_uring works (also: `RINGTORRENT_NO_URING=1`).
     pub force_portable: bool,
@@ -60,8 +65,10 @@ pub struct Config {
     /// multicast group and connect to peers heard there. On the listen address's interface
     /// when it is a specific IPv4 address.
     pub lsd: bool,
-    /// Global rate limits in bytes per second over all torrents (0 = none).
+    /// Global upload rate limit in bytes per second over all torrents (0 = none). Can be
+    /// changed later with [`Engine::set_rate_limits`].
     pub upload_rate_limit: u64,
+    /// Global download rate limit in bytes per second over all torrents (0 = none).
     pub download_rate_limit: u64,
     /// Regular upload slots per torrent (BEP 3 choking; one optimistic slot comes on top).
     pub upload_slots: usize,
@@ -153,9 +160,13 @@ pub enum Backend {
     Epoll,
 }
 
-/// A torrent inside an engine.
+/// A torrent inside an engine: the number [`Engine::add_torrent`] returns, unique for the
+/// engine's lifetime (never reused after a remove). Displays as `#N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TorrentId(pub u64);
+pub struct TorrentId(
+    /// The raw number (ids start at 1).
+    pub u64,
+);
 
 impl std::fmt::Display for TorrentId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +177,7 @@ impl std::fmt::Display for TorrentId {
 /// A snapshot of a torrent's progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TorrentStats {
+    /// Size of the whole torrent in bytes (every file, padding files included).
     pub total_bytes: u64,
     /// Bytes of verified pieces on disk.
     pub verified_bytes: u64,
@@ -174,8 +186,9 @@ pub struct TorrentStats {
     /// Bytes of selected pieces that are verified: `wanted_bytes` when done.
     pub wanted_verified_bytes: u64,
     /// BEP 6 SUGGEST PIECE messages sent (pieces in the seeder's read cache pointed out to
-    /// other peers) and received.
+    /// other peers).
     pub suggests_sent: u32,
+    /// BEP 6 SUGGEST PIECE messages received from peers.
     pub suggests_received: u32,
     /// Pieces the seeder read whole with one O_DIRECT read for uploads (their blocks were not
     /// in the page cache).
@@ -188,18 +201,25 @@ pub struct TorrentStats {
     pub mapped_sends: u64,
     /// Payload bytes received (including duplicates and failed pieces).
     pub downloaded_bytes: u64,
+    /// Payload bytes sent to peers.
     pub uploaded_bytes: u64,
     /// Received payload bytes that were not kept: the sum of `waste`'s fields.
     pub wasted_bytes: u64,
     /// `wasted_bytes` by reason.
     pub waste: WasteStats,
-    /// Payload rates over the last second.
+    /// Payload download rate over the last second, in bytes per second.
     pub download_rate_bytes_per_s: u64,
+    /// Payload upload rate over the last second, in bytes per second.
     pub upload_rate_bytes_per_s: u64,
+    /// Connected peers (past the handshake), both directions.
     pub peers: u32,
+    /// Pieces verified and on disk.
     pub pieces_have: u32,
+    /// Pieces in the torrent.
     pub pieces_total: u32,
+    /// Pieces that failed their hash check (each is downloaded again).
     pub hash_failures: u32,
+    /// Every wanted piece is verified and on disk (see [`Alert::TorrentComplete`]).
     pub complete: bool,
     /// Paused by [`Engine::pause`] or by a storage error: no connections, no announces.
     pub paused: bool,
@@ -221,113 +241,167 @@ pub struct WasteStats {
 }
 
 impl WasteStats {
+    /// The sum of every reason: [`TorrentStats::wasted_bytes`].
     pub fn total(&self) -> u64 {
         self.duplicate + self.late + self.unrequested + self.no_buffer + self.hash_failed
     }
 }
 
-/// Everything the engine reports.
+/// Everything the engine reports, from [`Engine::alerts`]. Every variant names the torrent
+/// it is about by `id`.
 #[derive(Debug, Clone)]
 pub enum Alert {
+    /// A torrent is set up and running (for a magnet: once its metadata arrived).
     TorrentAdded {
+        /// The torrent.
         id: TorrentId,
+        /// Its name from the metainfo.
         name: String,
+        /// Its info-hash.
         info_hash: crate::InfoHash,
     },
+    /// A peer finished its handshake and counts as connected.
     PeerConnected {
+        /// The torrent.
         id: TorrentId,
+        /// The peer's address.
         addr: SocketAddr,
+        /// We dialed it (false: it connected to us).
         outgoing: bool,
     },
+    /// A connected peer was disconnected.
     PeerDisconnected {
+        /// The torrent.
         id: TorrentId,
+        /// The peer's address.
         addr: SocketAddr,
+        /// Why, in words (an error of the peer's, or a normal end).
         reason: String,
     },
+    /// A downloaded piece passed its hash check and is being written.
     PieceVerified {
+        /// The torrent.
         id: TorrentId,
+        /// The piece's index.
         piece: u32,
     },
+    /// A downloaded piece failed its hash check; it is downloaded again.
     HashFailed {
+        /// The torrent.
         id: TorrentId,
+        /// The piece's index.
         piece: u32,
     },
+    /// A tracker answered an announce.
     TrackerReply {
+        /// The torrent.
         id: TorrentId,
+        /// The tracker's announce URL.
         url: String,
+        /// How many peer addresses it returned (they are dialed).
         peers: usize,
     },
+    /// An announce to a tracker failed (unreachable, timed out, or a failure reason).
     TrackerError {
+        /// The torrent.
         id: TorrentId,
+        /// The tracker's announce URL.
         url: String,
+        /// What went wrong, in words.
         message: String,
     },
     /// Once a second per torrent.
     Stats {
+        /// The torrent.
         id: TorrentId,
+        /// Its progress now (what [`Engine::stats`] would return).
         stats: TorrentStats,
     },
     /// Every wanted piece is verified and on disk.
     TorrentComplete {
+        /// The torrent.
         id: TorrentId,
     },
     /// The torrent stopped (disk full, I/O error); verified data stays on disk. A
     /// `TorrentPaused` with the same message follows once its resume file is saved.
     TorrentError {
+        /// The torrent.
         id: TorrentId,
+        /// What went wrong, in words.
         message: String,
     },
     /// The torrent is paused and its resume file saved; `error` if a storage error paused it.
     TorrentPaused {
+        /// The torrent.
         id: TorrentId,
+        /// The storage error that paused it; `None` for [`Engine::pause`].
         error: Option<String>,
     },
+    /// [`Engine::resume`] restarted a paused torrent.
     TorrentResumed {
+        /// The torrent.
         id: TorrentId,
     },
     /// [`Engine::remove_torrent`] finished: the id is no longer valid.
     TorrentRemoved {
+        /// The torrent that was removed.
         id: TorrentId,
     },
     /// At add: the resume file matched the files on disk; `pieces` were taken from it without
     /// a recheck.
     ResumeAccepted {
+        /// The torrent.
         id: TorrentId,
+        /// Pieces the resume file records as verified.
         pieces: u32,
     },
     /// During an add's hash check of existing data: `checked` of `total` pieces hashed so far.
     /// At most ten a second per torrent, and one with `checked == total` when the check ends
     /// (before `Rechecked`). The torrent's id is not yet returned by `add_torrent` then.
     CheckProgress {
+        /// The torrent being added.
         id: TorrentId,
+        /// Pieces hashed so far.
         checked: u32,
+        /// Pieces to hash.
         total: u32,
     },
     /// At add: existing data was hash-checked (why: no or a mismatched resume file, or asked);
     /// `pieces` verified.
     Rechecked {
+        /// The torrent.
         id: TorrentId,
+        /// Why the data was checked, in words.
         reason: String,
+        /// Pieces that verified.
         pieces: u32,
     },
     /// Once a second while a magnet's metadata is fetched: `peers` have said they have it,
     /// `connecting` metadata connections are open or being opened.
     MetadataProgress {
+        /// The magnet's reserved id.
         id: TorrentId,
+        /// Peers that said they have the metadata.
         peers: usize,
+        /// Metadata connections open or being opened.
         connecting: usize,
     },
     /// A magnet's metadata arrived and matched its info-hash; `TorrentAdded` with the same id
     /// follows once the torrent is set up (or `TorrentError` if that fails).
     MetadataReceived {
+        /// The magnet's id, which the torrent keeps.
         id: TorrentId,
+        /// The torrent's name from the metadata.
         name: String,
+        /// Its info-hash.
         info_hash: crate::InfoHash,
     },
     /// A DHT lookup (BEP 5) of the torrent (or magnet) found `peers` new addresses, which are
     /// being dialed.
     DhtPeers {
+        /// The torrent (or magnet).
         id: TorrentId,
+        /// New peer addresses found.
         peers: usize,
     },
 }
@@ -337,6 +411,7 @@ pub enum Alert {
 pub struct AlertSink(mpsc::UnboundedSender<Alert>);
 
 impl AlertSink {
+    /// Queues an alert; dropped silently when nobody holds the receiver.
     pub fn send(&self, alert: Alert) {
         // A dropped receiver means nobody listens; that is not an error.
         let _ = self.0.send(alert);
@@ -346,30 +421,50 @@ impl AlertSink {
 /// The engine's errors, by who is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The .torrent's bytes are not a valid metainfo file.
     #[error("bad torrent: {0}")]
     BadTorrent(#[from] crate::metainfo::MetainfoError),
+    /// The .torrent file ([`TorrentSource::File`]) could not be read.
     #[error("cannot read {path}: {source}")]
     ReadTorrent {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The torrent's files (or the disk pipeline) could not be set up.
     #[error("storage: {0}")]
     Storage(#[from] uring_disk::StorageError),
+    /// [`Config::listen`] could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
+        /// The address asked for.
         addr: SocketAddr,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The OS refused to start one of the engine's threads.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    /// A torrent with this info-hash is already in the engine (or being fetched as a magnet).
     #[error("torrent {0} already added")]
     Duplicate(crate::InfoHash),
+    /// The id names no torrent of this engine (never added, or removed).
     #[error("no such torrent {0}")]
     NoSuchTorrent(TorrentId),
+    /// A file index past the torrent's file list.
     #[error("no file {file}: the torrent has {files} files")]
-    NoSuchFile { file: usize, files: usize },
+    NoSuchFile {
+        /// The index asked for.
+        file: usize,
+        /// How many files the torrent has.
+        files: usize,
+    },
+    /// Something the engine did not expect (a thread gone, a save or delete that failed);
+    /// the message says what.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The engine stopped before it could answer.
     #[error("engine is shut down")]
     ShutDown,
     /// The shutdown finished, but these torrents' last state is not on disk (their verified
@@ -394,6 +489,9 @@ pub(crate) struct Inner {
     pub backend: Backend,
     pub shards: Mutex<Vec<ShardHandle>>,
     pub disk: Arc<uring_disk::DiskPipeline>,
+    /// Piece buffers, one pool per piece length, shared by every torrent with that length
+    /// (created and pre-touched by the first; [`Config::buffer_pool_bytes`] each).
+    pub pools: Mutex<std::collections::HashMap<usize, Arc<uring_disk::BufferPool>>>,
     /// The engine's rate limits, shared with every shard ([`Engine::set_rate_limits`]).
     pub global_limits: Arc<crate::ratelimit::RateLimits>,
     pub torrents: Mutex<Vec<TorrentEntry>>,
@@ -411,6 +509,19 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The piece-buffer pool for pieces of `piece_len` bytes: shared by the torrents of the
+    /// session, so a batch of torrents costs one pool, not one each (at least 8 buffers).
+    pub(crate) fn buffer_pool(&self, piece_len: usize) -> Arc<uring_disk::BufferPool> {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .entry(piece_len)
+            .or_insert_with(|| {
+                let count = (self.config.buffer_pool_bytes / piece_len.max(1)).max(8);
+                uring_disk::BufferPool::new(piece_len, count)
+            })
+            .clone()
+    }
+
     /// Runs `f` on torrent `id`'s entry with the torrent list locked.
     pub(crate) fn with_torrent<R>(
         &self,
@@ -480,6 +591,7 @@ impl Engine {
             backend,
             shards: Mutex::new(shards),
             disk,
+            pools: Mutex::new(std::collections::HashMap::new()),
             global_limits,
             torrents: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -745,6 +857,8 @@ pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[Sock
     }
 }
 
+#[cfg(test)]
+mod pool_tests;
 #[cfg(test)]
 mod zero_copy_tests {
     use super::ZeroCopyUploads;

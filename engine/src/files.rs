@@ -23,6 +23,7 @@ pub enum FilePriority {
     /// Not downloaded; its file is never created (bytes of it that share a wanted piece go to
     /// the part file).
     Skip,
+    /// Downloaded (the default).
     #[default]
     Normal,
     /// Its pieces are picked before `Normal` ones.
@@ -153,12 +154,25 @@ fn parse_index(s: &str, spec: &str) -> Result<usize, SelectionError> {
 /// A file selection the user typed that does not fit the torrent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
+    /// Not a comma-separated list of indices and `a-b` ranges (the whole selection).
     #[error("bad file selection {0:?}: expected 0-based indices and ranges like 0,3-5")]
     Syntax(String),
+    /// A range `lo-hi` with `lo > hi`.
     #[error("bad file range {lo}-{hi}: the start is after the end")]
-    Reversed { lo: usize, hi: usize },
+    Reversed {
+        /// The range's start.
+        lo: usize,
+        /// The range's end.
+        hi: usize,
+    },
+    /// An index at or past the number of files.
     #[error("file index {index} is out of range: the torrent has {files} files (0 to {last})", last = files.saturating_sub(1))]
-    OutOfRange { index: usize, files: usize },
+    OutOfRange {
+        /// The index (or range end) that does not fit.
+        index: usize,
+        /// How many files the torrent has.
+        files: usize,
+    },
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub const MAX_MAGNET_LEN: usize = 64 * 1024;
 /// A parsed magnet link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
+    /// `xt=urn:btih:`: the torrent's v1 info-hash.
     pub info_hash: InfoHash,
     /// `dn`: display name, a hint until the metadata arrives.
     pub name: Option<String>,
@@ -38,20 +39,28 @@ pub struct Magnet {
 /// Why a magnet URI was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MagnetError {
+    /// The URI is longer than [`MAX_MAGNET_LEN`] (its length in bytes).
     #[error("magnet URI is {0} bytes, more than the {MAX_MAGNET_LEN}-byte limit")]
     TooLong(usize),
+    /// It does not start with `magnet:?`.
     #[error("not a magnet URI (expected `magnet:?...`)")]
     NotMagnet,
+    /// It has no `xt=urn:btih:` parameter.
     #[error("no BitTorrent info-hash (`xt=urn:btih:...`)")]
     NoInfoHash,
+    /// A `urn:btih:` value that is neither 40 hex digits nor 32 base32 characters.
     #[error("bad info-hash {0:?}: expected 40 hex digits or 32 base32 characters")]
     BadInfoHash(String),
+    /// Two `urn:btih:` parameters with different hashes.
     #[error("two different info-hashes")]
     ConflictingInfoHash,
+    /// The named parameter's value has bad percent-encoding or is not UTF-8.
     #[error("parameter `{0}`: bad percent-encoding or not UTF-8")]
     BadEncoding(String),
+    /// An `x.pe` value that is not `ip:port`, `[ipv6]:port` or `host:port`.
     #[error("bad peer address {0:?} in `x.pe`")]
     BadPeer(String),
+    /// An `so` value that is not a list of indices and inclusive ranges.
     #[error("bad file selection {0:?} in `so`")]
     BadSelectOnly(String),
 }

@@ -41,10 +41,6 @@ impl TokenBucket {
         }
     }
 
-    pub fn rate_bytes_per_s(&self) -> u64 {
-        self.rate_bytes_per_s
-    }
-
     pub fn is_unlimited(&self) -> bool {
         self.rate_bytes_per_s == 0
     }

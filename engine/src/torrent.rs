@@ -9,7 +9,7 @@
 //! - `verified_log` only ever receives indices taken from a `VerifiedPiece` witness, after the
 //!   piece's bytes were written: a HAVE is never sent for unverified or unwritten data.
 //! - Upload slots are the [`ChokeBoard`]'s alone (see `torrent/choke.rs`); rate limits are
-//!   the torrent's [`RateLimits`] and the engine's global ones, both charged by every grant.
+//!   the torrent's `RateLimits` and the engine's global ones, both charged by every grant.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};

@@ -91,8 +91,11 @@ impl fmt::Display for PieceIndex {
 /// One block: a piece, a byte offset inside it and a length, all checked against [`Lengths`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct BlockRef {
+    /// The piece the block is in.
     pub piece: PieceIndex,
+    /// Byte offset of the block inside the piece.
     pub offset: u32,
+    /// Length in bytes (1..=16 KiB).
     pub len: u32,
 }
 
@@ -106,10 +109,20 @@ impl BlockRef {
 /// Why a piece index or block from outside does not fit the torrent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GeometryError {
+    /// A piece index (first) at or past the piece count (second).
     #[error("piece index {0} out of range (torrent has {1} pieces)")]
     PieceOutOfRange(u32, u32),
+    /// A block that does not lie inside its piece, or has a bad length.
     #[error("block at offset {offset} with length {len} does not fit piece {piece}")]
-    BadBlock { piece: u32, offset: u32, len: u32 },
+    BadBlock {
+        /// The piece index.
+        piece: u32,
+        /// The block's byte offset in the piece.
+        offset: u32,
+        /// The block's length.
+        len: u32,
+    },
+    /// Lengths no torrent can have (the reason).
     #[error("invalid torrent geometry: {0}")]
     Invalid(&'static str),
 }
@@ -149,12 +162,15 @@ impl Lengths {
         })
     }
 
+    /// Total content size in bytes.
     pub fn total_length(&self) -> u64 {
         self.total_length
     }
+    /// Bytes per piece (every piece but possibly the last).
     pub fn piece_length(&self) -> u32 {
         self.piece_length
     }
+    /// Number of pieces.
     pub fn num_pieces(&self) -> u32 {
         self.num_pieces
     }
@@ -382,9 +398,11 @@ impl Bitfield {
         out
     }
 
+    /// Number of pieces the set is over (not the number in it: see [`Self::count`]).
     pub fn len(&self) -> u32 {
         self.len
     }
+    /// Whether the set is over zero pieces.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -392,9 +410,11 @@ impl Bitfield {
     pub fn count(&self) -> u32 {
         self.count
     }
+    /// Whether every piece is in the set.
     pub fn is_full(&self) -> bool {
         self.count == self.len
     }
+    /// Whether piece `p` is in the set.
     pub fn get(&self, p: PieceIndex) -> bool {
         self.words[p.idx() / 64] & (1 << (p.idx() % 64)) != 0
     }

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::config;
-use ringtorrent::engine::TorrentId;
 use ringtorrent::files::part_file_name;
 use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
 use ringtorrent::metainfo::Metainfo;
-use ringtorrent::{AddTorrent, Alert, Engine, FilePriority, TorrentSource};
+use ringtorrent::{AddTorrent, Alert, Engine, FilePriority, TorrentId, TorrentSource};
 
 mod common;
 

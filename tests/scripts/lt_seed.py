@@ -27,6 +27,9 @@ def main():
     ap.add_argument("--ready-timeout", type=float, default=120)
     ap.add_argument("--dht-bootstrap", action="append", default=[], help="IP:PORT of a loopback DHT node")
     ap.add_argument("--dht", action="store_true", help="run the DHT even with no bootstrap node")
+    ap.add_argument(
+        "--also", action="append", default=[], help="TORRENT=DATA: seed this torrent too (same session)"
+    )
     args = ap.parse_args()
 
     watchdog = Watchdog(args.max_seconds)
@@ -44,20 +47,26 @@ def main():
         ses, args.torrent, args.data, flags=flags, tracker=args.tracker, dht=bool(args.dht_bootstrap) or args.dht
     )
 
+    handles = [handle]
+    for pair in args.also:
+        torrent, _, data = pair.partition("=")
+        handles.append(add_torrent(ses, torrent, data, flags=flags, tracker=args.tracker, dht=False))
+
     deadline = time.monotonic() + args.ready_timeout
     while True:
         watchdog.check()
-        st = handle.status()
-        if st.is_seeding and st.state != lt.torrent_status.checking_files:
+        statuses = [h.status() for h in handles]
+        if all(st.is_seeding and st.state != lt.torrent_status.checking_files for st in statuses):
             break
-        if st.errc.value() != 0:
-            log("TORRENT ERROR", st.errc.message())
-            sys.exit(2)
-        if st.state == lt.torrent_status.downloading and not args.seed_mode:
-            log("NOT SEEDING: data incomplete, progress", st.progress)
-            sys.exit(2)
+        for st in statuses:
+            if st.errc.value() != 0:
+                log("TORRENT ERROR", st.name, st.errc.message())
+                sys.exit(2)
+            if st.state == lt.torrent_status.downloading and not args.seed_mode:
+                log("NOT SEEDING: data incomplete", st.name, "progress", st.progress)
+                sys.exit(2)
         if time.monotonic() > deadline:
-            log("TIMEOUT before seeding, state", st.state, "progress", st.progress)
+            log("TIMEOUT before seeding, states", [(st.name, st.state, st.progress) for st in statuses])
             sys.exit(2)
         for a in ses.pop_alerts():
             log("alert:", type(a).__name__, a.message())

@@ -2,7 +2,7 @@
 //! `tests/scripts/`: a seeder that can serve corrupted data on purpose, and a leecher.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -34,6 +34,8 @@ pub struct LtSeedOpts {
     pub dht_bootstrap: Vec<SocketAddr>,
     /// Run the DHT even without bootstrap nodes (a lone node peers learn of by PORT).
     pub dht: bool,
+    /// More torrents the same session seeds: (torrent, directory holding its content).
+    pub also: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A libtorrent seeder process; killed on drop.
@@ -74,6 +76,11 @@ impl LtSeeder {
         if opts.dht {
             cmd.arg("--dht");
         }
+        for (torrent, data) in &opts.also {
+            let (t, d) = (torrent.display().to_string(), data.display().to_string());
+            anyhow::ensure!(!t.contains('='), "torrent path {t:?} has a '='");
+            cmd.arg("--also").arg(format!("{t}={d}"));
+        }
         let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
         let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;
         let addr = line
@@ -86,6 +93,17 @@ impl LtSeeder {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// One seeder per fixture, each with `opts`.
+    pub fn start_each(
+        fixtures: &[crate::torrent::PayloadFixture],
+        opts: &LtSeedOpts,
+    ) -> Result<Vec<LtSeeder>> {
+        fixtures
+            .iter()
+            .map(|f| LtSeeder::start(&f.torrent, &f.seed_dir, opts))
+            .collect()
     }
 
     /// BEP 5 PORT messages received, from the seeder's latest stats line (every 2 s).

@@ -51,6 +51,30 @@ fn most_active(events: &[Value]) -> usize {
     most
 }
 
+/// `download FIRST -i LIST -j J --json` into `out`, with every seeder as a peer.
+fn batch(
+    first: &PayloadFixture,
+    out: &Path,
+    seeders: &[LtSeeder],
+    list: &Path,
+    j: usize,
+    timeout_s: u64,
+) -> Download {
+    let mut d = Download::new(&first.torrent, out).timeout(Duration::from_secs(timeout_s));
+    for s in seeders {
+        d = d.peer(s.addr());
+    }
+    let list = list.display().to_string();
+    d.extra_args.extend([
+        "-i".into(),
+        list,
+        "-j".into(),
+        j.to_string(),
+        "--json".into(),
+    ]);
+    d
+}
+
 /// Six torrents, one on the command line and five in a list with two broken entries; each
 /// seeder is rate-limited so the downloads overlap unless the queue holds them back.
 #[test]
@@ -65,10 +89,7 @@ fn a_list_of_torrents_downloads_a_few_at_a_time_and_reports_each() {
         upload_rate_limit_bytes_per_s: 4 << 20,
         ..Default::default()
     };
-    let seeders: Vec<LtSeeder> = fixtures
-        .iter()
-        .map(|f| LtSeeder::start(&f.torrent, &f.seed_dir, &opts).unwrap())
-        .collect();
+    let seeders = LtSeeder::start_each(&fixtures, &opts).unwrap();
     let work = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("out");
     let other_dir = work.path().join("other");
@@ -89,16 +110,8 @@ fn a_list_of_torrents_downloads_a_few_at_a_time_and_reports_each() {
     }
     std::fs::write(&list, &text).unwrap();
 
-    let mut d = Download::new(&fixtures[0].torrent, &out_dir).timeout(Duration::from_secs(80));
-    for s in &seeders {
-        d = d.peer(s.addr());
-    }
+    let mut d = batch(&fixtures[0], &out_dir, &seeders, &list, MAX_ACTIVE, 80);
     d.extra_args.extend([
-        "-i".into(),
-        list.display().to_string(),
-        "-j".into(),
-        MAX_ACTIVE.to_string(),
-        "--json".into(),
         "--on-complete".into(),
         format!(
             "printf '%s %s\\n' \"$RINGTORRENT_INFO_HASH\" \"$RINGTORRENT_PATH\" >> {}",
@@ -199,4 +212,84 @@ fn a_list_of_torrents_downloads_a_few_at_a_time_and_reports_each() {
         .collect();
     want.sort();
     assert_eq!(runs, want, "--on-complete runs:\n{ran}\n{}", tail());
+}
+
+/// Twenty torrents, single- and multi-file, four of them as magnet links, from two libtorrent
+/// sessions of ten torrents each, with `-j 4`: all complete byte-identical, never more than
+/// four at once (from the `--json` events), and four at once at some point.
+#[test]
+fn twenty_torrents_four_at_a_time() {
+    const N: usize = 20;
+    const J: usize = 4;
+    let fixtures: Vec<PayloadFixture> = (0..N)
+        .map(|i| {
+            let seed = 500 + i as u64;
+            let spec = if i % 3 == 0 {
+                let files = [
+                    ("a/x.bin", 700_001),
+                    ("b.bin", 1 << 20),
+                    ("c/d/e.bin", 99_999),
+                ];
+                PayloadSpec::dir(&format!("multi{i}"), &files, seed)
+            } else {
+                PayloadSpec::single(&format!("single{i}.bin"), (1 << 20) + 4096 * i as u64, seed)
+            };
+            PayloadFixture::new(spec, PIECE).unwrap()
+        })
+        .collect();
+    // Each session uploads at 8 MiB/s in all: a torrent takes a few tenths of a second, so
+    // without the queue far more than four would overlap.
+    let seeders: Vec<LtSeeder> = fixtures
+        .chunks(N / 2)
+        .map(|half| {
+            let opts = LtSeedOpts {
+                upload_rate_limit_bytes_per_s: 8 << 20,
+                also: half[1..]
+                    .iter()
+                    .map(|f| (f.torrent.clone(), f.seed_dir.clone()))
+                    .collect(),
+                ..Default::default()
+            };
+            LtSeeder::start(&half[0].torrent, &half[0].seed_dir, &opts).unwrap()
+        })
+        .collect();
+    let magnets: Vec<usize> = vec![2, 7, 12, 17];
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("out");
+    let list = work.path().join("twenty.txt");
+    let mut text = String::new();
+    for (i, f) in fixtures.iter().enumerate().skip(1) {
+        if magnets.contains(&i) {
+            let ih = f.meta.info_hash.to_hex();
+            text += &format!("magnet:?xt=urn:btih:{ih}&dn={}\n", f.spec.name);
+        } else {
+            text += &format!("{}\n", f.torrent.display());
+        }
+    }
+    std::fs::write(&list, &text).unwrap();
+
+    let d = batch(&fixtures[0], &out_dir, &seeders, &list, J, 120);
+    let out = d.run().unwrap();
+    let tail = || {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            rt_testkit::proc::tail(&out.stdout, 3000),
+            rt_testkit::proc::tail(&out.stderr, 3000)
+        )
+    };
+    out.ensure_success()
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", tail()));
+    for (i, f) in fixtures.iter().enumerate() {
+        f.spec
+            .verify(&out_dir)
+            .unwrap_or_else(|e| panic!("torrent {i}: {e:#}\n{}", tail()));
+    }
+    let ev = events(&out.stdout);
+    let most = most_active(&ev);
+    assert!(most <= J, "{most} active at once with -j {J}\n{}", tail());
+    assert_eq!(most, J, "never {J} at once\n{}", tail());
+    let completed = ev.iter().filter(|e| e["type"] == "complete").count();
+    assert_eq!(completed, N, "{}", tail());
+    let metadata = ev.iter().filter(|e| e["type"] == "metadata").count();
+    assert_eq!(metadata, magnets.len(), "metadata events\n{}", tail());
 }

@@ -12,29 +12,46 @@ const MAX_DIGITS: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bencode error at byte {offset}: {kind}")]
 pub struct DecodeError {
+    /// Byte offset into the input where the problem was found.
     pub offset: usize,
+    /// What the problem is.
     pub kind: DecodeErrorKind,
 }
 
 /// What was wrong with the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeErrorKind {
+    /// The input ends in the middle of a value.
     #[error("input ends in the middle of a value")]
     UnexpectedEof,
+    /// A byte that cannot start or continue a value here.
     #[error("unexpected byte 0x{0:02x}")]
     UnexpectedByte(u8),
+    /// Lists and dictionaries nested deeper than [`MAX_DEPTH`].
     #[error("nesting deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// An integer with no digits, a leading zero, `-0`, too many digits, or out of `i64`'s
+    /// range (the reason).
     #[error("invalid integer: {0}")]
     BadInteger(&'static str),
+    /// A string length with a leading zero or too many digits (the reason).
     #[error("invalid string length: {0}")]
     BadStringLength(&'static str),
+    /// A string whose declared length runs past the end of the input.
     #[error("string declares {declared} bytes but only {available} remain")]
-    StringTooLong { declared: u64, available: usize },
+    StringTooLong {
+        /// The length the string declared.
+        declared: u64,
+        /// The bytes left in the input.
+        available: usize,
+    },
+    /// A dictionary key that is not a byte string (the type's name).
     #[error("dictionary key is a {0}, not a string")]
     KeyNotString(&'static str),
+    /// A dictionary key that appears twice (lossily as UTF-8).
     #[error("dictionary key {0:?} appears twice")]
     DuplicateKey(String),
+    /// [`decode`] found this many bytes after the root value.
     #[error("{0} trailing bytes after the root value")]
     TrailingBytes(usize),
 }

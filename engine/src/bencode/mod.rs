@@ -36,9 +36,13 @@ pub struct Value<'a> {
 /// The four bencode types.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind<'a> {
+    /// An integer (`i42e`).
     Int(i64),
+    /// A byte string (`4:spam`), borrowed from the input; not necessarily UTF-8.
     Bytes(&'a [u8]),
+    /// A list (`l...e`).
     List(Vec<Value<'a>>),
+    /// A dictionary (`d...e`).
     Dict(Dict<'a>),
 }
 
@@ -86,6 +90,7 @@ impl<'a> Value<'a> {
         self.raw
     }
 
+    /// The integer, if this is one.
     pub fn as_int(&self) -> Option<i64> {
         match self.kind {
             Kind::Int(i) => Some(i),
@@ -93,6 +98,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The byte string, if this is one.
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self.kind {
             Kind::Bytes(b) => Some(b),
@@ -105,6 +111,7 @@ impl<'a> Value<'a> {
         self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
     }
 
+    /// The list's items, if this is a list.
     pub fn as_list(&self) -> Option<&[Value<'a>]> {
         match &self.kind {
             Kind::List(l) => Some(l),
@@ -112,6 +119,7 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The dictionary, if this is one.
     pub fn as_dict(&self) -> Option<&Dict<'a>> {
         match &self.kind {
             Kind::Dict(d) => Some(d),
@@ -131,6 +139,7 @@ impl<'a> Value<'a> {
 }
 
 impl<'a> Dict<'a> {
+    /// An empty dictionary.
     pub fn new() -> Self {
         Self::default()
     }
@@ -149,6 +158,7 @@ impl<'a> Dict<'a> {
         self
     }
 
+    /// The value under `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
         self.entries
             .binary_search_by(|(k, _)| (*k).cmp(key))
@@ -161,10 +171,12 @@ impl<'a> Dict<'a> {
         self.entries.iter().map(|(k, v)| (*k, v))
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

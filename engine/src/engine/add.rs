@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
-use uring_disk::{BufferPool, DiskEvent, Storage, StorageOptions};
+use uring_disk::{DiskEvent, Storage, StorageOptions};
 
 use super::persist::ResumeState;
 use super::{
@@ -35,9 +35,11 @@ pub enum TorrentSource {
     Magnet(Box<crate::magnet::Magnet>),
 }
 
-/// What to add.
+/// What to add ([`super::Engine::add_torrent`]): build it with [`AddTorrent::new`], then set
+/// the fields that differ from the defaults.
 #[derive(Debug, Clone)]
 pub struct AddTorrent {
+    /// The torrent's metainfo, or a magnet link.
     pub source: TorrentSource,
     /// Content goes below this directory (multi-file torrents in `name/`).
     pub download_dir: PathBuf,
@@ -55,8 +57,9 @@ pub struct AddTorrent {
     pub resume_dir: Option<PathBuf>,
     /// Pick pieces in index order (for streaming) instead of rarest first.
     pub sequential: bool,
-    /// This torrent's own rate limits in bytes per second (0 = none), under the global ones.
+    /// This torrent's own upload limit in bytes per second (0 = none), under the global one.
     pub upload_rate_limit: u64,
+    /// This torrent's own download limit in bytes per second (0 = none), under the global one.
     pub download_rate_limit: u64,
     /// More tracker URLs, each its own tier after the torrent's. They are saved in the resume
     /// file, so a later add of the same torrent announces to them too.
@@ -64,6 +67,10 @@ pub struct AddTorrent {
 }
 
 impl AddTorrent {
+    /// Downloads `source` into `download_dir`, with the defaults: no extra peers or trackers,
+    /// no hash check of existing data (beyond what a resume file calls for), every file
+    /// `Normal`, rarest-first, no per-torrent rate limits, resume file under
+    /// `<download_dir>/.ringtorrent`.
     pub fn new(source: TorrentSource, download_dir: impl Into<PathBuf>) -> Self {
         AddTorrent {
             source,
@@ -200,9 +207,7 @@ pub(super) fn add_torrent(
     );
     let hashes: Arc<[[u8; 20]]> = info.pieces.clone().into();
     let slot = inner.disk.add_torrent(storage, hashes, sink)?;
-    let piece_len = info.piece_length as usize;
-    let count = (inner.config.buffer_pool_bytes / piece_len.max(1)).max(8);
-    let pool = BufferPool::new(piece_len, count);
+    let pool = inner.buffer_pool(info.piece_length as usize);
     let shared = Arc::new(TorrentShared::new(
         id,
         meta.clone(),

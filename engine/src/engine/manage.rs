@@ -30,9 +30,13 @@ pub enum RemoveData {
 /// One torrent of the session ([`Engine::torrents`]).
 #[derive(Debug, Clone)]
 pub struct TorrentSummary {
+    /// The torrent's id.
     pub id: TorrentId,
+    /// Its name from the metainfo.
     pub name: String,
+    /// Its info-hash.
     pub info_hash: InfoHash,
+    /// Its progress, as [`Engine::stats`] returns it.
     pub stats: TorrentStats,
 }
 

@@ -19,7 +19,9 @@ use crate::bencode::{Dict, Value};
 /// One file of a directory torrent: path components below the directory, and length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildFile {
+    /// Path components below the torrent's directory (`["sub", "file.txt"]`).
     pub path: Vec<String>,
+    /// Length in bytes.
     pub length: u64,
 }
 
@@ -62,8 +64,16 @@ pub fn default_piece_length(total: u64) -> u32 {
 /// Why a torrent could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
+    /// The number of piece hashes does not match the content's piece count.
     #[error("{given} piece hashes given, the content needs {needed}")]
-    PieceCount { given: usize, needed: u64 },
+    PieceCount {
+        /// Hashes given with [`TorrentBuilder::piece_hashes`].
+        given: usize,
+        /// Pieces the content needs ([`TorrentBuilder::num_pieces`]).
+        needed: u64,
+    },
+    /// The encoded torrent does not parse back (e.g. an unsafe or duplicate path, an empty
+    /// torrent, a piece length out of range).
     #[error("the content is invalid: {0}")]
     Invalid(#[from] MetainfoError),
 }
@@ -127,6 +137,7 @@ impl TorrentBuilder {
             .div_ceil(self.piece_length.max(1) as u64)
     }
 
+    /// The SHA-1 of every piece, in order: [`Self::num_pieces`] of them.
     pub fn piece_hashes(mut self, pieces: Vec<[u8; 20]>) -> Self {
         self.pieces = pieces;
         self
@@ -146,10 +157,12 @@ impl TorrentBuilder {
         self.private = private;
         self
     }
+    /// The `comment` field.
     pub fn comment(mut self, comment: impl Into<String>) -> Self {
         self.comment = Some(comment.into());
         self
     }
+    /// The `created by` field (the program that made the torrent).
     pub fn created_by(mut self, created_by: impl Into<String>) -> Self {
         self.created_by = Some(created_by.into());
         self

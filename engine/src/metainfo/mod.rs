@@ -40,6 +40,7 @@ pub struct FileEntry {
     /// Path components below the torrent's root directory (for a single-file torrent: just the
     /// name). Each component is checked: no `..`, `.`, empty, `/`, NUL, or absolute path.
     pub path: Vec<String>,
+    /// Length in bytes.
     pub length: u64,
     /// BEP 47 padding file (attr contains `p`): never written to disk, all zeros.
     pub padding: bool,
@@ -50,7 +51,10 @@ pub struct FileEntry {
 /// The parsed `info` dictionary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
+    /// The suggested name: the file name of a single-file torrent, the directory name of a
+    /// multi-file one (checked like a path component).
     pub name: String,
+    /// Bytes per piece (the last piece may be shorter).
     pub piece_length: u32,
     /// One SHA-1 per piece.
     pub pieces: Vec<[u8; 20]>,
@@ -58,7 +62,10 @@ pub struct Info {
     pub files: Vec<FileEntry>,
     /// True when the torrent had a `files` list (multi-file): content goes below `name/`.
     pub multi_file: bool,
+    /// BEP 27 private torrent: peers only from its trackers (no DHT, PEX or LSD).
     pub private: bool,
+    /// The torrent's geometry (total length, piece length and count), checked against the
+    /// files and the piece hashes.
     pub lengths: Lengths,
 }
 
@@ -92,14 +99,19 @@ impl Info {
 /// A whole metainfo file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metainfo {
+    /// SHA-1 of the `info` dictionary's bytes as they are in the file.
     pub info_hash: InfoHash,
+    /// The parsed `info` dictionary.
     pub info: Info,
     /// Tracker tiers (BEP 12); `announce` alone becomes one tier of one URL.
     pub trackers: Vec<Vec<String>>,
     /// Web seeds (BEP 19).
     pub url_list: Vec<String>,
+    /// The `comment` field, if present and text.
     pub comment: Option<String>,
+    /// The `created by` field (the program that made it), if present and text.
     pub created_by: Option<String>,
+    /// The `creation date` field, seconds since the Unix epoch, if present.
     pub creation_date: Option<i64>,
     /// The raw bytes of the `info` dictionary (for BEP 9 metadata exchange).
     pub info_bytes: Vec<u8>,
@@ -108,28 +120,52 @@ pub struct Metainfo {
 /// A metainfo file (or `info` dictionary) that cannot be used. Always the file's fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetainfoError {
+    /// The input is larger than [`MAX_METAINFO_LEN`] (its size in bytes).
     #[error("torrent file is {0} bytes, more than the {MAX_METAINFO_LEN}-byte limit")]
     TooLarge(usize),
+    /// The input is not valid bencode.
     #[error("not valid bencode: {0}")]
     Decode(#[from] DecodeError),
+    /// The root value is not a dictionary (the type it is).
     #[error("the root value is a {0}, not a dictionary")]
     RootNotDict(&'static str),
+    /// A required field is missing (its name).
     #[error("missing field `{0}`")]
     Missing(String),
+    /// A field has the wrong bencode type.
     #[error("field `{field}` is a {found}, expected a {expected}")]
     WrongType {
+        /// The field's name.
         field: String,
+        /// The type it must have.
         expected: &'static str,
+        /// The type it has.
         found: &'static str,
     },
+    /// A field has the right type but an unusable value (negative length, piece length out
+    /// of range, hashes not a multiple of 20 bytes, ...).
     #[error("field `{field}`: {problem}")]
-    BadValue { field: String, problem: String },
+    BadValue {
+        /// The field's name.
+        field: String,
+        /// What is wrong with its value.
+        problem: String,
+    },
+    /// A file path (or the name) that is unsafe to create below the download directory.
     #[error(transparent)]
     Path(#[from] PathError),
+    /// Two files with the same path.
     #[error("file path {0:?} appears twice")]
     DuplicatePath(String),
+    /// A file's path is also a directory of another file's path.
     #[error("file path {file:?} is also a directory holding {other:?}")]
-    FileIsDirectory { file: String, other: String },
+    FileIsDirectory {
+        /// The file's path.
+        file: String,
+        /// The other file, below it.
+        other: String,
+    },
+    /// A BitTorrent v2-only torrent (BEP 52), which this crate does not support.
     #[error("v2-only torrent (BEP 52, no `pieces`): not supported")]
     V2Only,
 }

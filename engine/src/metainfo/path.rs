@@ -45,6 +45,7 @@ impl fmt::Display for PathProblem {
 pub struct PathError {
     /// The offending path, components joined with `/`.
     pub path: String,
+    /// What is wrong with it.
     pub problem: PathProblem,
 }
 

@@ -16,14 +16,17 @@ pub struct PeerInfo {
     pub client: String,
     /// We dialed it (false: it connected to us).
     pub outgoing: bool,
-    /// Payload rates, averaged over a few seconds.
+    /// Payload download rate from it in bytes per second, averaged over a few seconds.
     pub download_rate_bytes_per_s: u64,
+    /// Payload upload rate to it in bytes per second, averaged over a few seconds.
     pub upload_rate_bytes_per_s: u64,
-    /// Payload bytes from and to this peer on this connection.
+    /// Payload bytes from this peer on this connection.
     pub downloaded_bytes: u64,
+    /// Payload bytes to this peer on this connection.
     pub uploaded_bytes: u64,
     /// Pieces it says it has, of `pieces_total`.
     pub pieces: u32,
+    /// Pieces in the torrent.
     pub pieces_total: u32,
     /// We want something it has.
     pub am_interested: bool,

@@ -212,6 +212,7 @@ pub struct SendBuf {
 
 impl SendBuf {
     /// A buffer of plain bytes.
+    #[cfg(test)]
     pub fn from_bytes(bytes: Vec<u8>) -> SendBuf {
         let mut b = SendBuf::default();
         b.push_bytes(bytes);

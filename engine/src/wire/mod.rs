@@ -9,8 +9,8 @@
 //!   [`Event`] per message. PIECE payloads are not reassembled: they come out as
 //!   [`Event::BlockChunk`]s that borrow the caller's input, so a block is copied once, straight
 //!   into its piece buffer.
-//! - Sending: [`encode`] appends any message to a buffer; [`piece_header`] and [`request_bytes`]
-//!   build the fixed-size frames the data path sends most, without allocating.
+//! - Sending: [`encode()`] appends any message to a buffer; [`piece_header`] and
+//!   [`request_bytes`] build the fixed-size frames the data path sends most, without allocating.
 //!
 //! Invariants:
 //! - Every length prefix is checked against the per-id limit of [`ReaderConfig`] *before* a byte
