@@ -481,6 +481,15 @@ pub(crate) struct TorrentEntry {
     pub paused: std::sync::atomic::AtomicBool,
 }
 
+impl TorrentEntry {
+    /// A stats snapshot, with this entry's rates and paused flag.
+    pub(crate) fn stats(&self) -> TorrentStats {
+        let mut stats = control::stats_of(&self.shared, self.control.rates());
+        stats.paused = self.paused.load(Ordering::Acquire);
+        stats
+    }
+}
+
 pub(crate) struct Inner {
     pub config: Config,
     pub our_id: PeerId,
@@ -692,13 +701,7 @@ impl Engine {
 
     /// Progress of one torrent.
     pub fn stats(&self, id: TorrentId) -> Option<TorrentStats> {
-        self.inner
-            .with_torrent(id, |e| {
-                let mut stats = control::stats_of(&e.shared, e.control.rates());
-                stats.paused = e.paused.load(Ordering::Acquire);
-                stats
-            })
-            .ok()
+        self.inner.with_torrent(id, TorrentEntry::stats).ok()
     }
 
     /// The tracker tiers the torrent announces to: its own, then those its resume file

@@ -359,8 +359,7 @@ pub(crate) fn start_ticker(inner: &Arc<Inner>) {
             let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
             for e in torrents.iter() {
                 e.control.tick(&e.shared, period);
-                let mut stats = stats_of(&e.shared, e.control.rates());
-                stats.paused = e.paused.load(Ordering::Acquire);
+                let stats = e.stats();
                 inner.alerts.send(Alert::Stats {
                     id: TorrentId(e.shared.id),
                     stats,

@@ -9,7 +9,6 @@
 //! metadata are deleted (only paths the torrent names under its download directory). A
 //! magnet still fetching its metadata is cancelled.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +56,7 @@ impl Engine {
         torrents
             .iter()
             .map(|e| {
-                let mut stats = super::control::stats_of(&e.shared, e.control.rates());
-                stats.paused = e.paused.load(Ordering::Acquire);
+                let stats = e.stats();
                 TorrentSummary {
                     id: TorrentId(e.shared.id),
                     name: e.shared.meta.info.name.clone(),
