@@ -309,8 +309,13 @@ async fn download(args: DownloadArgs) -> anyhow::Result<i32> {
         eprintln!("stopping: saving resume data");
     }
     // Graceful stop: queued pieces are written and synced, and the resume file saved, so the
-    // same command continues without a recheck.
-    engine.shutdown().await.context("shutdown")?;
+    // same command continues without a recheck. When a torrent already failed, that failure is
+    // the story (a full disk also fails the resume save): the shutdown error is only a warning.
+    let shut = engine.shutdown().await.context("shutdown");
+    match shut {
+        Err(e) if any_failed => eprintln!("warning: {e:#}"),
+        other => other?,
+    }
     for p in progress.values_mut() {
         if let Some(b) = p.bar.take() {
             b.finish();
