@@ -13,6 +13,10 @@
 //! - `bulk [--torrents 20] [--size 8MiB] [-j 4] [--seeders 2] [--rounds 3]`: a list of torrents
 //!   with at most N downloading at once, `ringtorrent download -i LIST -j N` against
 //!   `aria2c -i LIST -j N`, from libtorrent seeders found through opentracker.
+//! - `load [--connections 500] [--size-mib 256] [--hold 10] [--active 10]`: one `ringtorrent
+//!   seed` under many leecher connections: RSS and CPU per connection, upload under load.
+//! - `soak [--minutes 30] [--size-mib 64]`: one engine downloads from a libtorrent seeder and
+//!   seeds to a libtorrent leecher in a loop; RSS and open descriptors must stay flat.
 //!
 //! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is in [`measure`]
 //! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
@@ -20,6 +24,7 @@
 
 mod bench_args;
 mod bulk;
+mod load;
 mod magnet;
 mod measure;
 mod netns;
@@ -27,6 +32,7 @@ mod report;
 mod seed;
 mod seeders;
 mod size;
+mod soak;
 mod swarm;
 mod tools;
 
@@ -53,6 +59,10 @@ enum Cmd {
     Magnet(magnet::MagnetArgs),
     /// A list of torrents, at most -j at once: `ringtorrent download -i` against `aria2c -i`.
     Bulk(bulk::BulkArgs),
+    /// Many leecher connections to one `ringtorrent seed`: memory and CPU per connection.
+    Load(load::LoadArgs),
+    /// Download and seed in a loop for a long time: RSS and descriptors must stay flat.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,5 +85,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Create(args) => tools::run(tools::Job::Create, &args),
         Cmd::Magnet(args) => magnet::run(&args),
         Cmd::Bulk(args) => bulk::run(&args),
+        Cmd::Load(args) => load::run(&args),
+        Cmd::Soak(args) => soak::run(&args),
     }
 }

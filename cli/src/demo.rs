@@ -114,6 +114,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         peers,
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         shards: args.shards,
+        max_peers: None,
         no_trackers: true,
         no_pex: false,
         no_lsd: true,

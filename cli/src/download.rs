@@ -61,6 +61,9 @@ pub struct DownloadArgs {
     /// Shard threads (default: one per core).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Most peers connected per torrent (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_peers: Option<u32>,
     /// Do not contact the torrents' trackers.
     #[arg(long)]
     pub no_trackers: bool,
@@ -515,6 +518,9 @@ pub(crate) fn engine_config(args: &DownloadArgs) -> anyhow::Result<Config> {
             bail!("--shards must be at least 1");
         }
         config.shards = n;
+    }
+    if let Some(n) = args.max_peers {
+        config.max_peers_per_torrent = n;
     }
     Ok(config)
 }

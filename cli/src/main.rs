@@ -73,10 +73,41 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            // `{:#}` joins the error chain with ": "; keep it on one line whatever it holds.
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error chain on one line, joined with ": ". A cause already spelled out by the message
+/// before it (error types that print their source too) is left out rather than repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_the_message_already_holds_is_not_repeated() {
+        let io = std::io::Error::other("Too many open files");
+        let e = anyhow::Error::new(io).context("cannot open f: Too many open files");
+        let e = e.context("storage");
+        assert_eq!(
+            super::one_line(&e),
+            "storage: cannot open f: Too many open files"
+        );
+        let e = anyhow::anyhow!("root cause").context("line one\nline two");
+        assert_eq!(super::one_line(&e), "line one line two: root cause");
     }
 }

@@ -40,6 +40,9 @@ pub struct SeedArgs {
     /// Shard threads (default: one per core).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Most peers connected per torrent (default 64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_peers: Option<u32>,
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
@@ -100,6 +103,9 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     };
     if let Some(n) = args.shards {
         config.shards = n.max(1);
+    }
+    if let Some(n) = args.max_peers {
+        config.max_peers_per_torrent = n;
     }
     let engine = Engine::start(config).context("cannot start the engine")?;
     let mut alerts = engine.alerts().context("alert stream already taken")?;

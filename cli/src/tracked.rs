@@ -308,6 +308,15 @@ pub fn handle_alert(
         Alert::PeerDisconnected { id, addr, reason } if verbose => {
             eprintln!("{id}: peer {addr} disconnected: {reason}")
         }
+        // Refused dials are routine; a peer that misbehaved before its handshake is worth a line.
+        Alert::ConnectionFailed {
+            id: Some(id),
+            addr,
+            reason,
+            ..
+        } if verbose && reason.fault() == ringtorrent::Fault::Peer => {
+            eprintln!("{id}: peer {addr} dropped before its handshake: {reason}")
+        }
         Alert::TrackerError { id, url, message } => {
             if let Some(h) = ih(progress, &id) {
                 json.event(

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::disconnect::DisconnectReason;
 use crate::metainfo::Metainfo;
 use crate::shard::{self, Command, ShardHandle};
 use crate::torrent::TorrentShared;
@@ -275,8 +276,21 @@ pub enum Alert {
         id: TorrentId,
         /// The peer's address.
         addr: SocketAddr,
-        /// Why, in words (an error of the peer's, or a normal end).
-        reason: String,
+        /// Why; [`DisconnectReason::fault`] says whose doing it was.
+        reason: DisconnectReason,
+    },
+    /// A connection that ended before its handshake completed (never preceded by
+    /// [`Alert::PeerConnected`]): a dial refused or timed out, a peer that answered for another
+    /// torrent, stayed silent, or asked for a torrent we do not have.
+    ConnectionFailed {
+        /// The torrent, when known (a peer that connected to us names it in its handshake).
+        id: Option<TorrentId>,
+        /// The peer's address.
+        addr: SocketAddr,
+        /// We dialed it (false: it connected to us).
+        outgoing: bool,
+        /// Why.
+        reason: DisconnectReason,
     },
     /// A downloaded piece passed its hash check and is being written.
     PieceVerified {
@@ -555,6 +569,7 @@ pub struct Engine {
 impl Engine {
     /// Starts the disk pipeline, the shards and the control thread.
     pub fn start(config: Config) -> Result<Engine, EngineError> {
+        raise_open_file_limit();
         let our_id = config.peer_id.unwrap_or_else(PeerId::generate);
         let (tx, rx) = mpsc::unbounded_channel();
         let alerts = AlertSink(tx);
@@ -862,6 +877,22 @@ pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[Sock
 
 #[cfg(test)]
 mod pool_tests;
+/// Raises the soft open-file limit to the hard one, as servers do: every file of a running
+/// torrent stays open, and every peer is a socket. Failure leaves the limit as it was.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod zero_copy_tests {
     use super::ZeroCopyUploads;

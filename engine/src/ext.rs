@@ -77,6 +77,17 @@ impl ExtError {
     pub fn is_ignorable(&self) -> bool {
         matches!(self, ExtError::UnknownMetadataType(_))
     }
+
+    /// True when the message broke one of our limits (sizes and counts no honest client
+    /// sends), as opposed to a field of the wrong shape, which a buggy client may send.
+    pub fn is_over_limit(&self) -> bool {
+        matches!(
+            self,
+            ExtError::TooLarge { .. }
+                | ExtError::MetadataTooLarge(_)
+                | ExtError::TooManyExtensions(_)
+        )
+    }
 }
 
 /// The BEP 10 extension handshake dictionary (the fields the engine uses).

@@ -59,6 +59,7 @@ pub mod types;
 
 // Internals.
 mod choker;
+mod disconnect;
 mod engine;
 mod lsd;
 mod metadata;
@@ -96,6 +97,7 @@ pub mod tracker;
 #[doc(hidden)]
 pub mod wire;
 
+pub use disconnect::{DisconnectReason, Fault};
 pub use engine::{
     AddTorrent, Alert, Backend, Config, DhtConfig, Engine, EngineError, RemoveData, TorrentId,
     TorrentSource, TorrentStats, TorrentSummary, WasteStats, ZeroCopyUploads,

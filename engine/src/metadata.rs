@@ -260,7 +260,9 @@ pub enum MetadataPeerError {
     #[error("bad extension message: {0}")]
     Ext(#[from] ext::ExtError),
     #[error("bad message: {0}")]
-    Wire(String),
+    Wire(wire::DecodeError),
+    #[error("reader fed again after an error")]
+    Poisoned,
 }
 
 /// What a metadata connection learned from one [`MetadataPeer::feed`].
@@ -400,7 +402,8 @@ impl MetadataPeer {
         });
         res.map_err(|e| match e {
             wire::ReadError::Handler(e) => e,
-            other => MetadataPeerError::Wire(other.to_string()),
+            wire::ReadError::Decode(e) => MetadataPeerError::Wire(e),
+            wire::ReadError::Poisoned => MetadataPeerError::Poisoned,
         })
     }
 }

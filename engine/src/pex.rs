@@ -64,7 +64,7 @@ pub struct PexMessage {
 }
 
 /// A malformed PEX message: the peer's fault.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PexError {
     #[error("PEX message of {0} bytes (limit {MAX_PEX_LEN})")]
     TooLarge(usize),

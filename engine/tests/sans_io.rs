@@ -22,6 +22,7 @@ const PROTOCOL: &[&str] = &[
     "peer",
     "picker",
     "choker.rs",
+    "disconnect.rs",
     "torrent",
     "torrent.rs",
     "tracker/mod.rs",

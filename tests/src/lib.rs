@@ -17,12 +17,14 @@
 //! see [`net`]); every wait is bounded ([`wait`]); every process has an owner that kills it.
 //! Facts about the real clients on this machine: shared/INTEROP.md.
 
+pub mod adversary;
 pub mod aria2;
 pub mod bencode;
 pub mod clients;
 pub mod dht;
 pub mod fixed_tracker;
 pub mod hostile;
+pub mod hostile_tracker;
 pub mod libtorrent;
 pub mod net;
 pub mod payload;

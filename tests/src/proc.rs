@@ -272,6 +272,26 @@ pub fn tail(text: &str, max_bytes: usize) -> String {
     format!("[...]\n{}", &joined[start..])
 }
 
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, ...) in KiB; `None` for this
+/// process.
+pub fn status_kib(pid: Option<u32>, field: &str) -> Result<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let s = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    s.lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no {field} in {path}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,3 +299,19 @@ pub fn verified_pieces(stderr: &str) -> std::collections::HashSet<u32> {
         .filter_map(|n| n.parse().ok())
         .collect()
 }
+
+/// An engine config for tests and benchmarks on loopback: listens on 127.0.0.1 (any port),
+/// 2 shards and 2 hash threads, and finds peers only where it is told (no DHT, LSD or PEX;
+/// trackers as asked).
+pub fn loopback_config(trackers: bool) -> ringtorrent::Config {
+    ringtorrent::Config {
+        shards: 2,
+        hash_threads: 2,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        use_trackers: trackers,
+        dht: ringtorrent::DhtConfig::disabled(),
+        lsd: false,
+        pex: false,
+        ..ringtorrent::Config::default()
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringtorrent::files::FilePriority;
-use ringtorrent::{AddTorrent, Alert, Config, Engine, RemoveData, TorrentId, TorrentSource};
+use ringtorrent::{AddTorrent, Alert, Engine, RemoveData, TorrentId, TorrentSource};
 use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
 use rt_testkit::torrent::{write_with_announce, PayloadFixture};
 use rt_testkit::tracker::Opentracker;
@@ -19,17 +19,7 @@ const PIECE: u32 = 256 * 1024;
 
 /// An engine on 127.0.0.1 that finds peers only where it is told.
 fn engine(trackers: bool) -> Engine {
-    Engine::start(Config {
-        shards: 2,
-        hash_threads: 2,
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        use_trackers: trackers,
-        dht: ringtorrent::DhtConfig::disabled(),
-        lsd: false,
-        pex: false,
-        ..Config::default()
-    })
-    .unwrap()
+    Engine::start(rt_testkit::ringtorrent::loopback_config(trackers)).unwrap()
 }
 
 fn add(e: &Engine, torrent: &Path, dir: &Path, peers: &[SocketAddr]) -> TorrentId {

@@ -4,6 +4,7 @@
 //!   [`StorageError::ShortFile`]. The engine pauses the torrent and keeps its data.
 //! - The caller (a torrent description or request that does not fit the layout):
 //!   [`StorageError::BadPath`], [`StorageError::BadLayout`], [`StorageError::OutOfRange`],
+//!   [`StorageError::TooManyFiles`],
 //!   [`StorageError::UnknownTorrent`], [`SubmitError`].
 //! - The pipeline itself: [`StorageError::Closed`] after shutdown, [`StorageError::Setup`],
 //!   [`StorageError::WouldDeadlock`].
@@ -99,6 +100,18 @@ pub enum StorageError {
         path: PathBuf,
         /// Why it was refused.
         reason: &'static str,
+    },
+    /// More files to keep open than the process may open (every file of a torrent stays
+    /// open while it runs).
+    #[error(
+        "{files} files to open, over the open-file limit of {limit} (every file of a torrent is \
+         kept open: raise `ulimit -n`, or select fewer files)"
+    )]
+    TooManyFiles {
+        /// Files the torrent would open.
+        files: usize,
+        /// What the open-file limit leaves for them.
+        limit: u64,
     },
     /// A layout that cannot describe a torrent (zero piece length, too many pieces...).
     #[error("bad storage layout: {0}")]

@@ -236,8 +236,6 @@ impl Storage {
                 });
             }
         }
-        std::fs::create_dir_all(root)
-            .map_err(|e| StorageError::from_io(IoOp::CreateDir, root, e))?;
         let parked: Vec<bool> = paths
             .iter()
             .enumerate()
@@ -246,6 +244,20 @@ impl Storage {
                     .is_some_and(|p| !wanted.get(i).copied().unwrap_or(true) && !p.exists())
             })
             .collect();
+        let to_open = paths
+            .iter()
+            .zip(&parked)
+            .filter(|(p, parked)| p.is_some() && !**parked)
+            .count();
+        let limit = open_file_budget();
+        if to_open as u64 > limit {
+            return Err(StorageError::TooManyFiles {
+                files: to_open,
+                limit,
+            });
+        }
+        std::fs::create_dir_all(root)
+            .map_err(|e| StorageError::from_io(IoOp::CreateDir, root, e))?;
         let inner = Inner {
             root: root.to_path_buf(),
             handles: files.iter().map(|_| OnceLock::new()).collect(),
@@ -263,7 +275,7 @@ impl Storage {
             let h = if adopt && !path.exists() {
                 parts::create_from_part(&inner, part.as_deref(), i, path)?
             } else {
-                open_file(path, inner.files[i].length, opts)?
+                open_file(root, path, inner.files[i].length, opts)?
             };
             let _ = inner.handles[i].set(Arc::new(h));
         }
@@ -406,7 +418,60 @@ impl Drop for Inner {
     }
 }
 
-fn open_file(path: &Path, length: u64, opts: StorageOptions) -> Result<FileHandle, StorageError> {
+/// Descriptors kept back from a torrent's files for sockets, rings and other torrents (or a
+/// quarter of the limit, if less).
+const FD_RESERVE: u64 = 1024;
+
+/// How many files one torrent may keep open: the soft `RLIMIT_NOFILE` less [`FD_RESERVE`]. (The
+/// engine raises the soft limit to the hard one when it starts.)
+fn open_file_budget() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, owned value.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if rc != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    let cur: u64 = lim.rlim_cur;
+    cur - FD_RESERVE.min(cur / 4)
+}
+
+/// Refuses a path under `root` that passes through a symlink below `root` (one planted in the
+/// download directory could point anywhere). `root` itself may be a symlink: the user chose it.
+/// The last component is also opened with `O_NOFOLLOW`, so a symlink planted between this check
+/// and the open fails the open instead of being followed.
+fn check_no_symlinks(root: &Path, path: &Path) -> Result<(), StorageError> {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(StorageError::BadPath {
+                    path: at,
+                    reason: "a symlink inside the download directory (not followed)",
+                })
+            }
+            Ok(_) => {}
+            // Missing (created below), or not a directory, unreadable...: the create or
+            // open that follows reports it.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+fn open_file(
+    root: &Path,
+    path: &Path,
+    length: u64,
+    opts: StorageOptions,
+) -> Result<FileHandle, StorageError> {
+    check_no_symlinks(root, path)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| StorageError::from_io(IoOp::CreateDir, parent, e))?;
@@ -417,6 +482,7 @@ fn open_file(path: &Path, length: u64, opts: StorageOptions) -> Result<FileHandl
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| StorageError::from_io(IoOp::Open, path, e))?;
     let current = buffered
@@ -440,7 +506,7 @@ fn open_file(path: &Path, length: u64, opts: StorageOptions) -> Result<FileHandl
         OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(libc::O_DIRECT | libc::O_NOFOLLOW)
             .open(path)
             .ok()
     } else {

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::add::{AddTorrent, TorrentSource};
 use super::{Alert, EngineError, Inner, TorrentId};
+use crate::disconnect::DisconnectReason;
 use crate::files::FilePriority;
 use crate::magnet::Magnet;
 use crate::metadata::{self, MetaEvent, MetadataFetch, MetadataPeer, Progress};
@@ -159,7 +160,8 @@ async fn run(weak: Weak<Inner>, id: TorrentId, add: AddTorrent, magnet: Magnet, 
         fetch: Mutex::new(MetadataFetch::new(ih)),
         done: done_tx,
     });
-    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel::<(SocketAddr, u64, String)>();
+    let (exit_tx, mut exit_rx) =
+        mpsc::unbounded_channel::<(SocketAddr, u64, Option<DisconnectReason>)>();
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut queue: Vec<SocketAddr> = Vec::new();
     let mut active = 0usize;
@@ -173,10 +175,7 @@ async fn run(weak: Weak<Inner>, id: TorrentId, add: AddTorrent, magnet: Magnet, 
             let (shared, exit) = (shared.clone(), exit_tx.clone());
             let key = next_key;
             tokio::spawn(async move {
-                let reason = match fetch_from(addr, key, ih, our_id, port, &shared).await {
-                    Ok(()) => String::new(),
-                    Err(e) => e,
-                };
+                let reason = fetch_from(addr, key, ih, our_id, port, &shared).await.err();
                 lock(&shared.fetch).peer_gone(key);
                 let _ = exit.send((addr, key, reason));
             });
@@ -191,7 +190,7 @@ async fn run(weak: Weak<Inner>, id: TorrentId, add: AddTorrent, magnet: Magnet, 
             }
             Some((addr, _key, reason)) = exit_rx.recv() => {
                 active -= 1;
-                if !reason.is_empty() {
+                if let Some(reason) = reason {
                     tracing::debug!(%addr, %reason, "metadata peer dropped");
                     alerts.send(Alert::PeerDisconnected { id, addr, reason });
                 }
@@ -265,11 +264,11 @@ async fn fetch_from(
     our_id: crate::PeerId,
     port: u16,
     shared: &Shared,
-) -> Result<(), String> {
+) -> Result<(), DisconnectReason> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect failed: {e}"))?;
+        .map_err(|_| DisconnectReason::ConnectTimeout)?
+        .map_err(|e| DisconnectReason::ConnectFailed(e.kind()))?;
     let (mut rd, mut wr) = stream.into_split();
     let mut conn = MetadataPeer::new(ih, our_id, Some(port).filter(|&p| p != 0));
     let mut done = shared.done.subscribe();
@@ -282,21 +281,21 @@ async fn fetch_from(
         if !conn.out.is_empty() {
             wr.write_all(&conn.out)
                 .await
-                .map_err(|e| format!("send failed: {e}"))?;
+                .map_err(|e| DisconnectReason::SendFailed(e.kind()))?;
             conn.out.clear();
         }
         tokio::select! {
             n = rd.read(&mut buf) => {
-                let n = n.map_err(|e| format!("receive failed: {e}"))?;
+                let n = n.map_err(|e| DisconnectReason::RecvFailed(e.kind()))?;
                 if n == 0 {
-                    return Err("peer closed the connection".into());
+                    return Err(DisconnectReason::Closed);
                 }
-                conn.feed(&buf[..n], &mut events).map_err(|e| e.to_string())?;
+                conn.feed(&buf[..n], &mut events)?;
             }
             _ = done.changed() => return Ok(()),
             _ = tick.tick() => {
                 if !ready && started.elapsed() > READY_TIMEOUT {
-                    return Err("no metadata offered in time".into());
+                    return Err(DisconnectReason::NoMetadata("nothing offered in time"));
                 }
                 lock(&shared.fetch).expire(Instant::now(), REQUEST_TIMEOUT);
             }
@@ -320,14 +319,14 @@ async fn fetch_from(
                         return Ok(());
                     }
                     Progress::HashMismatch { banned } if banned.contains(&key) => {
-                        return Err("sent metadata that does not match the info-hash".into());
+                        return Err(DisconnectReason::BadMetadata);
                     }
                     Progress::HashMismatch { .. } => {}
                 },
             }
         }
         if f.is_banned(key) {
-            return Err("sent metadata that does not match the info-hash".into());
+            return Err(DisconnectReason::BadMetadata);
         }
         for piece in f.requests(key, Instant::now()) {
             conn.request(piece);

@@ -62,8 +62,9 @@ impl PeerSession {
         );
     }
 
-    /// An EXTENDED message. A malformed handshake only costs the peer its extensions; a
-    /// malformed `ut_metadata` or `ut_pex` message drops it.
+    /// An EXTENDED message. A handshake of the wrong shape only costs the peer its
+    /// extensions (a buggy client); one over our limits (a metadata size over 16 MiB, more
+    /// than 128 extensions) drops it, as does a malformed `ut_metadata` or `ut_pex` message.
     pub(super) fn on_extended(
         &mut self,
         id: u8,
@@ -73,8 +74,10 @@ impl PeerSession {
     ) -> Result<(), PeerError> {
         match id {
             ext::EXT_HANDSHAKE_ID => {
-                let Ok(hs) = ExtHandshake::parse(payload) else {
-                    return Ok(());
+                let hs = match ExtHandshake::parse(payload) {
+                    Ok(hs) => hs,
+                    Err(e) if e.is_over_limit() => return Err(PeerError::Extension(e)),
+                    Err(_) => return Ok(()),
                 };
                 if let Some(reqq) = hs.reqq {
                     self.peer_reqq = (reqq as usize).clamp(1, super::pipeline::MAX);

@@ -22,6 +22,8 @@ mod blame;
 mod blame_tests;
 #[cfg(test)]
 mod dht_tests;
+#[cfg(test)]
+mod ext_tests;
 mod extensions;
 mod fast;
 mod info;
@@ -155,6 +157,9 @@ pub struct PeerSession {
     pub completed: Vec<(PieceIndex, Arc<SharedPiece>)>,
     pub downloaded_bytes: u64,
     upload_queue: VecDeque<BlockRef>,
+    /// Requests refused because we choke the peer, since we last unchoked it (bounded by
+    /// [`MAX_QUEUED_REQUESTS`], as the queue is).
+    refused_while_choked: usize,
     reads_in_flight: u32,
     pub uploaded_bytes: u64,
     /// The most requests the peer queues (BEP 10 `reqq`); our window never exceeds it.
@@ -218,6 +223,7 @@ impl PeerSession {
             completed: Vec::new(),
             downloaded_bytes: 0,
             upload_queue: VecDeque::new(),
+            refused_while_choked: 0,
             reads_in_flight: 0,
             uploaded_bytes: 0,
             peer_reqq: pipeline::MAX,

@@ -84,6 +84,12 @@ impl PeerSession {
         }
         if self.am_choking && !self.is_allowed_fast(piece) {
             // BEP 6: requests while choked are rejected explicitly; BEP 3 peers are ignored.
+            // An honest peer stops asking once it hears of the choke: one that goes on would
+            // have us queue a REJECT per request (a Fast peer) or burn CPU for nothing.
+            self.refused_while_choked += 1;
+            if self.refused_while_choked > MAX_QUEUED_REQUESTS {
+                return Err(PeerError::RequestFlood);
+            }
             self.reject(b);
             return Ok(());
         }
@@ -254,6 +260,7 @@ impl PeerSession {
         let unchoke = t.choke.report(rates, seeding, now);
         if unchoke && self.am_choking {
             self.am_choking = false;
+            self.refused_while_choked = 0;
             wire::encode(&Message::Unchoke, &mut self.out);
         } else if !unchoke && !self.am_choking {
             self.choke();

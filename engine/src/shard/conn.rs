@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::disconnect::{DisconnectReason, Fault};
 use crate::engine::{Alert, AlertSink, TorrentId};
 use crate::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::peer::PeerSession;
@@ -72,7 +73,7 @@ pub struct Conn {
     sending: bool,
     /// Bytes of the send in flight.
     sending_bytes: usize,
-    failed: Option<String>,
+    failed: Option<DisconnectReason>,
     closed: bool,
     started: Instant,
     peer_id: Option<PeerId>,
@@ -154,7 +155,7 @@ impl Conn {
     }
 
     /// Marks the connection for closing; the first reason wins.
-    pub fn fail(&mut self, reason: String) {
+    pub fn fail(&mut self, reason: DisconnectReason) {
         if self.failed.is_none() {
             self.failed = Some(reason);
         }
@@ -163,7 +164,7 @@ impl Conn {
     pub fn on_connected(&mut self, result: std::io::Result<()>, now: Instant) -> Option<Op> {
         match result {
             Err(e) => {
-                self.fail(format!("connect failed: {e}"));
+                self.fail(DisconnectReason::ConnectFailed(e.kind()));
                 None
             }
             Ok(()) => {
@@ -214,16 +215,16 @@ impl Conn {
         now: Instant,
         torrents: &HashMap<u64, Arc<TorrentShared>>,
         alerts: &AlertSink,
-    ) -> Result<(), String> {
-        let hs = Handshake::parse(bytes).map_err(|e| format!("bad handshake: {e}"))?;
+    ) -> Result<(), DisconnectReason> {
+        let hs = Handshake::parse(bytes).map_err(DisconnectReason::BadHandshake)?;
         let t = match &self.torrent {
             Some(t) if t.info_hash == hs.info_hash => t.clone(),
-            Some(_) => return Err("peer answered with another info-hash".into()),
+            Some(_) => return Err(DisconnectReason::WrongInfoHash),
             None => {
                 let t = torrents
                     .values()
                     .find(|t| t.info_hash == hs.info_hash)
-                    .ok_or("handshake for a torrent we do not have")?
+                    .ok_or(DisconnectReason::UnknownTorrent)?
                     .clone();
                 self.out.extend_from_slice(&t.our_handshake().to_bytes());
                 self.torrent = Some(t.clone());
@@ -231,16 +232,16 @@ impl Conn {
             }
         };
         if t.is_stopped() {
-            return Err("torrent stopped".into());
+            return Err(DisconnectReason::TorrentStopped);
         }
         if t.is_banned(self.addr.ip()) {
-            return Err("peer is banned".into());
+            return Err(DisconnectReason::Banned);
         }
         if t.counters.peers.load(Ordering::Relaxed) >= t.max_peers {
-            return Err("peer limit reached".into());
+            return Err(DisconnectReason::PeerLimit);
         }
         if !t.register_peer(hs.peer_id, self.outgoing.then_some(self.addr)) {
-            return Err("connection to ourselves or duplicate peer".into());
+            return Err(DisconnectReason::Duplicate);
         }
         self.peer_id = Some(hs.peer_id);
         t.counters.peers.fetch_add(1, Ordering::Relaxed);
@@ -276,7 +277,7 @@ impl Conn {
             t.set_peer_listen_addr(id, addr);
         }
         if let Err(e) = res {
-            self.fail(e.to_string());
+            self.fail(e.into());
         }
     }
 
@@ -414,7 +415,9 @@ impl Conn {
         let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
             return;
         };
-        if session.peer_interested && session.suggest_piece(piece, t) {
+        // Only a peer we unchoke can act on a suggestion (its allowed-fast pieces it knows):
+        // suggesting to every interested peer cost a seeder with 500 of them 3 CPU-s per GiB.
+        if session.peer_interested && !session.am_choking && session.suggest_piece(piece, t) {
             self.out.append(&mut session.out);
         }
     }
@@ -441,7 +444,7 @@ impl Conn {
         self.sending = false;
         self.sending_bytes = 0;
         if let Err(e) = result {
-            self.fail(format!("send failed: {e}"));
+            self.fail(DisconnectReason::SendFailed(e.kind()));
         }
         if let Some(b) = buf.recycle(pool) {
             if self.spare.capacity() < b.capacity() {
@@ -458,10 +461,10 @@ impl Conn {
         }
         match &mut self.phase {
             Phase::Connecting if now.duration_since(self.started) > CONNECT_TIMEOUT => {
-                self.fail("connect timed out".into());
+                self.fail(DisconnectReason::ConnectTimeout);
             }
             Phase::Handshake { .. } if now.duration_since(self.started) > HANDSHAKE_TIMEOUT => {
-                self.fail("handshake timed out".into());
+                self.fail(DisconnectReason::HandshakeTimeout);
             }
             Phase::Active { session, .. } => {
                 let Some(t) = &self.torrent else { return };
@@ -476,7 +479,7 @@ impl Conn {
                 self.got_data = false;
                 self.out.append(&mut session.out);
                 if let Err(e) = res {
-                    self.fail(e.to_string());
+                    self.fail(e.into());
                 }
             }
             _ => {}
@@ -509,9 +512,14 @@ impl Conn {
             }
             _ => None,
         };
-        tracing::debug!("peer {} closing: {reason}", self.addr);
-        if let Some(t) = &self.torrent {
-            if let Phase::Active { session, .. } = &mut self.phase {
+        if reason.fault() == Fault::Peer {
+            tracing::info!("peer {} dropped: {reason}", self.addr);
+        } else {
+            tracing::debug!("peer {} closing: {reason}", self.addr);
+        }
+        let id = self.torrent.as_ref().map(|t| TorrentId(t.id));
+        match (&self.torrent, &mut self.phase) {
+            (Some(t), Phase::Active { session, .. }) => {
                 session.on_disconnect(t);
                 t.counters.peers.fetch_sub(1, Ordering::Relaxed);
                 alerts.send(Alert::PeerDisconnected {
@@ -520,9 +528,15 @@ impl Conn {
                     reason,
                 });
             }
-            if let Some(id) = &self.peer_id {
-                t.unregister_peer(id);
-            }
+            _ => alerts.send(Alert::ConnectionFailed {
+                id,
+                addr: self.addr,
+                outgoing: self.outgoing,
+                reason,
+            }),
+        }
+        if let (Some(t), Some(peer_id)) = (&self.torrent, &self.peer_id) {
+            t.unregister_peer(peer_id);
         }
         ops.push(Op::Close { token: self.token });
         redial

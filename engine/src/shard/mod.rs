@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::disconnect::DisconnectReason;
 use crate::engine::AlertSink;
 use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
@@ -318,7 +319,7 @@ impl Shard {
                 self.pieces.forget_torrent(id);
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
-                        c.fail("torrent removed".into());
+                        c.fail(DisconnectReason::TorrentRemoved);
                     }
                 }
             }
@@ -337,7 +338,7 @@ impl Shard {
             Command::Shutdown => {
                 self.shutting_down = Some(now);
                 for c in self.conns.iter_mut().flatten() {
-                    c.fail("engine shutting down".into());
+                    c.fail(DisconnectReason::Shutdown);
                 }
             }
         }
@@ -439,8 +440,8 @@ impl Shard {
                     return;
                 };
                 let reason = match result {
-                    Ok(()) => "peer closed the connection".to_string(),
-                    Err(e) => format!("receive failed: {e}"),
+                    Ok(()) => DisconnectReason::Closed,
+                    Err(e) => DisconnectReason::RecvFailed(e.kind()),
                 };
                 conn.fail(reason);
             }

@@ -152,6 +152,9 @@ pub enum TrackerError {
     Io(#[from] std::io::Error),
     #[error("tracker did not answer in time")]
     Timeout,
+    /// The HTTP tracker redirected more times than we follow (a loop, most likely).
+    #[error("tracker redirected too many times (more than {0})")]
+    TooManyRedirects(usize),
     /// The HTTP tracker answered with a non-success status and no `failure reason`.
     #[error("tracker HTTP status {0}")]
     Http(u16),

@@ -84,7 +84,7 @@ impl Parts {
             preallocate: false,
             direct_io: inner.opts.direct_io,
         };
-        let h = open_file(path, inner.layout.total(), opts)?;
+        let h = open_file(&inner.root, path, inner.layout.total(), opts)?;
         // Only the planning thread opens it; a lost race would just drop a duplicate handle.
         let _ = self.handle.set(Arc::new(h));
         Ok(())
@@ -271,13 +271,13 @@ pub(super) fn create_from_part(
 ) -> Result<FileHandle, StorageError> {
     let len = inner.files[file].length;
     let Some(part_path) = part.filter(|p| p.exists()) else {
-        return open_file(path, len, inner.opts);
+        return open_file(&inner.root, path, len, inner.opts);
     };
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
     name.push(".rt-new");
     let tmp = path.with_file_name(name);
-    let h = open_file(&tmp, len, inner.opts)?;
+    let h = open_file(&inner.root, &tmp, len, inner.opts)?;
     let part =
         File::open(part_path).map_err(|e| StorageError::from_io(IoOp::Open, part_path, e))?;
     copy_range(inner, &part, part_path, file, &h)?;
@@ -289,7 +289,7 @@ pub(super) fn create_from_part(
     if let Some(dir) = path.parent().and_then(|d| File::open(d).ok()) {
         let _ = dir.sync_all(); // the rename's durability; best effort
     }
-    open_file(path, len, inner.opts)
+    open_file(&inner.root, path, len, inner.opts)
 }
 
 /// Copies the part file's data in file `file`'s torrent range into `h`.

@@ -85,6 +85,49 @@ fn refuses_escaping_and_duplicate_paths() {
 }
 
 #[test]
+fn a_symlink_planted_in_the_download_directory_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path().join("dl");
+    std::fs::create_dir(&root).unwrap();
+    // A file symlink, and a directory symlink on the way to a file.
+    std::os::unix::fs::symlink(outside.path().join("victim"), root.join("a.bin")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("sub")).unwrap();
+    for name in ["a.bin", "sub/b.bin"] {
+        let r = Storage::open(
+            &root,
+            vec![file(name, 100, false)],
+            16384,
+            StorageOptions::default(),
+        );
+        match r {
+            Err(StorageError::BadPath { path, reason }) => {
+                assert!(reason.contains("symlink"), "{reason}");
+                assert!(path.starts_with(&root), "{path:?}");
+            }
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name}: a planted symlink was followed"),
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside the download directory"
+    );
+    // The download directory itself may be a symlink: the user chose it.
+    let link = dir.path().join("link-to-dl");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let s = Storage::open(
+        &link,
+        vec![file("c.bin", 100, false)],
+        16384,
+        StorageOptions::default(),
+    );
+    assert!(s.is_ok(), "{:?}", s.err());
+    assert!(root.join("c.bin").exists());
+}
+
+#[test]
 fn file_in_place_of_directory_is_an_io_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("f"), b"").unwrap();

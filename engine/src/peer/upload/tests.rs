@@ -247,3 +247,25 @@ fn suggest_piece_needs_fast_and_a_valid_index() {
     let m = Message::SuggestPiece { piece: PIECES };
     assert!(s.on_message(m, now, &f.t).is_err());
 }
+
+#[test]
+fn a_peer_that_keeps_asking_while_choked_is_a_flood() {
+    let f = fixture(true);
+    let now = Instant::now();
+    let (_, other) = fast_and_other(&f.t);
+    for fast in [true, false] {
+        let mut s = peer(fast, &f.t, now);
+        for _ in 0..MAX_QUEUED_REQUESTS {
+            request(&mut s, other, 0, &f.t, now);
+        }
+        let m = Message::Request {
+            piece: other,
+            offset: 0,
+            len: BLOCK,
+        };
+        assert!(
+            matches!(s.on_message(m, now, &f.t), Err(PeerError::RequestFlood)),
+            "fast {fast}"
+        );
+    }
+}

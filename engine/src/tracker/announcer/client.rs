@@ -186,6 +186,8 @@ fn udp_host_port(url: &str) -> Result<&str, TrackerError> {
 fn from_reqwest(e: reqwest::Error) -> TrackerError {
     if e.is_timeout() {
         TrackerError::Timeout
+    } else if e.is_redirect() {
+        TrackerError::TooManyRedirects(MAX_REDIRECTS)
     } else if let Some(s) = e.status() {
         TrackerError::Http(s.as_u16())
     } else {
@@ -348,6 +350,32 @@ mod io_tests {
         assert!(matches!(err, TrackerError::Timeout), "{err}");
         assert!(start.elapsed() < Duration::from_secs(3));
         drop(l);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_is_cut_off_and_named() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/announce", l.local_addr().unwrap());
+        let back = url.clone();
+        let served = Arc::new(AtomicU32::new(0));
+        let n = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let i = n.fetch_add(1, Ordering::Relaxed);
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {back}?r={i}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+            }
+        });
+        let err = announce_once(&url, &req(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TrackerError::TooManyRedirects(5)), "{err}");
+        assert_eq!(served.load(Ordering::Relaxed), 1 + MAX_REDIRECTS as u32);
     }
 
     /// A UDP tracker that drops the first connect request, then answers properly. Returns its
