@@ -81,13 +81,32 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         let mut add = AddTorrent::new(TorrentSource::File(fx.torrent.clone()), &dir);
         add.peers = vec![seeder.addr()];
         let id = engine.add_torrent(add)?;
-        wait(
+        if let Err(e) = wait(
             &mut rx,
             120,
             &mut errors,
             |a| matches!(a, Alert::TorrentComplete { id: i } if *i == id),
-        )
-        .with_context(|| format!("round {round}: download"))?;
+        ) {
+            // What a stall looks like from both sides, for whoever reads the report.
+            println!(
+                "round {round}: download stalled; stats {:?}",
+                engine.stats(id)
+            );
+            println!("peers: {:?}", engine.peers(id));
+            println!("libtorrent seeder log (tail):");
+            let log = seeder.proc.log();
+            for l in log
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                println!("  {l}");
+            }
+            return Err(e).with_context(|| format!("round {round}: download"));
+        }
         fx.spec
             .verify(&dir)
             .with_context(|| format!("round {round}: verify"))?;
