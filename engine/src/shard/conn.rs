@@ -513,7 +513,7 @@ impl Conn {
             _ => None,
         };
         if reason.fault() == Fault::Peer {
-            tracing::info!("peer {} dropped: {reason}", self.addr);
+            tracing::info!("peer {} closing: {reason}", self.addr);
         } else {
             tracing::debug!("peer {} closing: {reason}", self.addr);
         }
