@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the sans-IO hot paths: bencode decode of an Ubuntu-ISO-sized
 //! metainfo (23,000 pieces), metainfo parsing, and the wire codec (decode of a stream of PIECE
-//! messages as the shard sees it, and REQUEST encoding).
+//! messages as the shard sees it, and REQUEST encoding), and MSE/PE: one whole handshake (both
+//! sides' Diffie-Hellman) and RC4 over 1 MiB (what an encrypted connection pays per byte).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ringtorrent::metainfo::build::TorrentBuilder;
@@ -79,5 +80,44 @@ fn wire_codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bencode, wire_codec);
+/// Both sides of one MSE handshake in memory; the initiator's side when it is done.
+fn mse_handshake(policy: ringtorrent::EncryptionPolicy) -> ringtorrent::mse::Established {
+    use ringtorrent::mse::{Initiator, Responder, SkeyTable, Step};
+    let ih = ringtorrent::InfoHash([9u8; 20]);
+    let skeys: SkeyTable = [ih].into_iter().collect();
+    let mut rng = rand::rng();
+    let mut ini = Initiator::new(ih, policy, &[0x13; 68], &mut rng).expect("68-byte IA");
+    let mut resp = Responder::new(policy, &mut rng);
+    let (mut to_resp, mut to_ini) = (Vec::new(), Vec::new());
+    ini.start(&mut to_resp);
+    loop {
+        let _ = resp
+            .on_data(&std::mem::take(&mut to_resp), &mut to_ini, &skeys)
+            .expect("responder");
+        if let Step::Done(est) = ini
+            .on_data(&std::mem::take(&mut to_ini), &mut to_resp)
+            .expect("initiator")
+        {
+            return *est;
+        }
+    }
+}
+
+fn mse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mse");
+    g.bench_function("handshake_both_sides", |b| {
+        b.iter(|| mse_handshake(ringtorrent::EncryptionPolicy::Require).crypto)
+    });
+    let mut cipher = mse_handshake(ringtorrent::EncryptionPolicy::Require)
+        .cipher
+        .expect("RC4 selected");
+    let mut buf = vec![0x5au8; 1 << 20];
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    g.bench_function("rc4_decrypt_1MiB_in_place", |b| {
+        b.iter(|| cipher.decrypt_in_place(std::hint::black_box(&mut buf)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bencode, wire_codec, mse);
 criterion_main!(benches);

@@ -67,6 +67,13 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cmd = Cli::parse().cmd;
+    // The in-process engine's log (`soak`, `load`), to stderr, per RUST_LOG (default: warnings).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let rtt_ms = match &cmd {
         Cmd::Swarm(a) => a.rtt_ms,
         Cmd::Seed(a) => a.rtt_ms,

@@ -8,6 +8,7 @@
 //! (`TorrentError`; there is no tracker). The verdict follows the issue: RSS and descriptors within 10% of the warm-up
 //! figure, and no error alert.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -38,11 +39,16 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
-/// Waits for `done` among the alerts, collecting error alerts; fails after `secs`.
+/// The alerts of the current round (but stats), printed when a round stalls.
+const RECENT: usize = 64;
+
+/// Waits for `done` among the alerts, collecting error alerts and keeping the round's recent
+/// alerts in `recent`; fails after `secs`.
 fn wait(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
     secs: u64,
     errors: &mut Vec<String>,
+    recent: &mut VecDeque<String>,
     mut done: impl FnMut(&Alert) -> bool,
 ) -> Result<()> {
     let end = Instant::now() + Duration::from_secs(secs);
@@ -51,6 +57,12 @@ fn wait(
             Ok(a) => {
                 if let Alert::TorrentError { message, .. } = &a {
                     errors.push(message.clone());
+                }
+                if !matches!(a, Alert::Stats { .. }) {
+                    if recent.len() == RECENT {
+                        recent.pop_front();
+                    }
+                    recent.push_back(format!("{a:?}"));
                 }
                 if done(&a) {
                     return Ok(());
@@ -67,12 +79,19 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         PayloadSpec::single("soak.bin", args.size_mib << 20, 91),
         256 * 1024,
     )?;
-    let seeder = LtSeeder::start(&fx.torrent, &fx.seed_dir, &LtSeedOpts::default())?;
+    // The kit's seeder stops itself after 15 minutes unless told otherwise: that stop was the
+    // "stall" of the first soaks (every one at about 900 s, connection refused).
+    let opts = LtSeedOpts {
+        max_run: Some(Duration::from_secs_f64(args.minutes * 60.0 + 600.0)),
+        ..LtSeedOpts::default()
+    };
+    let mut seeder = LtSeeder::start(&fx.torrent, &fx.seed_dir, &opts)?;
     let engine = Engine::start(rt_testkit::ringtorrent::loopback_config(false))?;
     let mut rx = engine.alerts().context("alerts")?;
     let end = Instant::now() + Duration::from_secs_f64(args.minutes * 60.0);
     let started = Instant::now();
     let mut errors = Vec::new();
+    let mut recent = VecDeque::new();
     let mut samples: Vec<(u32, f64, u64, usize)> = Vec::new();
     let mut round = 0u32;
     while Instant::now() < end {
@@ -81,10 +100,12 @@ pub fn run(args: &SoakArgs) -> Result<()> {
         let mut add = AddTorrent::new(TorrentSource::File(fx.torrent.clone()), &dir);
         add.peers = vec![seeder.addr()];
         let id = engine.add_torrent(add)?;
+        recent.clear();
         if let Err(e) = wait(
             &mut rx,
             120,
             &mut errors,
+            &mut recent,
             |a| matches!(a, Alert::TorrentComplete { id: i } if *i == id),
         ) {
             // What a stall looks like from both sides, for whoever reads the report.
@@ -93,6 +114,13 @@ pub fn run(args: &SoakArgs) -> Result<()> {
                 engine.stats(id)
             );
             println!("peers: {:?}", engine.peers(id));
+            if let Err(e) = seeder.proc.check_alive() {
+                println!("the libtorrent seeder is gone: {e:#}");
+            }
+            println!("this round's alerts:");
+            for a in &recent {
+                println!("  {a}");
+            }
             println!("libtorrent seeder log (tail):");
             let log = seeder.proc.log();
             for l in log
@@ -131,6 +159,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
             &mut rx,
             30,
             &mut errors,
+            &mut recent,
             |a| matches!(a, Alert::TorrentRemoved { id: i, .. } if *i == id),
         )
         .with_context(|| format!("round {round}: remove"))?;

@@ -48,10 +48,40 @@ pub struct SwarmArgs {
         default_value = "ringtorrent,rqbit,aria2,libtorrent"
     )]
     pub clients: Vec<String>,
+    /// MSE/PE in the swarm: `default` (every client's defaults: plaintext payload), or `rc4`
+    /// (the libtorrent seeders allow only RC4 both ways; ringtorrent downloads with
+    /// `--encryption require`, libtorrent with RC4 forced, aria2 with ARC4 required; rqbit,
+    /// which has no MSE, is skipped).
+    #[arg(long, value_enum, default_value = "default")]
+    pub encryption: SwarmEncryption,
     /// Round-trip time added between all peers (netem on the loopback of a network namespace
     /// the harness creates; needs root). 0 = plain loopback.
     #[arg(long, default_value_t = 0)]
     pub rtt_ms: u32,
+}
+
+/// See [`SwarmArgs::encryption`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwarmEncryption {
+    Default,
+    Rc4,
+}
+
+/// Makes `client`'s download command use RC4 (see [`SwarmArgs::encryption`]).
+fn require_rc4(client: Client, cmd: &mut std::process::Command) -> Result<()> {
+    match client {
+        Client::Ringtorrent | Client::RingtorrentB => {
+            cmd.arg("--encryption").arg("require");
+        }
+        Client::Libtorrent => rt_testkit::libtorrent::LtEncryption::Forced.apply(cmd),
+        Client::Aria2 => {
+            cmd.arg("--bt-require-crypto=true")
+                .arg("--bt-min-crypto-level=arc4");
+        }
+        Client::Rqbit => bail!("rqbit has no MSE/PE encryption"),
+    }
+    Ok(())
 }
 
 /// Everything the JSON file holds.
@@ -77,7 +107,14 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
     )?;
 
     let mut notes = Vec::new();
-    let clients = pick_clients(&args.clients, &mut notes)?;
+    let mut clients = pick_clients(&args.clients, &mut notes)?;
+    if args.encryption == SwarmEncryption::Rc4 && clients.contains(&Client::Rqbit) {
+        let note = "rqbit skipped: it has no MSE/PE encryption".to_string();
+        eprintln!("{note}");
+        notes.push(note);
+        clients.retain(|c| *c != Client::Rqbit);
+        ensure!(!clients.is_empty(), "no client left that speaks MSE/PE");
+    }
 
     let meta = TorrentMeta::read(&bare)?;
     let tracker = Opentracker::start(&[meta.info_hash])?;
@@ -216,7 +253,7 @@ pub fn pick_clients(names: &[String], notes: &mut Vec<String>) -> Result<Vec<Cli
     let mut out = Vec::new();
     for name in names.iter().filter(|n| !n.trim().is_empty()) {
         let Some(c) = Client::parse(name) else {
-            bail!("unknown client {name:?} (known: ringtorrent, rqbit, aria2, libtorrent)");
+            bail!("unknown client {name:?} (known: ringtorrent, ringtorrent-b, rqbit, aria2, libtorrent)");
         };
         if out.contains(&c) {
             continue;
@@ -243,6 +280,24 @@ fn start_seeders(
     save_dir: &Path,
     tracker: &str,
 ) -> Result<Vec<Seeder>> {
+    if args.encryption == SwarmEncryption::Rc4 {
+        ensure!(
+            args.seeder == SeederKind::Libtorrent,
+            "--encryption rc4 needs libtorrent seeders"
+        );
+        let opts = rt_testkit::libtorrent::LtSeedOpts {
+            tracker: Some(tracker.to_string()),
+            encryption: rt_testkit::libtorrent::LtEncryption::Forced,
+            ..Default::default()
+        };
+        return (0..args.seeders)
+            .map(|_| {
+                Ok(Seeder::Lt(rt_testkit::libtorrent::LtSeeder::start(
+                    torrent, save_dir, &opts,
+                )?))
+            })
+            .collect();
+    }
     (0..args.seeders)
         .map(|_| Seeder::start(args.seeder, torrent, save_dir, Discovery::Tracker(tracker)))
         .collect()
@@ -272,7 +327,10 @@ fn one_download(
         peers: &[],
         timeout,
     };
-    let cmd = client.leech_command(&job)?;
+    let mut cmd = client.leech_command(&job)?;
+    if args.encryption == SwarmEncryption::Rc4 {
+        require_rc4(client, &mut cmd)?;
+    }
     let log = run_dir.join(format!("{}-run{}.log", client.name(), run + 1));
     let uploaded_before = seeders::total_uploaded_bytes(seeders);
     let cpu_before = seeders::total_cpu_s(seeders)?;

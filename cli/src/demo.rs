@@ -121,6 +121,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         trackers: Vec::new(),
         no_uring: false,
         zero_copy: ringtorrent::ZeroCopyUploads::default(),
+        encryption: ringtorrent::EncryptionPolicy::default(),
         quiet: false,
         verbose: false,
         timeout: 600,

@@ -79,6 +79,10 @@ pub struct DownloadArgs {
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
+    /// MSE/PE encryption: `prefer` (accept both; dial plain, and encrypted if a peer closes a
+    /// plain handshake), `require` (RC4 only, both ways), `disable` (plain only).
+    #[arg(long, default_value = "prefer")]
+    pub encryption: ringtorrent::EncryptionPolicy,
     /// Which peers get cached blocks with `sendfile` while seeding: `remote` (peers on other
     /// hosts), `always`, `never`.
     #[arg(long, default_value = "remote")]
@@ -504,6 +508,7 @@ pub(crate) fn engine_config(args: &DownloadArgs) -> anyhow::Result<Config> {
         lsd: !args.no_lsd,
         force_portable: args.no_uring,
         zero_copy_uploads: args.zero_copy,
+        encryption: args.encryption,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
         // The routing table is kept beside the resume files.

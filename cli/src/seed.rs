@@ -46,6 +46,10 @@ pub struct SeedArgs {
     /// Use the epoll backend instead of io_uring.
     #[arg(long)]
     pub no_uring: bool,
+    /// MSE/PE encryption: `prefer` (accept both; dial plain, and encrypted if a peer closes a
+    /// plain handshake), `require` (RC4 only, both ways), `disable` (plain only).
+    #[arg(long, default_value = "prefer")]
+    pub encryption: ringtorrent::EncryptionPolicy,
     /// Which peers get cached blocks with `sendfile` (no copy in the seeder): `remote`
     /// (peers on other hosts), `always`, `never`. The others get copies (from a mapping of
     /// the file on io_uring).
@@ -98,6 +102,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
         zero_copy_uploads: args.zero_copy,
+        encryption: args.encryption,
         dht: args.dht.config(Some(&dir.join(".ringtorrent"))),
         ..Config::default()
     };

@@ -308,13 +308,16 @@ pub fn handle_alert(
         Alert::PeerDisconnected { id, addr, reason } if verbose => {
             eprintln!("{id}: peer {addr} disconnected: {reason}")
         }
-        // Refused dials are routine; a peer that misbehaved before its handshake is worth a line.
+        // Refused dials are routine; a peer that misbehaved before its handshake, or one that
+        // the encryption policy kept out, is worth a line.
         Alert::ConnectionFailed {
             id: Some(id),
             addr,
             reason,
             ..
-        } if verbose && reason.fault() == ringtorrent::Fault::Peer => {
+        } if verbose
+            && (reason.fault() == ringtorrent::Fault::Peer || reason.about_encryption()) =>
+        {
             eprintln!("{id}: peer {addr} dropped before its handshake: {reason}")
         }
         Alert::TrackerError { id, url, message } => {

@@ -22,12 +22,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::disconnect::DisconnectReason;
 use crate::metainfo::Metainfo;
 use crate::shard::{self, Command, ShardHandle};
 use crate::torrent::TorrentShared;
 use crate::types::PeerId;
 
+pub use crate::api::{
+    Alert, AlertSink, Backend, TorrentId, TorrentStats, WasteStats, ZeroCopyUploads,
+};
+pub use crate::mse::EncryptionPolicy;
 pub use add::{AddTorrent, TorrentSource};
 pub use dht::{DhtConfig, DEFAULT_BOOTSTRAP as DEFAULT_DHT_BOOTSTRAP};
 pub use manage::{RemoveData, TorrentSummary};
@@ -78,51 +81,12 @@ pub struct Config {
     /// BEP 5 DHT. On by default with the public routers as bootstrap; tests must turn it off
     /// or give loopback nodes ([`DhtConfig::disabled`], [`DhtConfig::with_bootstrap`]).
     pub dht: DhtConfig,
-}
-
-/// Which peers are sent blocks the page cache holds with `sendfile` (no copy here) instead of
-/// copies; copies come from a mapping of the file on io_uring (the kernel copies the page
-/// cache into the socket) or are read into memory first on epoll (DESIGN.md, "Anatomy of an
-/// upload").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ZeroCopyUploads {
-    /// Peers on other hosts. A peer on this host (a loopback address, or the address we
-    /// listen on) is sent copies: it then copies our bytes out of the CPU cache instead of
-    /// out of memory, and on our 2-core machines it downloaded faster that way (our own
-    /// downloader fed by four local seeders: 1.14-1.16 CPU-s/GiB with copies against
-    /// 1.21-1.30 with `sendfile`).
-    #[default]
-    RemotePeers,
-    /// Every peer (what a seeder on this host costs least with).
-    Always,
-    /// No peer.
-    Never,
-}
-
-impl ZeroCopyUploads {
-    /// Whether `peer` gets `sendfile`, when we listen on `own` (if a specific address).
-    pub fn allows(self, peer: std::net::IpAddr, own: Option<std::net::IpAddr>) -> bool {
-        match self {
-            ZeroCopyUploads::Always => true,
-            ZeroCopyUploads::Never => false,
-            ZeroCopyUploads::RemotePeers => {
-                let peer = peer.to_canonical();
-                !peer.is_loopback() && Some(peer) != own.map(|o| o.to_canonical())
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for ZeroCopyUploads {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "remote" => Ok(ZeroCopyUploads::RemotePeers),
-            "always" => Ok(ZeroCopyUploads::Always),
-            "never" => Ok(ZeroCopyUploads::Never),
-            _ => Err(format!("{s:?}: expected remote, always or never")),
-        }
-    }
+    /// MSE/PE (message stream encryption). `Prefer` (the default): incoming connections may
+    /// be plain or encrypted, outgoing ones open plain and are redialed with the encrypted
+    /// handshake if the peer closes a plain one (plaintext payload is picked when the peer
+    /// allows it, so the default costs no RC4). `Require`: RC4 only, both ways. `Disable`:
+    /// plain handshakes only.
+    pub encryption: EncryptionPolicy,
 }
 
 impl Default for Config {
@@ -146,289 +110,8 @@ impl Default for Config {
             upload_slots: 4,
             zero_copy_uploads: ZeroCopyUploads::default(),
             dht: DhtConfig::default(),
+            encryption: EncryptionPolicy::default(),
         }
-    }
-}
-
-/// The ring driver the engine's shards run on ([`Engine::backend`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// io_uring, on every shard.
-    IoUring,
-    /// The portable epoll backend, on at least one shard: asked for
-    /// ([`Config::force_portable`], `RINGTORRENT_NO_URING=1`), or io_uring is unavailable or
-    /// its setup failed.
-    Epoll,
-}
-
-/// A torrent inside an engine: the number [`Engine::add_torrent`] returns, unique for the
-/// engine's lifetime (never reused after a remove). Displays as `#N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TorrentId(
-    /// The raw number (ids start at 1).
-    pub u64,
-);
-
-impl std::fmt::Display for TorrentId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
-/// A snapshot of a torrent's progress.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TorrentStats {
-    /// Size of the whole torrent in bytes (every file, padding files included).
-    pub total_bytes: u64,
-    /// Bytes of verified pieces on disk.
-    pub verified_bytes: u64,
-    /// Bytes of the pieces selected for download (all of them unless files are skipped).
-    pub wanted_bytes: u64,
-    /// Bytes of selected pieces that are verified: `wanted_bytes` when done.
-    pub wanted_verified_bytes: u64,
-    /// BEP 6 SUGGEST PIECE messages sent (pieces in the seeder's read cache pointed out to
-    /// other peers).
-    pub suggests_sent: u32,
-    /// BEP 6 SUGGEST PIECE messages received from peers.
-    pub suggests_received: u32,
-    /// Pieces the seeder read whole with one O_DIRECT read for uploads (their blocks were not
-    /// in the page cache).
-    pub direct_piece_reads: u32,
-    /// Blocks sent straight from the page cache by the kernel (`sendfile`; no read into
-    /// memory here).
-    pub page_cache_sends: u64,
-    /// Blocks copied by the kernel from a mapping of their file into the socket (`sendmsg`;
-    /// no read into memory here).
-    pub mapped_sends: u64,
-    /// Payload bytes received (including duplicates and failed pieces).
-    pub downloaded_bytes: u64,
-    /// Payload bytes sent to peers.
-    pub uploaded_bytes: u64,
-    /// Received payload bytes that were not kept: the sum of `waste`'s fields.
-    pub wasted_bytes: u64,
-    /// `wasted_bytes` by reason.
-    pub waste: WasteStats,
-    /// Payload download rate over the last second, in bytes per second.
-    pub download_rate_bytes_per_s: u64,
-    /// Payload upload rate over the last second, in bytes per second.
-    pub upload_rate_bytes_per_s: u64,
-    /// Connected peers (past the handshake), both directions.
-    pub peers: u32,
-    /// Pieces verified and on disk.
-    pub pieces_have: u32,
-    /// Pieces in the torrent.
-    pub pieces_total: u32,
-    /// Pieces that failed their hash check (each is downloaded again).
-    pub hash_failures: u32,
-    /// Every wanted piece is verified and on disk (see [`Alert::TorrentComplete`]).
-    pub complete: bool,
-    /// Paused by [`Engine::pause`] or by a storage error: no connections, no announces.
-    pub paused: bool,
-}
-
-/// Received payload bytes that were not kept, by reason (see `torrent::Waste`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WasteStats {
-    /// Another peer's copy of the block landed first (endgame).
-    pub duplicate: u64,
-    /// Arrived after we cancelled or gave up the request.
-    pub late: u64,
-    /// Never requested from that peer.
-    pub unrequested: u64,
-    /// Owned but with no piece buffer to land in (kept at 0 by design; counted to show it).
-    pub no_buffer: u64,
-    /// Went into a piece that failed its hash check.
-    pub hash_failed: u64,
-}
-
-impl WasteStats {
-    /// The sum of every reason: [`TorrentStats::wasted_bytes`].
-    pub fn total(&self) -> u64 {
-        self.duplicate + self.late + self.unrequested + self.no_buffer + self.hash_failed
-    }
-}
-
-/// Everything the engine reports, from [`Engine::alerts`]. Every variant names the torrent
-/// it is about by `id`.
-#[derive(Debug, Clone)]
-pub enum Alert {
-    /// A torrent is set up and running (for a magnet: once its metadata arrived).
-    TorrentAdded {
-        /// The torrent.
-        id: TorrentId,
-        /// Its name from the metainfo.
-        name: String,
-        /// Its info-hash.
-        info_hash: crate::InfoHash,
-    },
-    /// A peer finished its handshake and counts as connected.
-    PeerConnected {
-        /// The torrent.
-        id: TorrentId,
-        /// The peer's address.
-        addr: SocketAddr,
-        /// We dialed it (false: it connected to us).
-        outgoing: bool,
-    },
-    /// A connected peer was disconnected.
-    PeerDisconnected {
-        /// The torrent.
-        id: TorrentId,
-        /// The peer's address.
-        addr: SocketAddr,
-        /// Why; [`DisconnectReason::fault`] says whose doing it was.
-        reason: DisconnectReason,
-    },
-    /// A connection that ended before its handshake completed (never preceded by
-    /// [`Alert::PeerConnected`]): a dial refused or timed out, a peer that answered for another
-    /// torrent, stayed silent, or asked for a torrent we do not have.
-    ConnectionFailed {
-        /// The torrent, when known (a peer that connected to us names it in its handshake).
-        id: Option<TorrentId>,
-        /// The peer's address.
-        addr: SocketAddr,
-        /// We dialed it (false: it connected to us).
-        outgoing: bool,
-        /// Why.
-        reason: DisconnectReason,
-    },
-    /// A downloaded piece passed its hash check and is being written.
-    PieceVerified {
-        /// The torrent.
-        id: TorrentId,
-        /// The piece's index.
-        piece: u32,
-    },
-    /// A downloaded piece failed its hash check; it is downloaded again.
-    HashFailed {
-        /// The torrent.
-        id: TorrentId,
-        /// The piece's index.
-        piece: u32,
-    },
-    /// A tracker answered an announce.
-    TrackerReply {
-        /// The torrent.
-        id: TorrentId,
-        /// The tracker's announce URL.
-        url: String,
-        /// How many peer addresses it returned (they are dialed).
-        peers: usize,
-    },
-    /// An announce to a tracker failed (unreachable, timed out, or a failure reason).
-    TrackerError {
-        /// The torrent.
-        id: TorrentId,
-        /// The tracker's announce URL.
-        url: String,
-        /// What went wrong, in words.
-        message: String,
-    },
-    /// Once a second per torrent.
-    Stats {
-        /// The torrent.
-        id: TorrentId,
-        /// Its progress now (what [`Engine::stats`] would return).
-        stats: TorrentStats,
-    },
-    /// Every wanted piece is verified and on disk.
-    TorrentComplete {
-        /// The torrent.
-        id: TorrentId,
-    },
-    /// The torrent stopped (disk full, I/O error); verified data stays on disk. A
-    /// `TorrentPaused` with the same message follows once its resume file is saved.
-    TorrentError {
-        /// The torrent.
-        id: TorrentId,
-        /// What went wrong, in words.
-        message: String,
-    },
-    /// The torrent is paused and its resume file saved; `error` if a storage error paused it.
-    TorrentPaused {
-        /// The torrent.
-        id: TorrentId,
-        /// The storage error that paused it; `None` for [`Engine::pause`].
-        error: Option<String>,
-    },
-    /// [`Engine::resume`] restarted a paused torrent.
-    TorrentResumed {
-        /// The torrent.
-        id: TorrentId,
-    },
-    /// [`Engine::remove_torrent`] finished: the id is no longer valid.
-    TorrentRemoved {
-        /// The torrent that was removed.
-        id: TorrentId,
-    },
-    /// At add: the resume file matched the files on disk; `pieces` were taken from it without
-    /// a recheck.
-    ResumeAccepted {
-        /// The torrent.
-        id: TorrentId,
-        /// Pieces the resume file records as verified.
-        pieces: u32,
-    },
-    /// During an add's hash check of existing data: `checked` of `total` pieces hashed so far.
-    /// At most ten a second per torrent, and one with `checked == total` when the check ends
-    /// (before `Rechecked`). The torrent's id is not yet returned by `add_torrent` then.
-    CheckProgress {
-        /// The torrent being added.
-        id: TorrentId,
-        /// Pieces hashed so far.
-        checked: u32,
-        /// Pieces to hash.
-        total: u32,
-    },
-    /// At add: existing data was hash-checked (why: no or a mismatched resume file, or asked);
-    /// `pieces` verified.
-    Rechecked {
-        /// The torrent.
-        id: TorrentId,
-        /// Why the data was checked, in words.
-        reason: String,
-        /// Pieces that verified.
-        pieces: u32,
-    },
-    /// Once a second while a magnet's metadata is fetched: `peers` have said they have it,
-    /// `connecting` metadata connections are open or being opened.
-    MetadataProgress {
-        /// The magnet's reserved id.
-        id: TorrentId,
-        /// Peers that said they have the metadata.
-        peers: usize,
-        /// Metadata connections open or being opened.
-        connecting: usize,
-    },
-    /// A magnet's metadata arrived and matched its info-hash; `TorrentAdded` with the same id
-    /// follows once the torrent is set up (or `TorrentError` if that fails).
-    MetadataReceived {
-        /// The magnet's id, which the torrent keeps.
-        id: TorrentId,
-        /// The torrent's name from the metadata.
-        name: String,
-        /// Its info-hash.
-        info_hash: crate::InfoHash,
-    },
-    /// A DHT lookup (BEP 5) of the torrent (or magnet) found `peers` new addresses, which are
-    /// being dialed.
-    DhtPeers {
-        /// The torrent (or magnet).
-        id: TorrentId,
-        /// New peer addresses found.
-        peers: usize,
-    },
-}
-
-/// Where alerts go; cheap to clone, never blocks.
-#[derive(Clone)]
-pub struct AlertSink(mpsc::UnboundedSender<Alert>);
-
-impl AlertSink {
-    /// Queues an alert; dropped silently when nobody holds the receiver.
-    pub fn send(&self, alert: Alert) {
-        // A dropped receiver means nobody listens; that is not an error.
-        let _ = self.0.send(alert);
     }
 }
 
@@ -597,6 +280,7 @@ impl Engine {
                 global_limits: global_limits.clone(),
                 upload_slots: config.upload_slots.max(1),
                 zero_copy_uploads: config.zero_copy_uploads,
+                encryption: config.encryption,
             };
             shards.push(shard::spawn(cfg).map_err(EngineError::Thread)?);
         }

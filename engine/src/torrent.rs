@@ -3,9 +3,11 @@
 //! counters behind stats. No IO happens here.
 //!
 //! Invariants:
-//! - A piece has at most one in-flight buffer (`inflight[p]`), created when its first block is
-//!   claimed and taken out by the single writer whose block completed it; that writer submits
-//!   it to the disk pipeline.
+//! - A piece in play has one entry in the in-flight table (`inflight[p]`, see
+//!   [`InflightPiece`]): `Filling` with its buffer from the claim of its first block, then
+//!   `Verifying` once the single writer whose block completed it took the buffer out and
+//!   submitted it to the disk pipeline, until the verdict. The entry alone says who supplied
+//!   the piece (for blame), so a piece has at most one buffer.
 //! - `verified_log` only ever receives indices taken from a `VerifiedPiece` witness, after the
 //!   piece's bytes were written: a HAVE is never sent for unverified or unwritten data.
 //! - Upload slots are the [`ChokeBoard`]'s alone (see `torrent/choke.rs`); rate limits are
@@ -31,10 +33,17 @@ use crate::picker::{Begin, Picker};
 use crate::ratelimit::{self, RateLimits};
 use crate::types::{Bitfield, BlockRef, InfoHash, Lengths, PeerId, PieceIndex, BLOCK_LEN};
 
-/// A piece being filled: its buffer and the peers whose blocks went into it.
-pub struct InflightPiece {
-    pub buf: Arc<SharedPiece>,
-    pub contributors: Vec<u64>,
+/// A piece in play, from the claim of its first block until the disk's verdict: the one
+/// place that knows its buffer and who supplied its blocks.
+pub enum InflightPiece {
+    /// Blocks land in `buf`; `contributors` are the sessions that wrote into it.
+    Filling {
+        buf: Arc<SharedPiece>,
+        contributors: Vec<u64>,
+    },
+    /// Complete and handed to the disk pipeline (hash, then write), which owns the buffer
+    /// now; the contributors wait here for the verdict (blamed if the hash fails).
+    Verifying { contributors: Vec<u64> },
 }
 
 /// A piece that failed its hash and the peers that supplied its blocks.
@@ -126,7 +135,6 @@ pub struct TorrentShared {
     verified_len: AtomicUsize,
     failed: Mutex<Vec<FailedPiece>>,
     failed_len: AtomicUsize,
-    pending_blame: Mutex<Vec<FailedPiece>>,
     pub banned: Mutex<HashSet<IpAddr>>,
     /// Sessions banned for corrupt data: later failures they shared in are put down to them.
     culprits: Mutex<HashSet<u64>>,
@@ -164,6 +172,8 @@ pub enum NoBuffer {
     PoolEmpty,
     /// The pool's buffers do not fit this piece (an engine bug, reported, never a panic).
     WrongSize,
+    /// The piece is complete and being verified: no block of it is claimable.
+    Verifying,
 }
 
 impl TorrentShared {
@@ -193,7 +203,6 @@ impl TorrentShared {
             verified_len: AtomicUsize::new(0),
             failed: Mutex::new(Vec::new()),
             failed_len: AtomicUsize::new(0),
-            pending_blame: Mutex::new(Vec::new()),
             banned: Mutex::new(HashSet::new()),
             culprits: Mutex::new(HashSet::new()),
             trackers: OnceLock::new(),
@@ -223,32 +232,36 @@ impl TorrentShared {
     /// Makes sure piece `p` has a buffer, taking one from the pool if it has none.
     pub fn ensure_buffer(&self, p: PieceIndex) -> Result<(), NoBuffer> {
         let mut slot = self.slot(p);
-        if slot.is_some() {
-            return Ok(());
+        match *slot {
+            Some(InflightPiece::Filling { .. }) => return Ok(()),
+            Some(InflightPiece::Verifying { .. }) => return Err(NoBuffer::Verifying),
+            None => {}
         }
         let buf = self.pool.try_take().ok_or(NoBuffer::PoolEmpty)?;
         let piece = SharedPiece::new(buf, p.get(), self.lengths.piece_len(p), BLOCK_LEN)
             .map_err(|_| NoBuffer::WrongSize)?;
-        *slot = Some(InflightPiece {
+        *slot = Some(InflightPiece::Filling {
             buf: Arc::new(piece),
             contributors: Vec::new(),
         });
         Ok(())
     }
 
-    /// Piece `p` has a buffer in the in-flight table.
+    /// Piece `p` is being filled (has a buffer in the in-flight table).
     pub fn has_buffer(&self, p: PieceIndex) -> bool {
-        self.slot(p).is_some()
+        matches!(*self.slot(p), Some(InflightPiece::Filling { .. }))
     }
 
     /// The buffer of a piece in flight, recording `peer` as a contributor.
     pub fn buffer_for(&self, p: PieceIndex, peer: u64) -> Option<Arc<SharedPiece>> {
         let mut slot = self.slot(p);
-        let inflight = slot.as_mut()?;
-        if !inflight.contributors.contains(&peer) {
-            inflight.contributors.push(peer);
+        let Some(InflightPiece::Filling { buf, contributors }) = slot.as_mut() else {
+            return None;
+        };
+        if !contributors.contains(&peer) {
+            contributors.push(peer);
         }
-        Some(inflight.buf.clone())
+        Some(buf.clone())
     }
 
     /// The first bytes of `block` arrived from peer `peer`, which requested it: decides who
@@ -328,7 +341,10 @@ impl TorrentShared {
     pub fn check_agreement(&self) -> Result<(), String> {
         use crate::picker::BlockState;
         for p in self.lengths.pieces() {
-            let buf = self.slot(p).as_ref().map(|i| i.buf.clone());
+            let buf = match self.slot(p).as_ref() {
+                Some(InflightPiece::Filling { buf, .. }) => Some(buf.clone()),
+                Some(InflightPiece::Verifying { .. }) | None => None,
+            };
             let state = self.picker.state(p);
             for i in 0..self.lengths.blocks_in_piece(p) {
                 let Ok(b) = self.lengths.block(p, i) else {
@@ -364,8 +380,8 @@ impl TorrentShared {
     /// (completed, verified or reset): a request for it can be cancelled.
     pub fn block_done(&self, b: BlockRef) -> bool {
         match self.slot(b.piece).as_ref() {
-            Some(inflight) => inflight.buf.is_block_done(b.block_in_piece()),
-            None => true,
+            Some(InflightPiece::Filling { buf, .. }) => buf.is_block_done(b.block_in_piece()),
+            Some(InflightPiece::Verifying { .. }) | None => true,
         }
     }
 
@@ -380,17 +396,18 @@ impl TorrentShared {
         bf
     }
 
-    /// Takes a completed piece out of the table, remembering who supplied it until the hash
-    /// result comes back.
+    /// Takes a completed piece's buffer out of the table (for the disk pipeline); the piece
+    /// stays in it as `Verifying`, with who supplied it, until the hash result comes back.
     pub fn take_complete(&self, p: PieceIndex) -> Option<Arc<SharedPiece>> {
-        let taken = self.slot(p).take()?;
-        let mut blame = self.pending_blame.lock().unwrap_or_else(|e| e.into_inner());
-        blame.retain(|f| f.piece != p);
-        blame.push(FailedPiece {
-            piece: p,
-            contributors: taken.contributors,
-        });
-        Some(taken.buf)
+        let mut slot = self.slot(p);
+        let Some(InflightPiece::Filling { .. }) = slot.as_ref() else {
+            return None;
+        };
+        let Some(InflightPiece::Filling { buf, contributors }) = slot.take() else {
+            return None;
+        };
+        *slot = Some(InflightPiece::Verifying { contributors });
+        Some(buf)
     }
 
     /// The disk wrote a verified piece.
@@ -431,10 +448,18 @@ impl TorrentShared {
         }
     }
 
+    /// Ends a verifying piece's stay in the table (before the picker hears the verdict, so a
+    /// failed piece's next round finds an empty slot): who supplied it.
     fn take_blame(&self, p: PieceIndex) -> Option<Vec<u64>> {
-        let mut blame = self.pending_blame.lock().unwrap_or_else(|e| e.into_inner());
-        let i = blame.iter().position(|f| f.piece == p)?;
-        Some(blame.swap_remove(i).contributors)
+        let mut slot = self.slot(p);
+        match slot.take() {
+            Some(InflightPiece::Verifying { contributors }) => Some(contributors),
+            other => {
+                // Not verifying (the disk reported on a piece it was never given): leave it.
+                *slot = other;
+                None
+            }
+        }
     }
 
     /// Verified pieces logged at or after `cursor`, and the new cursor.

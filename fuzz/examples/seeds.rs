@@ -12,9 +12,11 @@ use ringtorrent::bencode::{Dict, Value};
 use ringtorrent::ext::{ExtHandshake, MetadataMsg};
 use ringtorrent::handshake::Handshake;
 use ringtorrent::metainfo::Metainfo;
+use ringtorrent::mse::{Established, Step};
 use ringtorrent::pex::{PexFlags, PexMessage, PexPeer};
 use ringtorrent::types::{InfoHash, PeerId};
 use ringtorrent::wire::{encode, Message};
+use ringtorrent_fuzz::{mse_initiator, mse_policy, mse_responder, MSE_INFO_HASH};
 
 struct Out(PathBuf);
 
@@ -41,6 +43,7 @@ fn main() {
     ext(&out);
     pex(&out);
     tracker(&out);
+    mse(&out);
 }
 
 /// A .torrent seeds `metainfo` (whole, and its bare info dictionary) and `bencode`; a resume
@@ -269,4 +272,77 @@ fn tracker(out: &Out) {
     ]
     .concat();
     out.put("tracker", "udp-timeout-error", &timeout);
+}
+
+/// A handshake between the `mse` target's own two sides (their keys are fixed), recorded
+/// from each side: `[mode, chunk size]`, then the peer's stream and a first message after it.
+/// Garbage streams have no `HASH('req1', S)` or ENCRYPT(VC) within reach.
+fn mse(out: &Out) {
+    for (name, mode) in [("prefer", 0u8), ("require", 2), ("disable", 4)] {
+        let (to_b, to_a) = mse_exchange(mode);
+        out.put(
+            "mse",
+            &format!("responder-{name}"),
+            &[&[mode, 63][..], &to_b].concat(),
+        );
+        out.put(
+            "mse",
+            &format!("initiator-{name}"),
+            &[&[mode | 1, 15][..], &to_a].concat(),
+        );
+    }
+    // Longer than the longest handshake of either role: both sides must have given up.
+    let garbage = [0x11; 1300];
+    out.put(
+        "mse",
+        "responder-no-sync",
+        &[&[0, 255][..], &garbage].concat(),
+    );
+    out.put(
+        "mse",
+        "initiator-no-sync",
+        &[&[1, 255][..], &garbage].concat(),
+    );
+}
+
+/// Runs the handshake in memory; returns what the initiator and the responder sent.
+fn mse_exchange(mode: u8) -> (Vec<u8>, Vec<u8>) {
+    let policy = mse_policy(mode);
+    let (mut a, mut b) = (mse_initiator(policy), mse_responder(policy));
+    let (mut to_b, mut to_a) = (Vec::new(), Vec::new());
+    a.start(&mut to_b);
+    let (mut a_done, mut b_done) = (false, false);
+    let (mut a_read, mut b_read) = (0, 0);
+    while !(a_done && b_done) {
+        if !b_done {
+            let input = to_b[b_read..].to_vec();
+            b_read = to_b.len();
+            if let Step::Done(e) = b
+                .on_data(&input, &mut to_a, &[MSE_INFO_HASH][..])
+                .expect("B")
+            {
+                finish(*e, &Message::HaveAll, &mut to_a);
+                b_done = true;
+            }
+        }
+        if !a_done {
+            let input = to_a[a_read..].to_vec();
+            a_read = to_a.len();
+            if let Step::Done(e) = a.on_data(&input, &mut to_b).expect("A") {
+                finish(*e, &Message::Interested, &mut to_b);
+                a_done = true;
+            }
+        }
+    }
+    (to_b, to_a)
+}
+
+/// Sends `first` after the handshake, encrypted if RC4 was selected.
+fn finish(e: Established, first: &Message<'_>, out: &mut Vec<u8>) {
+    let mut frame = Vec::new();
+    encode(first, &mut frame);
+    if let Some(mut c) = e.cipher {
+        c.encrypt_in_place(&mut frame);
+    }
+    out.extend_from_slice(&frame);
 }

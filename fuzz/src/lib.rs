@@ -20,6 +20,7 @@
 //! | `pex`       | `PexMessage::parse`, `PexState::incoming` (BEP 11)                        |
 //! | `tracker`   | HTTP announce reply, UDP announce response (BEP 15), `UdpAnnounce`        |
 //! | `resume`    | `ResumeData::decode` (the resume file)                                     |
+//! | `mse`       | `mse::Responder`, `mse::Initiator`, `classify_incoming` (MSE/PE)          |
 //!
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ mod ext;
 mod handshake;
 mod magnet;
 mod metainfo;
+mod mse;
 mod pex;
 mod resume;
 mod tracker;
@@ -38,6 +40,7 @@ pub use crate::ext::ext;
 pub use crate::handshake::handshake;
 pub use crate::magnet::magnet;
 pub use crate::metainfo::metainfo;
+pub use crate::mse::{mse, mse_initiator, mse_policy, mse_responder, MSE_INFO_HASH};
 pub use crate::pex::pex;
 pub use crate::resume::resume;
 pub use crate::tracker::tracker;
@@ -57,4 +60,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pex", pex),
     ("tracker", tracker),
     ("resume", resume),
+    ("mse", mse),
 ];

@@ -49,6 +49,20 @@ def dht_settings(nodes):
     }
 
 
+def encryption_settings(policy):
+    """MSE/PE settings by name (the test kit sets RT_LT_ENCRYPTION): 'forced' allows only RC4
+    both ways, 'disabled' only plaintext, 'default' leaves libtorrent's defaults (try MSE
+    first, accept both, plaintext preferred)."""
+    if policy == "default":
+        return {}
+    if policy == "forced":
+        # enc_level: 1 plaintext, 2 RC4, 3 both (lt.enc_level; shared/INTEROP.md has 1 and 2 swapped).
+        return {"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2, "prefer_rc4": True}
+    if policy == "disabled":
+        return {"out_enc_policy": 2, "in_enc_policy": 2}
+    raise SystemExit("RT_LT_ENCRYPTION=%r: expected default, forced or disabled" % policy)
+
+
 def make_session(
     listen,
     upload_rate_limit=0,
@@ -85,6 +99,7 @@ def make_session(
             | lt.alert.category_t.peer_notification,
         }
     )
+    pack.update(encryption_settings(os.environ.get("RT_LT_ENCRYPTION", "default")))
     if dht_bootstrap or dht:
         # In the pack the session starts with: the default bootstrap node is never contacted.
         pack.update(dht_settings(dht_bootstrap))

@@ -17,6 +17,8 @@ use crate::{aria2, libtorrent};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Client {
     Ringtorrent,
+    /// A second ringtorrent build, from [`BIN_B_ENV`], for A/B runs of two builds side by side.
+    RingtorrentB,
     Rqbit,
     Aria2,
     Libtorrent,
@@ -34,8 +36,9 @@ pub struct LeechJob<'a> {
 }
 
 impl Client {
-    pub const ALL: [Client; 4] = [
+    pub const ALL: [Client; 5] = [
         Client::Ringtorrent,
+        Client::RingtorrentB,
         Client::Rqbit,
         Client::Aria2,
         Client::Libtorrent,
@@ -44,6 +47,7 @@ impl Client {
     pub fn name(self) -> &'static str {
         match self {
             Client::Ringtorrent => "ringtorrent",
+            Client::RingtorrentB => "ringtorrent-b",
             Client::Rqbit => "rqbit",
             Client::Aria2 => "aria2",
             Client::Libtorrent => "libtorrent",
@@ -58,6 +62,7 @@ impl Client {
     pub fn check_installed(self) -> Result<()> {
         match self {
             Client::Ringtorrent => ringtorrent_bin().map(|_| ()),
+            Client::RingtorrentB => bin_b().map(|_| ()),
             Client::Rqbit if on_path("rqbit") => Ok(()),
             Client::Rqbit => {
                 bail!("rqbit is not on PATH (cargo install rqbit --version 9.1.0 --locked)")
@@ -70,11 +75,16 @@ impl Client {
     /// The command that performs `job`.
     pub fn leech_command(self, job: &LeechJob<'_>) -> Result<Command> {
         Ok(match self {
-            Client::Ringtorrent => {
+            Client::Ringtorrent | Client::RingtorrentB => {
                 let mut d = Download::new(job.torrent, job.out_dir).timeout(job.timeout);
                 d.peers = job.peers.to_vec();
                 d.listen = Some(SocketAddr::from((LEECHER_IP, job.listen_port)));
-                d.command(&ringtorrent_bin()?)?
+                let bin = if self == Client::RingtorrentB {
+                    bin_b()?
+                } else {
+                    ringtorrent_bin()?
+                };
+                d.command(&bin)?
             }
             Client::Aria2 => aria2::leech_command(job.torrent, job.out_dir, job.listen_port, None),
             Client::Libtorrent => libtorrent::leech_command(
@@ -88,6 +98,19 @@ impl Client {
             Client::Rqbit => rqbit_command(job)?,
         })
     }
+}
+
+/// Where [`Client::RingtorrentB`]'s binary is named.
+pub const BIN_B_ENV: &str = "RINGTORRENT_BIN_B";
+
+/// The binary of [`Client::RingtorrentB`]: `$RINGTORRENT_BIN_B`, which must exist.
+fn bin_b() -> Result<std::path::PathBuf> {
+    let Some(p) = std::env::var_os(BIN_B_ENV) else {
+        bail!("{BIN_B_ENV} is not set (the path of the second ringtorrent build)");
+    };
+    let p = std::path::PathBuf::from(p);
+    anyhow::ensure!(p.is_file(), "{BIN_B_ENV}={} is not a file", p.display());
+    Ok(p)
 }
 
 /// rqbit (checked against 9.1.0's command line): `download -e` exits when done; DHT, LSD and

@@ -36,6 +36,35 @@ pub struct LtSeedOpts {
     pub dht: bool,
     /// More torrents the same session seeds: (torrent, directory holding its content).
     pub also: Vec<(PathBuf, PathBuf)>,
+    /// MSE/PE policy of the session.
+    pub encryption: LtEncryption,
+    /// The seeder stops itself after this long (its watchdog); 900 s when `None`.
+    pub max_run: Option<Duration>,
+}
+
+/// libtorrent's MSE/PE policy in a kit session (`RT_LT_ENCRYPTION` for `lt_common.py`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LtEncryption {
+    /// libtorrent's defaults: outgoing tries MSE first, both accepted, plaintext preferred.
+    #[default]
+    Default,
+    /// RC4 only, both directions (`out_enc_policy`/`in_enc_policy` forced,
+    /// `allowed_enc_level` RC4).
+    Forced,
+    /// Plaintext only.
+    Disabled,
+}
+
+impl LtEncryption {
+    /// Sets the policy for a kit script started by `cmd`.
+    pub fn apply(self, cmd: &mut Command) {
+        let v = match self {
+            LtEncryption::Default => "default",
+            LtEncryption::Forced => "forced",
+            LtEncryption::Disabled => "disabled",
+        };
+        cmd.env("RT_LT_ENCRYPTION", v);
+    }
 }
 
 /// A libtorrent seeder process; killed on drop.
@@ -80,6 +109,10 @@ impl LtSeeder {
             let (t, d) = (torrent.display().to_string(), data.display().to_string());
             anyhow::ensure!(!t.contains('='), "torrent path {t:?} has a '='");
             cmd.arg("--also").arg(format!("{t}={d}"));
+        }
+        opts.encryption.apply(&mut cmd);
+        if let Some(d) = opts.max_run {
+            cmd.arg("--max-seconds").arg(d.as_secs().to_string());
         }
         let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
         let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;
@@ -182,6 +215,14 @@ impl LtLeecher {
         crate::require::require(crate::require::Tool::Libtorrent)?;
         let port = crate::net::free_port(LEECHER_IP)?;
         let cmd = leech_command(torrent, save_dir, port, tracker, peers, timeout);
+        Ok(LtLeecher {
+            proc: Proc::spawn_fresh("libtorrent-leecher", cmd)?,
+        })
+    }
+
+    /// Starts a leecher from a [`leech_command`] the caller adjusted (e.g. its encryption).
+    pub fn spawn(cmd: Command) -> Result<Self> {
+        crate::require::require(crate::require::Tool::Libtorrent)?;
         Ok(LtLeecher {
             proc: Proc::spawn_fresh("libtorrent-leecher", cmd)?,
         })

@@ -31,6 +31,7 @@ fn spawn_cli(
     ip: Ipv4Addr,
     port: u16,
     seeder: bool,
+    require_encryption: bool,
 ) -> Result<Proc> {
     let work = tempfile::Builder::new()
         .prefix(&format!("rt-{name}-"))
@@ -53,6 +54,10 @@ fn spawn_cli(
     if seeder {
         cmd.arg("-U");
     }
+    if require_encryption {
+        // MSE/PE required: plaintext handshakes are refused (its default prefers encryption).
+        cmd.arg("-er");
+    }
     cmd.arg(torrent);
     Proc::spawn(name, cmd, work)
 }
@@ -62,10 +67,28 @@ impl TransmissionSeeder {
     /// has verified the data, reports seeding and accepts TCP connections. Transmission
     /// announces to the torrent's tracker from its bind address.
     pub fn start(torrent: &Path, save_dir: &Path, ip: Option<Ipv4Addr>) -> Result<Self> {
+        Self::start_with(torrent, save_dir, ip, false)
+    }
+
+    /// [`TransmissionSeeder::start`], with encryption required (`-er`) if asked.
+    pub fn start_with(
+        torrent: &Path,
+        save_dir: &Path,
+        ip: Option<Ipv4Addr>,
+        require_encryption: bool,
+    ) -> Result<Self> {
         crate::require::require(crate::require::Tool::Transmission)?;
         let ip = ip.unwrap_or_else(seeder_ip);
         let port = free_port(ip)?;
-        let mut proc = spawn_cli("transmission-seeder", torrent, save_dir, ip, port, true)?;
+        let mut proc = spawn_cli(
+            "transmission-seeder",
+            torrent,
+            save_dir,
+            ip,
+            port,
+            true,
+            require_encryption,
+        )?;
         // It rejects handshakes until its check is done, and prints "Seeding" even before:
         // wait for the check's debug message and a status line after it.
         proc.wait_for_log("Verification is done", READY_TIMEOUT)?;
@@ -98,11 +121,24 @@ pub struct TransmissionLeecher {
 impl TransmissionLeecher {
     /// Starts downloading `torrent` into `save_dir`; returns once it accepts connections.
     pub fn start(torrent: &Path, save_dir: &Path) -> Result<Self> {
+        Self::start_with(torrent, save_dir, false)
+    }
+
+    /// [`TransmissionLeecher::start`], with encryption required (`-er`) if asked.
+    pub fn start_with(torrent: &Path, save_dir: &Path, require_encryption: bool) -> Result<Self> {
         crate::require::require(crate::require::Tool::Transmission)?;
         let ip = seeder_ip();
         let port = free_port(ip)?;
         std::fs::create_dir_all(save_dir)?;
-        let mut proc = spawn_cli("transmission-leecher", torrent, save_dir, ip, port, false)?;
+        let mut proc = spawn_cli(
+            "transmission-leecher",
+            torrent,
+            save_dir,
+            ip,
+            port,
+            false,
+            require_encryption,
+        )?;
         let addr = SocketAddr::from((ip, port));
         wait_for(READY_TIMEOUT, "transmission to listen", || {
             proc.check_alive()?;
@@ -118,6 +154,31 @@ impl TransmissionLeecher {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Waits until the files under `save_dir` match `spec`, empty files aside (Transmission
+    /// does not create them), and Transmission still runs (it never exits by itself);
+    /// returns how long that took. The error names what still differs and ends with
+    /// Transmission's log.
+    pub fn wait_complete(
+        &mut self,
+        spec: &crate::PayloadSpec,
+        save_dir: &std::path::Path,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let started = std::time::Instant::now();
+        let done = crate::wait_until(timeout, "Transmission to finish", || {
+            spec.verify_except_empty(save_dir).is_ok()
+        });
+        if let Err(e) = done {
+            let last = spec.verify_except_empty(save_dir).err();
+            anyhow::bail!(
+                "{e:#}: {last:?}\n--- transmission ---\n{}",
+                self.proc.log_tail()
+            );
+        }
+        anyhow::ensure!(self.proc.is_running(), "Transmission exited");
+        Ok(started.elapsed())
     }
 }
 

@@ -23,7 +23,7 @@ use rt_testkit::rt_seeder::{parse_ready_line, parse_uploaded_mib, seed_command};
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder, READY_TIMEOUT};
 use rt_testkit::torrent::{make_torrent_ringtorrent, write_with_announce};
 use rt_testkit::transmission::TransmissionLeecher;
-use rt_testkit::{wait_until, PayloadSpec, TorrentMeta};
+use rt_testkit::{PayloadSpec, TorrentMeta};
 
 const PIECE: u32 = 64 * 1024;
 const BLOCK: u32 = 16 * 1024;
@@ -128,22 +128,11 @@ fn transmission_leecher_downloads_multi_file_from_ringtorrent() {
     let mut opts = RtSeedOpts::listen(fresh_listen());
     opts.peers = vec![leecher.addr()];
     let seeder = RtSeeder::start(&torrent, &seed_dir, &opts).unwrap();
-    // Transmission never exits; it is done when its files match (it does not create the empty
-    // ones: not the seeder's fault). It may wait ~10 s before declaring interest.
-    let started = Instant::now();
-    let done = wait_until(Duration::from_secs(90), "Transmission to finish", || {
-        spec.verify_except_empty(&out).is_ok()
-    });
-    if let Err(e) = done {
-        let last = spec.verify_except_empty(&out).unwrap_err();
-        panic!(
-            "{e:#}: {last:#}\n--- transmission ---\n{}\n--- seeder ---\n{}",
-            leecher.proc.log_tail(),
-            seeder.proc.log_tail()
-        );
-    }
-    eprintln!("Transmission finished in {:?}", started.elapsed());
-    assert!(leecher.proc.is_running(), "Transmission exited");
+    // It may wait ~10 s before declaring interest.
+    let took = leecher
+        .wait_complete(&spec, &out, Duration::from_secs(90))
+        .unwrap_or_else(|e| panic!("{e:#}\n--- seeder ---\n{}", seeder.proc.log_tail()));
+    eprintln!("Transmission finished in {took:?}");
     assert_uploaded_at_least(seeder.stop().unwrap(), spec.total_len());
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::add::{AddTorrent, TorrentSource};
 use super::{Alert, EngineError, Inner, TorrentId};
-use crate::disconnect::DisconnectReason;
+use crate::api::DisconnectReason;
 use crate::files::FilePriority;
 use crate::magnet::Magnet;
 use crate::metadata::{self, MetaEvent, MetadataFetch, MetadataPeer, Progress};

@@ -369,6 +369,18 @@ pub(crate) fn spawn_saver(
             for (t, st) in super::torrent_states(&inner) {
                 if st.is_dirty(&t) {
                     if let Err(e) = st.save(&inner, &t) {
+                        // A torrent removed since the snapshot has no files to sync: its
+                        // resume file goes with it, nothing to report.
+                        let still_here = inner
+                            .torrents
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .iter()
+                            .any(|e| e.shared.id == t.id);
+                        if !still_here {
+                            tracing::debug!("torrent {}: removed during a resume save: {e}", t.id);
+                            continue;
+                        }
                         tracing::warn!("torrent {}: saving resume data failed: {e}", t.id);
                     }
                 }

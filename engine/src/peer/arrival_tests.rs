@@ -237,8 +237,10 @@ fn of_two_shards_finishing_a_piece_the_picker_s_completer_submits_it() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(taken.iter().filter(|&&x| x).count(), 1, "round {round}");
-        // Next round of the same piece: as after a failed hash.
-        assert!(t.picker.piece_failed(p));
+        // Next round of the same piece: as after a failed write (the table's entry ends, the
+        // picker frees the blocks).
+        t.on_failed(p, false);
+        assert_eq!(t.picker.state(p), PieceState::Open, "round {round}");
     }
 }
 

@@ -151,3 +151,31 @@ fn a_piece_that_several_peers_spoiled_is_redone_by_one() {
         "the owner takes its block again"
     );
 }
+
+#[test]
+fn a_piece_keeps_one_in_flight_entry_from_its_first_claim_to_the_verdict() {
+    // The in-flight table alone knows who supplied a piece: after its buffer went to the disk
+    // the entry stays (verifying, no buffer, nothing claimable) until the hash result, and a
+    // failed piece's next round starts from an empty entry.
+    let fx = test_torrent(false);
+    let t = fx.t.clone();
+    let p = t.lengths.piece(3).unwrap();
+    t.ensure_buffer(p).unwrap();
+    t.buffer_for(p, 7).unwrap();
+    assert!(t.has_buffer(p));
+    t.take_complete(p).expect("the buffer, for the disk");
+    assert!(!t.has_buffer(p), "the buffer is the disk's now");
+    assert!(t.take_complete(p).is_none(), "taken once");
+    assert_eq!(t.ensure_buffer(p), Err(crate::torrent::NoBuffer::Verifying));
+    assert!(
+        t.buffer_for(p, 8).is_none(),
+        "no one writes into a verifying piece"
+    );
+    t.on_failed(p, true);
+    let mut failed = Vec::new();
+    t.failed_since(0, &mut failed);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].contributors, vec![7], "blame from the entry");
+    t.ensure_buffer(p).expect("a new round gets a new buffer");
+    assert!(t.has_buffer(p));
+}

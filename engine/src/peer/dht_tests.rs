@@ -53,6 +53,29 @@ fn a_running_node_sets_the_bit_sends_port_and_takes_the_peers() {
 }
 
 #[test]
+fn a_node_that_starts_answering_after_the_handshake_still_sends_port_once() {
+    let fx = test_torrent_with(false, false);
+    let link = Arc::new(DhtLink::new());
+    fx.t.set_dht(link.clone());
+    let now = Instant::now();
+    let mut s = open(&fx, now);
+    assert!(port_messages(&s.out).is_empty(), "no port yet");
+    s.poll(now, &fx.t).unwrap();
+    assert!(port_messages(&s.out).is_empty(), "still no port");
+    link.set_port(7002);
+    s.out.clear();
+    s.poll(now, &fx.t).unwrap();
+    assert_eq!(
+        port_messages(&s.out),
+        vec![7002],
+        "sent once the node answers"
+    );
+    s.out.clear();
+    s.poll(now, &fx.t).unwrap();
+    assert!(port_messages(&s.out).is_empty(), "and only once");
+}
+
+#[test]
 fn a_private_torrent_never_uses_the_dht() {
     let fx = test_torrent_with(false, true);
     let link = Arc::new(DhtLink::new());

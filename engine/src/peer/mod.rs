@@ -161,6 +161,9 @@ pub struct PeerSession {
     /// [`MAX_QUEUED_REQUESTS`], as the queue is).
     refused_while_choked: usize,
     reads_in_flight: u32,
+    /// The peer's handshake had the DHT bit and it has not been sent our PORT yet (our node
+    /// may start answering queries after the handshake).
+    port_owed: bool,
     pub uploaded_bytes: u64,
     /// The most requests the peer queues (BEP 10 `reqq`); our window never exceeds it.
     peer_reqq: usize,
@@ -225,6 +228,7 @@ impl PeerSession {
             upload_queue: VecDeque::new(),
             refused_while_choked: 0,
             reads_in_flight: 0,
+            port_owed: false,
             uploaded_bytes: 0,
             peer_reqq: pipeline::MAX,
             connected_at: now,
@@ -260,9 +264,20 @@ impl PeerSession {
 
     /// BEP 5: tells a peer that set the handshake's DHT bit where our DHT node listens, if it
     /// runs and this torrent may use it.
+    /// Sends our DHT node's port (BEP 5) to a peer whose handshake had the DHT bit: now if
+    /// the node answers queries, else on a later [`PeerSession::poll`] once it does.
     pub fn send_dht_port(&mut self, t: &TorrentShared) {
+        self.port_owed = true;
+        self.send_owed_port(t);
+    }
+
+    fn send_owed_port(&mut self, t: &TorrentShared) {
+        if !self.port_owed {
+            return;
+        }
         if let Some(port) = t.dht_port() {
             wire::encode(&Message::Port(port), &mut self.out);
+            self.port_owed = false;
         }
     }
 
@@ -477,6 +492,7 @@ impl PeerSession {
             return Err(PeerError::Stopped);
         }
         self.send_haves(t);
+        self.send_owed_port(t);
         self.check_blame(t)?;
         self.prune_owned(t);
         if self.peer_choking && !self.owned.is_empty() {

@@ -9,7 +9,7 @@
 //! to the backend until its `Sent` completion, or until the connection's `Closed` completion if
 //! it was closed first; the message of an `Op::ReadFile` until its `FileRead` completion (if
 //! the backend is dropped first, buffers of operations still in flight are leaked, never
-//! freed under the kernel). Received bytes are lent to the completion callback only; the
+//! freed under the kernel). Received bytes are lent (mutably) to the completion callback only; the
 //! backend recycles the receive buffer when the callback returns.
 
 use std::io;
@@ -63,8 +63,9 @@ pub enum Completion<'a> {
         token: Token,
         result: io::Result<()>,
     },
-    /// Bytes received, in stream order.
-    Data { token: Token, data: &'a [u8] },
+    /// Bytes received, in stream order; lent mutably so that a transport can decrypt them
+    /// where they lie.
+    Data { token: Token, data: &'a mut [u8] },
     /// The peer closed the stream (`Ok`) or the socket failed.
     RecvEnded {
         token: Token,

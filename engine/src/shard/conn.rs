@@ -4,13 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::disconnect::{DisconnectReason, Fault};
-use crate::engine::{Alert, AlertSink, TorrentId};
+use crate::api::{Alert, AlertSink, TorrentId};
+use crate::api::{DisconnectReason, Fault};
 use crate::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::peer::PeerSession;
 use crate::torrent::TorrentShared;
@@ -18,7 +17,10 @@ use crate::types::PeerId;
 use crate::wire;
 
 use super::backend::{Op, Token};
-use super::sendq::{BlockMsg, MsgPool, PieceData, SendBuf};
+use super::sendq::{MsgPool, SendBuf};
+use super::transport::{Opened, Transport};
+use crate::mse::{EncryptionPolicy, SkeyTable};
+use crate::types::InfoHash;
 
 /// Give up on a TCP connect after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +40,7 @@ pub fn redial_delay(attempt: u32) -> Option<Duration> {
     (attempt < MAX_REDIALS).then(|| Duration::from_secs((1u64 << attempt.min(5)).min(30)))
 }
 
-enum Phase {
+pub(super) enum Phase {
     Connecting,
     Handshake {
         buf: Vec<u8>,
@@ -55,25 +57,30 @@ pub struct Redial {
     pub addr: SocketAddr,
     pub attempt: u32,
     pub delay: Duration,
+    /// Open it with the MSE/PE handshake.
+    pub encrypt: bool,
 }
 
 /// See the module doc.
 pub struct Conn {
-    token: Token,
-    key: u64,
+    pub(super) token: Token,
+    pub(super) key: u64,
     pub addr: SocketAddr,
     outgoing: bool,
-    torrent: Option<Arc<TorrentShared>>,
-    phase: Phase,
+    pub(super) torrent: Option<Arc<TorrentShared>>,
+    pub(super) phase: Phase,
+    /// What carries the bytes (plain TCP, ...): received bytes are opened and sends sealed
+    /// here, so `phase` sees plaintext.
+    pub(super) transport: Transport,
     /// The session's bytes not yet in `pending`.
-    out: Vec<u8>,
+    pub(super) out: Vec<u8>,
     /// What the next send carries.
-    pending: SendBuf,
+    pub(super) pending: SendBuf,
     spare: Vec<u8>,
     sending: bool,
     /// Bytes of the send in flight.
-    sending_bytes: usize,
-    failed: Option<DisconnectReason>,
+    pub(super) sending_bytes: usize,
+    pub(super) failed: Option<DisconnectReason>,
     closed: bool,
     started: Instant,
     peer_id: Option<PeerId>,
@@ -83,9 +90,17 @@ pub struct Conn {
     /// False once the peer's handshake was refused (wrong torrent, duplicate, banned, full):
     /// dialing it again would be refused again.
     retryable: bool,
+    /// The engine's MSE/PE policy.
+    policy: EncryptionPolicy,
+    /// Outgoing: this attempt opens with the MSE handshake.
+    encrypt: bool,
+    /// The torrent an MSE handshake named (SKEY): the BitTorrent handshake must agree.
+    skey: Option<InfoHash>,
 }
 
 impl Conn {
+    /// A dial of `addr` for `t`; `encrypt`: open with the MSE/PE handshake.
+    #[allow(clippy::too_many_arguments)]
     pub fn outgoing(
         token: Token,
         key: u64,
@@ -93,17 +108,30 @@ impl Conn {
         t: Arc<TorrentShared>,
         attempt: u32,
         now: Instant,
+        policy: EncryptionPolicy,
+        encrypt: bool,
     ) -> Conn {
         let mut c = Self::new(token, key, addr, Some(t), true, Phase::Connecting, now);
         c.attempt = attempt;
+        c.policy = policy;
+        c.encrypt = encrypt;
         c
     }
 
-    pub fn incoming(token: Token, key: u64, addr: SocketAddr, now: Instant) -> Conn {
+    pub fn incoming(
+        token: Token,
+        key: u64,
+        addr: SocketAddr,
+        now: Instant,
+        policy: EncryptionPolicy,
+    ) -> Conn {
         let phase = Phase::Handshake {
             buf: Vec::with_capacity(HANDSHAKE_LEN),
         };
-        Self::new(token, key, addr, None, false, phase, now)
+        let mut c = Self::new(token, key, addr, None, false, phase, now);
+        c.policy = policy;
+        c.transport = Transport::incoming(policy);
+        c
     }
 
     fn new(
@@ -122,6 +150,7 @@ impl Conn {
             outgoing,
             torrent,
             phase,
+            transport: Transport::Plain,
             out: Vec::new(),
             pending: SendBuf::default(),
             spare: Vec::new(),
@@ -134,6 +163,9 @@ impl Conn {
             got_data: false,
             attempt: 0,
             retryable: true,
+            policy: EncryptionPolicy::default(),
+            encrypt: false,
+            skey: None,
         }
     }
 
@@ -154,6 +186,12 @@ impl Conn {
         }
     }
 
+    /// Whether the connection is failing or closed (it no longer counts as a link to its
+    /// peer: a redial may start beside it).
+    pub fn is_closing(&self) -> bool {
+        self.failed.is_some()
+    }
+
     /// Marks the connection for closing; the first reason wins.
     pub fn fail(&mut self, reason: DisconnectReason) {
         if self.failed.is_none() {
@@ -169,7 +207,24 @@ impl Conn {
             }
             Ok(()) => {
                 let t = self.torrent.as_ref()?;
-                self.out.extend_from_slice(&t.our_handshake().to_bytes());
+                let hs = t.our_handshake().to_bytes();
+                if self.encrypt {
+                    // Our handshake rides in the MSE handshake (its initial payload).
+                    let mut raw = Vec::new();
+                    match Transport::initiate(t.info_hash, self.policy, &hs, &mut raw) {
+                        Ok(tr) => {
+                            self.transport = tr;
+                            self.skey = Some(t.info_hash);
+                            self.pending.push_bytes(raw);
+                        }
+                        Err(reason) => {
+                            self.fail(reason);
+                            return None;
+                        }
+                    }
+                } else {
+                    self.out.extend_from_slice(&hs);
+                }
                 self.phase = Phase::Handshake {
                     buf: Vec::with_capacity(HANDSHAKE_LEN),
                 };
@@ -179,7 +234,56 @@ impl Conn {
         }
     }
 
+    /// Bytes from the socket: opened by the transport (decrypted in place, or consumed by
+    /// the MSE handshake, whose replies are queued as they are), then read as plaintext.
+    /// `skeys`: the torrents an incoming MSE handshake may name.
     pub fn on_data(
+        &mut self,
+        data: &mut [u8],
+        now: Instant,
+        torrents: &HashMap<u64, Arc<TorrentShared>>,
+        skeys: &SkeyTable,
+        alerts: &AlertSink,
+    ) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.got_data = true;
+        let mut raw = Vec::new();
+        let opened = self.transport.receive(data, &mut raw, skeys);
+        if !raw.is_empty() {
+            // Handshake bytes, already in their final form: after anything queued before.
+            self.move_out();
+            self.pending.push_bytes(raw);
+        }
+        match opened {
+            Err(reason) => {
+                self.retryable = false;
+                self.fail(reason);
+            }
+            Ok(Opened::InPlace) => self.on_plain(data, now, torrents, alerts),
+            Ok(Opened::Owned { plain, skey }) => {
+                if skey.is_some() {
+                    self.skey = skey;
+                }
+                self.on_plain(&plain, now, torrents, alerts)
+            }
+            Ok(Opened::Nothing) => {}
+        }
+    }
+
+    /// The peer ended the stream (`Ok`) or receiving failed.
+    pub fn on_recv_ended(&mut self, result: std::io::Result<()>) {
+        let reason = match result {
+            Ok(()) if self.transport.negotiating() => DisconnectReason::ClosedDuringEncryption,
+            Ok(()) => DisconnectReason::Closed,
+            Err(e) => DisconnectReason::RecvFailed(e.kind()),
+        };
+        self.fail(reason);
+    }
+
+    /// Plaintext from the peer: the BitTorrent handshake, then messages.
+    fn on_plain(
         &mut self,
         data: &[u8],
         now: Instant,
@@ -189,7 +293,6 @@ impl Conn {
         if self.failed.is_some() {
             return;
         }
-        self.got_data = true;
         if let Phase::Handshake { buf } = &mut self.phase {
             let need = HANDSHAKE_LEN - buf.len();
             let take = need.min(data.len());
@@ -217,6 +320,10 @@ impl Conn {
         alerts: &AlertSink,
     ) -> Result<(), DisconnectReason> {
         let hs = Handshake::parse(bytes).map_err(DisconnectReason::BadHandshake)?;
+        if self.skey.is_some_and(|k| k != hs.info_hash) {
+            // The MSE handshake named another torrent than the BitTorrent one.
+            return Err(DisconnectReason::WrongInfoHash);
+        }
         let t = match &self.torrent {
             Some(t) if t.info_hash == hs.info_hash => t.clone(),
             Some(_) => return Err(DisconnectReason::WrongInfoHash),
@@ -295,130 +402,12 @@ impl Conn {
         self.key
     }
 
-    /// Blocks this peer requested that may be read now (upload rate limits applied), and the
-    /// torrent they belong to.
-    pub fn take_reads(
-        &mut self,
-        now: Instant,
-        out: &mut Vec<crate::types::BlockRef>,
-    ) -> Option<Arc<TorrentShared>> {
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return None;
-        };
-        if self.failed.is_some() {
-            return None;
-        }
-        let backlog = self.out.len() + self.pending.len() + self.sending_bytes;
-        if backlog < SEND_HIGH_WATER {
-            session.next_reads_at(now, t, out);
-        }
-        Some(t.clone())
-    }
-
-    /// Whether `block`'s bytes may be queued now: the connection (`key`) is the one that asked
-    /// and is not failing, and the session still wants the block sent. With `have_bytes`
-    /// false (the read failed) the session is told instead (a REJECT for Fast peers). Either
-    /// way the session's bytes are taken for the next send.
-    fn block_ready(&mut self, key: u64, block: crate::types::BlockRef, have_bytes: bool) -> bool {
-        if key != self.key || self.failed.is_some() {
-            return false;
-        }
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return false;
-        };
-        let ready = if have_bytes {
-            session.piece_ready(block, t)
-        } else {
-            session.on_read(block, None, t);
-            false
-        };
-        self.out.append(&mut session.out);
-        ready
-    }
-
-    /// Puts `block`'s PIECE header at the end of the byte stream and moves the stream into the
-    /// next send, for the block's bytes to follow as a segment of their own.
-    fn header_then_block(&mut self, block: crate::types::BlockRef) {
-        self.out.extend_from_slice(&crate::wire::piece_header(
-            block.piece.get(),
-            block.offset,
-            block.len,
-        ));
-        self.move_out();
-    }
-
-    /// A disk read (or a cache hit) for this connection: `msg` is the block's PIECE message,
-    /// queued as it is (shared, not copied), or `None` if the read failed.
-    pub fn deliver_read(
-        &mut self,
-        key: u64,
-        block: crate::types::BlockRef,
-        msg: Option<&Rc<BlockMsg>>,
-    ) {
-        if let (true, Some(m)) = (self.block_ready(key, block, msg.is_some()), msg) {
-            self.move_out();
-            self.pending.push_msg(Rc::clone(m));
-        }
-    }
-
-    /// A block served from a piece read whole: its PIECE header goes into the byte stream and
-    /// the block as a slice of the piece (not copied).
-    pub fn deliver_slice(
-        &mut self,
-        key: u64,
-        block: crate::types::BlockRef,
-        piece: &Rc<PieceData>,
-    ) {
-        let have = piece.get(block.offset, block.len).is_some();
-        if self.block_ready(key, block, have) {
-            self.header_then_block(block);
-            self.pending
-                .push_slice(Rc::clone(piece), block.offset, block.len);
-        }
-    }
-
-    /// A block the page cache holds at `off` of `file`: its PIECE header goes into the byte
-    /// stream, and the kernel sends the block from the page cache (not read here): with
-    /// `sendfile`, or copied into the socket from the file's mapping (`mapped`; the caller
-    /// checked that the mapping covers it).
-    pub fn deliver_cached(
-        &mut self,
-        key: u64,
-        block: crate::types::BlockRef,
-        (file, off): (uring_disk::OpenFile, u64),
-        mapped: bool,
-    ) {
-        if self.block_ready(key, block, true) {
-            self.header_then_block(block);
-            if mapped {
-                self.pending.push_mapped(file, off, block.len);
-            } else {
-                self.pending.push_file(file, off, block.len);
-            }
-        }
-    }
-
     /// Moves the session's bytes into the next send, keeping their order with messages.
-    fn move_out(&mut self) {
+    pub(super) fn move_out(&mut self) {
         if !self.out.is_empty() {
-            let bytes = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+            let mut bytes = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+            self.transport.seal_in_place(&mut bytes);
             self.pending.push_bytes(bytes);
-        }
-    }
-
-    /// Suggests `piece` (BEP 6) to this peer if it is interested in us, speaks Fast, lacks the
-    /// piece and was not told before (`PeerSession::suggest_piece`).
-    pub fn suggest(&mut self, piece: crate::types::PieceIndex) {
-        if self.failed.is_some() {
-            return;
-        }
-        let (Phase::Active { session, .. }, Some(t)) = (&mut self.phase, &self.torrent) else {
-            return;
-        };
-        // Only a peer we unchoke can act on a suggestion (its allowed-fast pieces it knows):
-        // suggesting to every interested peer cost a seeder with 500 of them 3 CPU-s per GiB.
-        if session.peer_interested && !session.am_choking && session.suggest_piece(piece, t) {
-            self.out.append(&mut session.out);
         }
     }
 
@@ -500,15 +489,9 @@ impl Conn {
                 if self.outgoing
                     && self.retryable
                     && !t.is_stopped()
-                    && !t.complete.load(Ordering::Acquire)
                     && !t.is_banned(self.addr.ip()) =>
             {
-                redial_delay(self.attempt).map(|delay| Redial {
-                    torrent: t.id,
-                    addr: self.addr,
-                    attempt: self.attempt + 1,
-                    delay,
-                })
+                self.next_dial(t, &reason)
             }
             _ => None,
         };
@@ -540,6 +523,42 @@ impl Conn {
         }
         ops.push(Op::Close { token: self.token });
         redial
+    }
+
+    /// The dial to try after this outgoing attempt failed before the handshake. Under
+    /// `Prefer` a plaintext attempt that the peer closed once connected is tried again at once
+    /// with MSE (the peer may require encryption, as libtorrent's and Transmission's settings
+    /// allow), and an MSE attempt that failed is followed by a plaintext one after the usual
+    /// delay; `Require` always encrypts, `Disable` never.
+    /// A complete torrent (a seeder dialing a leecher) retries only that switch.
+    fn next_dial(&self, t: &TorrentShared, reason: &DisconnectReason) -> Option<Redial> {
+        let connected = matches!(self.phase, Phase::Handshake { .. });
+        let prefer = self.policy == EncryptionPolicy::Prefer;
+        if prefer && connected && !self.encrypt && matches!(reason, DisconnectReason::Closed) {
+            return Some(Redial {
+                torrent: t.id,
+                addr: self.addr,
+                attempt: self.attempt,
+                delay: Duration::ZERO,
+                encrypt: true,
+            });
+        }
+        if t.complete.load(Ordering::Acquire) {
+            return None;
+        }
+        let torrent = t.id;
+        let encrypt = match self.policy {
+            EncryptionPolicy::Require => true,
+            EncryptionPolicy::Disable => false,
+            EncryptionPolicy::Prefer => false,
+        };
+        redial_delay(self.attempt).map(|delay| Redial {
+            torrent,
+            addr: self.addr,
+            attempt: self.attempt + 1,
+            delay,
+            encrypt,
+        })
     }
 
     /// Starts a send of everything queued, if none is in flight.

@@ -12,13 +12,12 @@
 //! outgoing ones are handed out round-robin by the engine.
 
 pub mod backend;
-mod cache;
 mod conn;
 mod flush;
-mod pieces;
 pub mod portable;
 pub mod sendq;
-mod uploads;
+mod transport;
+mod upload;
 pub mod uring;
 
 use std::collections::HashMap;
@@ -30,13 +29,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::disconnect::DisconnectReason;
-use crate::engine::AlertSink;
+use crate::api::AlertSink;
+use crate::api::DisconnectReason;
 use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
-use cache::{BlockKey, ReadCache};
 use conn::Conn;
-use sendq::MsgPool;
+use upload::{Links, Uploader};
 
 /// Longest wait for completions when idle.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -54,15 +52,6 @@ impl Waker {
         // A full counter (EAGAIN) still means a wake-up is pending: nothing to do.
         let _ = (&self.0).write(&1u64.to_ne_bytes());
     }
-}
-
-/// A disk read for an upload, finished, on its way back to the shard that asked.
-pub struct ReadDone {
-    pub token: Token,
-    pub key: u64,
-    pub torrent: u64,
-    pub block: crate::types::BlockRef,
-    pub data: Result<uring_disk::ReadBuf, uring_disk::StorageError>,
 }
 
 /// Work sent to a shard by the engine.
@@ -96,7 +85,9 @@ pub struct ShardConfig {
     pub global_limits: Arc<crate::ratelimit::RateLimits>,
     /// Regular upload slots per torrent (the choker's).
     pub upload_slots: usize,
-    pub zero_copy_uploads: crate::engine::ZeroCopyUploads,
+    pub zero_copy_uploads: crate::api::ZeroCopyUploads,
+    /// MSE/PE policy of every connection.
+    pub encryption: crate::mse::EncryptionPolicy,
 }
 
 /// The engine's handle to a running shard.
@@ -104,11 +95,11 @@ pub struct ShardHandle {
     pub tx: Sender<Command>,
     pub thread: Option<JoinHandle<()>>,
     /// The ring driver the shard runs on.
-    pub backend: crate::engine::Backend,
+    pub backend: crate::api::Backend,
 }
 
 /// What a shard thread reports once its ring is set up (or could not be).
-type Ready = std::io::Result<crate::engine::Backend>;
+type Ready = std::io::Result<crate::api::Backend>;
 
 /// Starts a shard thread; returns once its ring is set up, or the error that stopped it.
 pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
@@ -137,8 +128,8 @@ pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
     }
 }
 
-fn make_backend(cfg: &ShardConfig) -> std::io::Result<(Box<dyn Backend>, crate::engine::Backend)> {
-    use crate::engine::Backend as Kind;
+fn make_backend(cfg: &ShardConfig) -> std::io::Result<(Box<dyn Backend>, crate::api::Backend)> {
+    use crate::api::Backend as Kind;
     if !cfg.force_portable {
         match uring::probe() {
             Ok(()) => {
@@ -199,7 +190,6 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
             None
         }
     };
-    let (reads_tx, reads_rx) = crossbeam_channel::unbounded();
     tracing::debug!("shard {} running on {}", cfg.index, backend.name());
     let mut shard = Shard {
         torrents: HashMap::new(),
@@ -210,27 +200,19 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
         disk: cfg.disk.clone(),
         global_limits: cfg.global_limits.clone(),
         upload_slots: cfg.upload_slots,
-        zero_copy: (cfg.zero_copy_uploads, cfg.bind_ip),
-        mapped_sends: backend.sends_from_mappings(),
         index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
         last_slow: Instant::now(),
         shutting_down: None,
-        reads_tx,
-        reads_rx,
-        waker,
-        cache: ReadCache::default(),
-        reads_inflight: HashMap::new(),
-        local_reads: HashMap::new(),
-        next_tag: 0,
-        msgs: MsgPool::default(),
-        pieces: pieces::PieceCache::default(),
-        piece_reads: pieces::PieceReads::default(),
-        piece_pools: pieces::PiecePools::default(),
-        cached_pieces: std::collections::VecDeque::new(),
-        scratch_reads: Vec::new(),
-        scratch_parts: Vec::new(),
+        up: Uploader::new(
+            cfg.disk.clone(),
+            (cfg.zero_copy_uploads, cfg.bind_ip),
+            backend.sends_from_mappings(),
+            waker,
+        ),
+        encryption: cfg.encryption,
+        skeys: crate::mse::SkeyTable::new(),
         redials: Vec::new(),
     };
     loop {
@@ -255,14 +237,6 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
     }
 }
 
-/// An upload read on the shard's ring: the block, and the connection that asked first.
-struct LocalRead {
-    key: BlockKey,
-    token: Token,
-    conn_key: u64,
-    block: crate::types::BlockRef,
-}
-
 struct Shard {
     torrents: HashMap<u64, Arc<TorrentShared>>,
     conns: Vec<Option<Conn>>,
@@ -272,36 +246,17 @@ struct Shard {
     disk: Arc<uring_disk::DiskPipeline>,
     global_limits: Arc<crate::ratelimit::RateLimits>,
     upload_slots: usize,
-    /// Which peers get `sendfile`, and the address we listen on (see `ZeroCopyUploads`).
-    zero_copy: (crate::engine::ZeroCopyUploads, Option<std::net::IpAddr>),
-    /// Whether blocks in the page cache go to the peers that get copies from a mapping of
-    /// their file (the backend sends from mappings).
-    mapped_sends: bool,
     index: usize,
     next_key: u64,
     ops: Vec<Op>,
     last_slow: Instant,
     shutting_down: Option<Instant>,
-    reads_tx: Sender<ReadDone>,
-    reads_rx: Receiver<ReadDone>,
-    waker: Option<Arc<Waker>>,
-    cache: ReadCache,
-    /// Upload reads in flight, with the other connections waiting for the same block.
-    reads_inflight: HashMap<BlockKey, Vec<(Token, u64)>>,
-    /// Upload reads on this shard's own ring, by tag.
-    local_reads: HashMap<u32, LocalRead>,
-    next_tag: u32,
-    /// PIECE message buffers for reuse.
-    msgs: MsgPool,
-    /// Pieces read whole with O_DIRECT (kept, and in flight), and their buffers.
-    pieces: pieces::PieceCache,
-    piece_reads: pieces::PieceReads,
-    piece_pools: pieces::PiecePools,
-    /// Pieces whose page cache state was checked recently, and whether all of the piece was
-    /// there (served with `sendfile`) or the kernel could not tell (read buffered).
-    cached_pieces: std::collections::VecDeque<(u64, u32, bool)>,
-    scratch_reads: Vec<crate::types::BlockRef>,
-    scratch_parts: Vec<uring_disk::ReadPart>,
+    /// Everything that serves the peers' requests.
+    up: Uploader,
+    /// MSE/PE policy of every connection.
+    encryption: crate::mse::EncryptionPolicy,
+    /// The torrents an incoming MSE handshake may name (by `HASH('req2', info_hash)`).
+    skeys: crate::mse::SkeyTable,
     /// Dials to retry, with when (outgoing connections that failed before the handshake).
     redials: Vec<(Instant, conn::Redial)>,
 }
@@ -311,19 +266,24 @@ impl Shard {
         match cmd {
             Command::AddTorrent(t) => {
                 t.attach_engine(&self.global_limits, self.upload_slots);
+                self.skeys.insert(t.info_hash);
                 self.torrents.insert(t.id, t);
             }
             Command::RemoveTorrent(id) => {
-                self.torrents.remove(&id);
-                self.cache.forget_torrent(id);
-                self.pieces.forget_torrent(id);
+                if let Some(t) = self.torrents.remove(&id) {
+                    self.skeys.remove(&t.info_hash);
+                }
+                self.up.forget_torrent(id);
                 for c in self.conns.iter_mut().flatten() {
                     if c.torrent_id() == Some(id) {
                         c.fail(DisconnectReason::TorrentRemoved);
                     }
                 }
             }
-            Command::Connect { torrent, addr } => self.dial(torrent, addr, 0, now),
+            Command::Connect { torrent, addr } => {
+                let encrypt = self.encryption == crate::mse::EncryptionPolicy::Require;
+                self.dial(torrent, addr, 0, encrypt, now)
+            }
             Command::Peers { torrent, reply } => {
                 let peers = self
                     .conns
@@ -344,9 +304,10 @@ impl Shard {
         }
     }
 
-    /// Opens an outgoing connection unless one to `addr` for this torrent exists, the shard is
-    /// full, or the torrent is gone, stopped or bans the address.
-    fn dial(&mut self, torrent: u64, addr: SocketAddr, attempt: u32, now: Instant) {
+    /// Opens an outgoing connection (with the MSE handshake if `encrypt`) unless one to
+    /// `addr` for this torrent exists, the shard is full, or the torrent is gone, stopped or
+    /// bans the address.
+    fn dial(&mut self, torrent: u64, addr: SocketAddr, attempt: u32, encrypt: bool, now: Instant) {
         let Some(t) = self.torrents.get(&torrent).cloned() else {
             return;
         };
@@ -354,7 +315,7 @@ impl Shard {
             .conns
             .iter()
             .flatten()
-            .any(|c| c.addr == addr && c.torrent_id() == Some(torrent));
+            .any(|c| c.addr == addr && c.torrent_id() == Some(torrent) && !c.is_closing());
         if busy
             || self.live >= MAX_CONNS_PER_SHARD
             || self.shutting_down.is_some()
@@ -365,7 +326,16 @@ impl Shard {
         }
         let token = self.alloc();
         self.next_key += 1;
-        let c = Conn::outgoing(token, self.next_key, addr, t, attempt, now);
+        let c = Conn::outgoing(
+            token,
+            self.next_key,
+            addr,
+            t,
+            attempt,
+            now,
+            self.encryption,
+            encrypt,
+        );
         self.ops.push(Op::Connect { token, addr });
         self.conns[token as usize] = Some(c);
     }
@@ -380,7 +350,7 @@ impl Shard {
             .partition(|(at, _)| *at <= now);
         self.redials = later;
         for (_, r) in due {
-            self.dial(r.torrent, r.addr, r.attempt, now);
+            self.dial(r.torrent, r.addr, r.attempt, r.encrypt, now);
         }
     }
 
@@ -406,13 +376,19 @@ impl Shard {
                 // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d: keep them IPv4,
                 // as they are everywhere else (PEX lists, bans, dial dedup).
                 let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-                self.conns[token as usize] = Some(Conn::incoming(token, self.next_key, peer, now));
+                self.conns[token as usize] = Some(Conn::incoming(
+                    token,
+                    self.next_key,
+                    peer,
+                    now,
+                    self.encryption,
+                ));
             }
             Completion::Wake => {}
             Completion::Closed { token } => {
                 if let Some(slot) = self.conns.get_mut(token as usize) {
                     if let Some(mut conn) = slot.take() {
-                        conn.drain_queued(&mut self.msgs);
+                        conn.drain_queued(&mut self.up.msgs);
                         self.free.push(token);
                         self.live -= 1;
                     }
@@ -432,27 +408,37 @@ impl Shard {
                 let Some(Some(conn)) = self.conns.get_mut(token as usize) else {
                     return;
                 };
-                conn.on_data(data, now, torrents, &self.alerts);
+                conn.on_data(data, now, torrents, &self.skeys, &self.alerts);
                 conn.submit_completed(&self.disk);
             }
             Completion::RecvEnded { token, result } => {
                 let Some(conn) = self.conn_mut(token) else {
                     return;
                 };
-                let reason = match result {
-                    Ok(()) => DisconnectReason::Closed,
-                    Err(e) => DisconnectReason::RecvFailed(e.kind()),
-                };
-                conn.fail(reason);
+                conn.on_recv_ended(result);
             }
             Completion::Sent { token, buf, result } => match self.conns.get_mut(token as usize) {
-                Some(Some(conn)) => conn.on_sent(buf, result, &mut self.msgs),
+                Some(Some(conn)) => conn.on_sent(buf, result, &mut self.up.msgs),
                 _ => {
-                    let _ = buf.recycle(&mut self.msgs);
+                    let _ = buf.recycle(&mut self.up.msgs);
                 }
             },
-            Completion::FileRead { tag, msg, result } => self.local_read_done(tag, msg, result),
-            Completion::PieceRead { tag, buf, result } => self.piece_read_done(tag, buf, result),
+            Completion::FileRead { tag, msg, result } => {
+                let mut net = Links {
+                    conns: &mut self.conns,
+                    ops: &mut self.ops,
+                    torrents: &self.torrents,
+                };
+                self.up.local_read_done(&mut net, tag, msg, result);
+            }
+            Completion::PieceRead { tag, buf, result } => {
+                let mut net = Links {
+                    conns: &mut self.conns,
+                    ops: &mut self.ops,
+                    torrents: &self.torrents,
+                };
+                self.up.piece_read_done(&mut net, tag, buf, result);
+            }
         }
     }
 
@@ -465,15 +451,23 @@ impl Shard {
         if slow {
             self.last_slow = now;
         }
-        while let Ok(done) = self.reads_rx.try_recv() {
-            self.read_done(done);
-        }
+        let mut net = Links {
+            conns: &mut self.conns,
+            ops: &mut self.ops,
+            torrents: &self.torrents,
+        };
+        self.up.drain_replies(&mut net);
         for i in 0..self.conns.len() {
             let Some(conn) = self.conns[i].as_mut() else {
                 continue;
             };
             conn.tick(now, slow, &self.alerts);
-            self.issue_reads(i as Token, now);
+            let mut net = Links {
+                conns: &mut self.conns,
+                ops: &mut self.ops,
+                torrents: &self.torrents,
+            };
+            self.up.issue_reads(&mut net, i as Token, now);
             let Some(conn) = self.conns[i].as_mut() else {
                 continue;
             };
@@ -486,8 +480,9 @@ impl Shard {
             let learned = conn.take_learned();
             conn.flush(&mut self.ops);
             if let Some((torrent, peers)) = learned {
+                let encrypt = self.encryption == crate::mse::EncryptionPolicy::Require;
                 for addr in peers {
-                    self.dial(torrent, addr, 0, now);
+                    self.dial(torrent, addr, 0, encrypt, now);
                 }
             }
         }

@@ -224,7 +224,7 @@ impl PortableBackend {
                     }
                     Ok(n) => on(Completion::Data {
                         token,
-                        data: &self.scratch[..n],
+                        data: &mut self.scratch[..n],
                     }),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

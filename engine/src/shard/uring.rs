@@ -149,9 +149,11 @@ impl BufRing {
         }
     }
 
-    fn get(&self, bid: u16, len: usize) -> &[u8] {
+    /// Buffer `bid`'s first `len` bytes, lent mutably (a transport decrypts in place): the
+    /// kernel filled it and does not write it again until it is pushed back.
+    fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
         let start = bid as usize * self.size;
-        &self.slab[start..start + len.min(self.size)]
+        &mut self.slab[start..start + len.min(self.size)]
     }
 }
 
@@ -474,7 +476,7 @@ impl UringBackend {
             if res > 0 && !closing {
                 on(Completion::Data {
                     token: id,
-                    data: self.bufs.get(bid, res as usize),
+                    data: self.bufs.get_mut(bid, res as usize),
                 });
             }
             self.bufs.push(bid);

@@ -1,6 +1,6 @@
 //! Sends on the shard's ring. A buffer of bytes in memory goes out as one `IORING_OP_SEND` /
 //! `IORING_OP_SENDMSG` (resubmitted for the rest after a partial send). A buffer with blocks
-//! in files (cached pieces, see `shard/uploads.rs`) is sent by the shard thread itself with
+//! in files (cached pieces, see `shard/upload/reads.rs`) is sent by the shard thread itself with
 //! non-blocking `sendmsg` and `sendfile` (io_uring has no `sendfile`, and its `splice` always
 //! runs on a worker thread); when the socket is full, an `IORING_OP_POLL_ADD` for `POLLOUT` on
 //! the ring says when to go on. Pointers in the SQEs go through `UringBackend::push_sqe`

@@ -12,8 +12,8 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::backend::Token;
-use super::sendq::PieceData;
+use crate::shard::backend::Token;
+use crate::shard::sendq::PieceData;
 use crate::types::BlockRef;
 
 /// Longest piece read whole; longer pieces are read block by block.

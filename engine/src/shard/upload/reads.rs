@@ -1,4 +1,4 @@
-//! A shard's upload reads: each block a peer may have now comes from the shard's message
+//! The uploader's reads: each block a peer may have now comes from the shard's message
 //! cache, joins a read of it in flight, comes from a piece held whole, or is read: with one
 //! O_DIRECT read of the whole piece when the page cache does not hold all of it
 //! (`cachestat`); else, when the page cache holds it, it is not read at all: sent with
@@ -13,23 +13,28 @@ use std::time::Instant;
 
 use uring_disk::{OpenFile, ReadPart};
 
-use super::backend::{Op, Token};
-use super::cache::BlockKey;
-use super::sendq::{BlockMsg, PieceData};
-use super::{LocalRead, ReadDone, Shard};
 use std::sync::Arc;
 
+use super::cache::BlockKey;
 use super::pieces::{PieceWait, PIECE_BUF_LEN};
+use super::{Links, LocalRead, ReadDone, Uploader};
+use crate::shard::backend::{Op, Token};
+use crate::shard::sendq::{BlockMsg, PieceData};
 use crate::torrent::TorrentShared;
 use crate::types::BlockRef;
 
-impl Shard {
+impl Uploader {
     /// Starts the upload reads connection `token` may do now: served from the cache, joined
     /// to a read of the same block already in flight, or sent to the disk pipeline.
-    pub(super) fn issue_reads(&mut self, token: Token, now: Instant) {
+    pub(in crate::shard) fn issue_reads(
+        &mut self,
+        net: &mut Links<'_>,
+        token: Token,
+        now: Instant,
+    ) {
         let mut blocks = std::mem::take(&mut self.scratch_reads);
         blocks.clear();
-        let Some(conn) = self.conns[token as usize].as_mut() else {
+        let Some(conn) = net.conns[token as usize].as_mut() else {
             return;
         };
         let key = conn.key();
@@ -40,7 +45,7 @@ impl Shard {
         for &b in &blocks {
             let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
             if let Some(msg) = self.cache.get(&k) {
-                if let Some(conn) = self.conns[token as usize].as_mut() {
+                if let Some(conn) = net.conns[token as usize].as_mut() {
                     conn.deliver_read(key, b, Some(&msg));
                 }
                 continue;
@@ -50,7 +55,7 @@ impl Shard {
                 continue;
             }
             if let Some(piece) = self.pieces.get(t.id, b.piece.get()) {
-                if let Some(conn) = self.conns[token as usize].as_mut() {
+                if let Some(conn) = net.conns[token as usize].as_mut() {
                     conn.deliver_slice(key, b, &piece);
                 }
                 continue;
@@ -59,12 +64,12 @@ impl Shard {
                 w.push((token, key, b));
                 continue;
             }
-            if self.read_piece_if_uncached(&t, (token, key, b))
-                || self.send_from_page_cache(&t, token, key, b)
+            if self.read_piece_if_uncached(net, &t, (token, key, b))
+                || self.send_from_page_cache(net, &t, token, key, b)
             {
                 continue;
             }
-            if self.read_locally(&t, token, key, b, k) {
+            if self.read_locally(net, &t, token, key, b, k) {
                 self.reads_inflight.insert(k, Vec::new());
                 continue;
             }
@@ -91,7 +96,7 @@ impl Shard {
                 }
                 Err(e) => {
                     tracing::warn!("torrent {}: read of {b:?} refused: {e}", t.id);
-                    if let Some(conn) = self.conns[token as usize].as_mut() {
+                    if let Some(conn) = net.conns[token as usize].as_mut() {
                         conn.deliver_read(key, b, None);
                     }
                 }
@@ -105,6 +110,7 @@ impl Shard {
     /// in which case the disk pipeline reads it.
     fn read_locally(
         &mut self,
+        net: &mut Links<'_>,
         t: &TorrentShared,
         token: Token,
         conn_key: u64,
@@ -141,12 +147,18 @@ impl Shard {
                 block: b,
             },
         );
-        self.ops.push(Op::ReadFile { tag, parts, msg });
+        net.ops.push(Op::ReadFile { tag, parts, msg });
         true
     }
 
     /// A read on the shard's ring finished.
-    pub(super) fn local_read_done(&mut self, tag: u32, msg: BlockMsg, result: std::io::Result<()>) {
+    pub(in crate::shard) fn local_read_done(
+        &mut self,
+        net: &mut Links<'_>,
+        tag: u32,
+        msg: BlockMsg,
+        result: std::io::Result<()>,
+    ) {
         let Some(r) = self.local_reads.remove(&tag) else {
             self.msgs.put(msg);
             return;
@@ -159,11 +171,11 @@ impl Shard {
                 None
             }
         };
-        self.finish_read(r.key, (r.token, r.conn_key), r.block, msg);
+        self.finish_read(net, r.key, (r.token, r.conn_key), r.block, msg);
     }
 
     /// A disk pipeline read came back: its bytes are copied after a PIECE header.
-    pub(super) fn read_done(&mut self, done: ReadDone) {
+    pub(super) fn read_done(&mut self, net: &mut Links<'_>, done: ReadDone) {
         let b = done.block;
         let k: BlockKey = (done.torrent, b.piece.get(), b.offset, b.len);
         let msg = match &done.data {
@@ -182,7 +194,7 @@ impl Shard {
                 None
             }
         };
-        self.finish_read(k, (done.token, done.key), b, msg);
+        self.finish_read(net, k, (done.token, done.key), b, msg);
     }
 
     /// A block was read (`msg`) or could not be (`None`): to the connection that asked, every
@@ -190,6 +202,7 @@ impl Shard {
     /// peers.
     fn finish_read(
         &mut self,
+        net: &mut Links<'_>,
         k: BlockKey,
         first: (Token, u64),
         b: crate::types::BlockRef,
@@ -197,14 +210,14 @@ impl Shard {
     ) {
         let waiters = self.reads_inflight.remove(&k).unwrap_or_default();
         for (token, key) in std::iter::once(first).chain(waiters) {
-            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            if let Some(Some(conn)) = net.conns.get_mut(token as usize) {
                 conn.deliver_read(key, b, msg.as_ref());
             }
         }
         let Some(msg) = msg else {
             return;
         };
-        if !self.has_other_peers(k.0) {
+        if !net.has_other_peers(k.0) {
             self.msgs.put_shared(msg);
             return;
         }
@@ -214,24 +227,7 @@ impl Shard {
         if b.offset == 0 {
             // The piece's first block is now in the cache: point the torrent's other peers
             // on this shard at it (BEP 6 SUGGEST), so that their requests hit the cache.
-            self.suggest_to_others(k.0, b.piece, first.0);
-        }
-    }
-
-    /// Whether the torrent has more peers than the one being served (worth caching for).
-    fn has_other_peers(&self, torrent: u64) -> bool {
-        self.torrents
-            .get(&torrent)
-            .is_some_and(|t| t.counters.peers.load(std::sync::atomic::Ordering::Relaxed) > 1)
-    }
-
-    fn suggest_to_others(&mut self, torrent: u64, piece: crate::types::PieceIndex, from: Token) {
-        for (i, c) in self.conns.iter_mut().enumerate() {
-            if let Some(conn) = c.as_mut() {
-                if i as Token != from && conn.torrent_id() == Some(torrent) {
-                    conn.suggest(piece);
-                }
-            }
+            net.suggest_to_others(k.0, b.piece, first.0);
         }
     }
 
@@ -240,6 +236,7 @@ impl Shard {
     /// remembered for a while, so the check (`cachestat`) runs about once per piece.
     fn read_piece_if_uncached(
         &mut self,
+        net: &mut Links<'_>,
         t: &Arc<TorrentShared>,
         block: (Token, u64, BlockRef),
     ) -> bool {
@@ -281,7 +278,7 @@ impl Shard {
                 blocks: vec![block],
             },
         );
-        self.ops.push(Op::ReadPiece {
+        net.ops.push(Op::ReadPiece {
             tag,
             file: d.file,
             offset: d.file_offset,
@@ -307,15 +304,19 @@ impl Shard {
     /// read), so that the shard thread never waits for the disk inside a send.
     fn send_from_page_cache(
         &mut self,
+        net: &mut Links<'_>,
         t: &TorrentShared,
         token: Token,
         key: u64,
         b: BlockRef,
     ) -> bool {
         let (mode, own) = self.zero_copy;
-        let Some(Some(conn)) = self.conns.get(token as usize) else {
+        let Some(Some(conn)) = net.conns.get(token as usize) else {
             return false;
         };
+        if !conn.transport.passes_through() {
+            return false;
+        }
         let zero_copy = mode.allows(conn.addr.ip(), own);
         if !zero_copy && !self.mapped_sends {
             return false;
@@ -341,12 +342,12 @@ impl Shard {
             return false;
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+        if let Some(Some(conn)) = net.conns.get_mut(token as usize) {
             conn.deliver_cached(key, b, (file, off), !zero_copy);
         }
-        if b.offset == 0 && self.has_other_peers(t.id) {
+        if b.offset == 0 && net.has_other_peers(t.id) {
             // The piece is in the page cache: point the torrent's other peers here at it.
-            self.suggest_to_others(t.id, b.piece, token);
+            net.suggest_to_others(t.id, b.piece, token);
         }
         true
     }
@@ -375,14 +376,19 @@ impl Shard {
     }
 
     /// Reads `blocks` through the page cache (their piece could not be read whole).
-    fn reread_buffered(&mut self, t: &Arc<TorrentShared>, blocks: Vec<(Token, u64, BlockRef)>) {
+    fn reread_buffered(
+        &mut self,
+        net: &mut Links<'_>,
+        t: &Arc<TorrentShared>,
+        blocks: Vec<(Token, u64, BlockRef)>,
+    ) {
         for (token, key, b) in blocks {
             let k: BlockKey = (t.id, b.piece.get(), b.offset, b.len);
             if let Some(w) = self.reads_inflight.get_mut(&k) {
                 w.push((token, key));
-            } else if self.read_locally(t, token, key, b, k) {
+            } else if self.read_locally(net, t, token, key, b, k) {
                 self.reads_inflight.insert(k, Vec::new());
-            } else if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            } else if let Some(Some(conn)) = net.conns.get_mut(token as usize) {
                 conn.deliver_read(key, b, None);
             }
         }
@@ -390,8 +396,9 @@ impl Shard {
 
     /// A whole-piece read finished: its waiting blocks go out as slices of it, and the piece
     /// is kept for the blocks asked for next.
-    pub(super) fn piece_read_done(
+    pub(in crate::shard) fn piece_read_done(
         &mut self,
+        net: &mut Links<'_>,
         tag: u32,
         buf: uring_disk::PooledBuf,
         result: std::io::Result<usize>,
@@ -413,22 +420,22 @@ impl Shard {
                 {
                     w.file.refuse_direct();
                 }
-                if let Some(t) = self.torrents.get(&w.torrent).cloned() {
-                    self.reread_buffered(&t, w.blocks);
+                if let Some(t) = net.torrents.get(&w.torrent).cloned() {
+                    self.reread_buffered(net, &t, w.blocks);
                 }
                 return;
             }
         };
         let first = w.blocks.first().map(|&(token, _, b)| (token, b.piece));
         for (token, key, b) in w.blocks {
-            if let Some(Some(conn)) = self.conns.get_mut(token as usize) {
+            if let Some(Some(conn)) = net.conns.get_mut(token as usize) {
                 conn.deliver_slice(key, b, &piece);
             }
         }
         self.pieces.insert(w.torrent, w.piece, piece);
-        if let (Some((from, index)), true) = (first, self.has_other_peers(w.torrent)) {
+        if let (Some((from, index)), true) = (first, net.has_other_peers(w.torrent)) {
             // The whole piece is in memory now: point the torrent's other peers here at it.
-            self.suggest_to_others(w.torrent, index, from);
+            net.suggest_to_others(w.torrent, index, from);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::ext::ExtError;
 use crate::handshake::HandshakeError;
 use crate::metadata::MetadataPeerError;
+use crate::mse::MseError;
 use crate::peer::PeerError;
 use crate::pex::PexError;
 use crate::types::GeometryError;
@@ -32,6 +33,9 @@ pub enum DisconnectReason {
     /// The handshake was not a BitTorrent handshake.
     #[error("bad handshake: {0}")]
     BadHandshake(HandshakeError),
+    /// The encrypted handshake (MSE/PE) failed: see [`MseError`] (its own fault says whose).
+    #[error("encrypted handshake: {0}")]
+    Encryption(MseError),
     /// A peer we dialed answered for another torrent.
     #[error("peer answered with another info-hash")]
     WrongInfoHash,
@@ -106,7 +110,20 @@ pub enum DisconnectReason {
     #[error("send failed: {0}")]
     SendFailed(std::io::ErrorKind),
 
+    /// The peer closed the connection during our encrypted handshake: it probably does not
+    /// speak MSE/PE (a plaintext-only peer, while we require encryption).
+    #[error("peer closed the connection during the encrypted handshake (no MSE/PE support?)")]
+    ClosedDuringEncryption,
+
     // --- our side, a normal end
+    /// A plaintext handshake from a peer while encryption is required (`--encryption
+    /// require`).
+    #[error("plaintext handshake refused: encryption is required")]
+    PlaintextRefused,
+    /// An encrypted handshake from a peer while encryption is disabled (`--encryption
+    /// disable`).
+    #[error("encrypted handshake refused: encryption is disabled")]
+    EncryptedRefused,
     /// Both sides are seeders: nothing to exchange.
     #[error("both sides are seeders")]
     BothSeeding,
@@ -134,6 +151,17 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// Whether the encryption handshake or policy ended the connection (MSE/PE).
+    pub fn about_encryption(&self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::Encryption(_)
+                | DisconnectReason::ClosedDuringEncryption
+                | DisconnectReason::PlaintextRefused
+                | DisconnectReason::EncryptedRefused
+        )
+    }
+
     /// Whose doing the disconnect was.
     pub fn fault(&self) -> Fault {
         use DisconnectReason::*;
@@ -155,9 +183,14 @@ impl DisconnectReason {
             | NoMetadata(_)
             | Idle(_)
             | HandshakeTimeout => Fault::Peer,
-            ConnectFailed(_) | ConnectTimeout | Closed | RecvFailed(_) | SendFailed(_) => {
-                Fault::Network
-            }
+            Encryption(e) => e.fault(),
+            ConnectFailed(_)
+            | ConnectTimeout
+            | Closed
+            | ClosedDuringEncryption
+            | RecvFailed(_)
+            | SendFailed(_) => Fault::Network,
+            PlaintextRefused | EncryptedRefused => Fault::Local,
             BothSeeding | TorrentStopped | TorrentRemoved | Shutdown | Banned | PeerLimit
             | Duplicate | Internal(_) => Fault::Local,
         }

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::sendq::BlockMsg;
+use crate::shard::sendq::BlockMsg;
 
 /// Blocks kept per shard (16 KiB each: 2 MiB).
 pub const CACHE_BLOCKS: usize = 128;
@@ -70,8 +70,8 @@ impl ReadCache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sendq::MsgPool;
     use super::*;
+    use crate::shard::sendq::MsgPool;
 
     #[test]
     fn hits_and_evicts_oldest_first() {
