@@ -154,8 +154,15 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             "--zero-copy".to_string(),
             args.ringtorrent_zero_copy.clone(),
         ];
-        let s = Seeder::start_with(*kind, &bare, &save_dir, Discovery::None, &rt_args)
-            .with_context(|| format!("starting the {} seeder", kind.name()))?;
+        let s = Seeder::start_with(
+            *kind,
+            &bare,
+            &save_dir,
+            Discovery::None,
+            &rt_args,
+            rt_testkit::libtorrent::LtEncryption::Default,
+        )
+        .with_context(|| format!("starting the {} seeder", kind.name()))?;
         eprintln!("{} seeder on {}", kind.name(), s.addr());
         seeders.push((*kind, s));
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::ValueEnum;
 use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
-use rt_testkit::libtorrent::{LtSeedOpts, LtSeeder};
+use rt_testkit::libtorrent::{LtEncryption, LtSeedOpts, LtSeeder};
 use rt_testkit::net::{free_port, seeder_ip};
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
 use rt_testkit::wait::wait_for;
@@ -72,16 +72,25 @@ impl Seeder {
         save_dir: &Path,
         discovery: Discovery<'_>,
     ) -> Result<Seeder> {
-        Self::start_with(kind, torrent, save_dir, discovery, &[])
+        Self::start_with(
+            kind,
+            torrent,
+            save_dir,
+            discovery,
+            &[],
+            LtEncryption::Default,
+        )
     }
 
-    /// [`Seeder::start`], with `rt_args` appended to a ringtorrent seeder's command line.
+    /// [`Seeder::start`], with `rt_args` appended to a ringtorrent seeder's command line and
+    /// `lt_encryption` as a libtorrent seeder's MSE/PE policy.
     pub fn start_with(
         kind: SeederKind,
         torrent: &Path,
         save_dir: &Path,
         discovery: Discovery<'_>,
         rt_args: &[String],
+        lt_encryption: LtEncryption,
     ) -> Result<Seeder> {
         let tracker = match discovery {
             Discovery::Tracker(url) => Some(url.to_string()),
@@ -91,6 +100,7 @@ impl Seeder {
             SeederKind::Libtorrent => {
                 let opts = LtSeedOpts {
                     tracker,
+                    encryption: lt_encryption,
                     ..Default::default()
                 };
                 Seeder::Lt(LtSeeder::start(torrent, save_dir, &opts)?)

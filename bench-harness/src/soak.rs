@@ -121,18 +121,7 @@ pub fn run(args: &SoakArgs) -> Result<()> {
             for a in &recent {
                 println!("  {a}");
             }
-            println!("libtorrent seeder log (tail):");
-            let log = seeder.proc.log();
-            for l in log
-                .lines()
-                .rev()
-                .take(30)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                println!("  {l}");
-            }
+            println!("libtorrent seeder log (tail):\n{}", seeder.proc.log_tail());
             return Err(e).with_context(|| format!("round {round}: download"));
         }
         fx.spec

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use rt_testkit::clients::{Client, LeechJob};
+use rt_testkit::libtorrent::LtEncryption;
 use rt_testkit::net::{free_port, LEECHER_IP};
 use rt_testkit::payload::{self, PayloadSpec};
 use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce, TorrentMeta};
@@ -74,7 +75,7 @@ fn require_rc4(client: Client, cmd: &mut std::process::Command) -> Result<()> {
         Client::Ringtorrent | Client::RingtorrentB => {
             cmd.arg("--encryption").arg("require");
         }
-        Client::Libtorrent => rt_testkit::libtorrent::LtEncryption::Forced.apply(cmd),
+        Client::Libtorrent => LtEncryption::Forced.apply(cmd),
         Client::Aria2 => {
             cmd.arg("--bt-require-crypto=true")
                 .arg("--bt-min-crypto-level=arc4");
@@ -280,26 +281,21 @@ fn start_seeders(
     save_dir: &Path,
     tracker: &str,
 ) -> Result<Vec<Seeder>> {
-    if args.encryption == SwarmEncryption::Rc4 {
-        ensure!(
-            args.seeder == SeederKind::Libtorrent,
-            "--encryption rc4 needs libtorrent seeders"
-        );
-        let opts = rt_testkit::libtorrent::LtSeedOpts {
-            tracker: Some(tracker.to_string()),
-            encryption: rt_testkit::libtorrent::LtEncryption::Forced,
-            ..Default::default()
-        };
-        return (0..args.seeders)
-            .map(|_| {
-                Ok(Seeder::Lt(rt_testkit::libtorrent::LtSeeder::start(
-                    torrent, save_dir, &opts,
-                )?))
-            })
-            .collect();
-    }
+    let encryption = match args.encryption {
+        SwarmEncryption::Default => LtEncryption::Default,
+        SwarmEncryption::Rc4 => {
+            ensure!(
+                args.seeder == SeederKind::Libtorrent,
+                "--encryption rc4 needs libtorrent seeders"
+            );
+            LtEncryption::Forced
+        }
+    };
     (0..args.seeders)
-        .map(|_| Seeder::start(args.seeder, torrent, save_dir, Discovery::Tracker(tracker)))
+        .map(|_| {
+            let discovery = Discovery::Tracker(tracker);
+            Seeder::start_with(args.seeder, torrent, save_dir, discovery, &[], encryption)
+        })
         .collect()
 }
 

@@ -400,14 +400,17 @@ impl TorrentShared {
     /// stays in it as `Verifying`, with who supplied it, until the hash result comes back.
     pub fn take_complete(&self, p: PieceIndex) -> Option<Arc<SharedPiece>> {
         let mut slot = self.slot(p);
-        let Some(InflightPiece::Filling { .. }) = slot.as_ref() else {
-            return None;
-        };
-        let Some(InflightPiece::Filling { buf, contributors }) = slot.take() else {
-            return None;
-        };
-        *slot = Some(InflightPiece::Verifying { contributors });
-        Some(buf)
+        match slot.take() {
+            Some(InflightPiece::Filling { buf, contributors }) => {
+                *slot = Some(InflightPiece::Verifying { contributors });
+                Some(buf)
+            }
+            other => {
+                // Already verifying, or not in play: taken once only.
+                *slot = other;
+                None
+            }
+        }
     }
 
     /// The disk wrote a verified piece.

@@ -55,16 +55,3 @@ pub enum Backend {
     /// its setup failed.
     Epoll,
 }
-
-impl std::str::FromStr for crate::mse::EncryptionPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        use crate::mse::EncryptionPolicy as P;
-        match s {
-            "prefer" => Ok(P::Prefer),
-            "require" => Ok(P::Require),
-            "disable" => Ok(P::Disable),
-            _ => Err(format!("{s:?}: expected prefer, require or disable")),
-        }
-    }
-}

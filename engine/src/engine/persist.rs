@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::Inner;
+use super::{Inner, TorrentId};
 use crate::metainfo::Metainfo;
 use crate::resume::{FileStamp, ResumeData, ResumeError, MAX_RESUME_LEN};
 use crate::torrent::TorrentShared;
@@ -371,13 +371,7 @@ pub(crate) fn spawn_saver(
                     if let Err(e) = st.save(&inner, &t) {
                         // A torrent removed since the snapshot has no files to sync: its
                         // resume file goes with it, nothing to report.
-                        let still_here = inner
-                            .torrents
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .iter()
-                            .any(|e| e.shared.id == t.id);
-                        if !still_here {
+                        if inner.with_torrent(TorrentId(t.id), |_| ()).is_err() {
                             tracing::debug!("torrent {}: removed during a resume save: {e}", t.id);
                             continue;
                         }

@@ -172,7 +172,25 @@ pub enum EncryptionPolicy {
     Disable,
 }
 
+impl std::str::FromStr for EncryptionPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "prefer" => Ok(EncryptionPolicy::Prefer),
+            "require" => Ok(EncryptionPolicy::Require),
+            "disable" => Ok(EncryptionPolicy::Disable),
+            _ => Err(format!("{s:?}: expected prefer, require or disable")),
+        }
+    }
+}
+
 impl EncryptionPolicy {
+    /// Whether a dial opens with the MSE handshake: only when encryption is required (under
+    /// `Prefer` a dial opens plain, and only a peer that refuses it is dialed again with MSE).
+    pub const fn dials_encrypted(self) -> bool {
+        matches!(self, EncryptionPolicy::Require)
+    }
+
     /// The methods this policy offers (initiator) or accepts (responder).
     pub const fn allowed(self) -> CryptoSet {
         match self {

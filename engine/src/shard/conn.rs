@@ -94,7 +94,8 @@ pub struct Conn {
     policy: EncryptionPolicy,
     /// Outgoing: this attempt opens with the MSE handshake.
     encrypt: bool,
-    /// The torrent an MSE handshake named (SKEY): the BitTorrent handshake must agree.
+    /// The torrent an incoming MSE handshake named (SKEY): the BitTorrent handshake must
+    /// agree (an outgoing connection checks against the torrent it dialed for).
     skey: Option<InfoHash>,
 }
 
@@ -214,7 +215,6 @@ impl Conn {
                     match Transport::initiate(t.info_hash, self.policy, &hs, &mut raw) {
                         Ok(tr) => {
                             self.transport = tr;
-                            self.skey = Some(t.info_hash);
                             self.pending.push_bytes(raw);
                         }
                         Err(reason) => {
@@ -546,18 +546,12 @@ impl Conn {
         if t.complete.load(Ordering::Acquire) {
             return None;
         }
-        let torrent = t.id;
-        let encrypt = match self.policy {
-            EncryptionPolicy::Require => true,
-            EncryptionPolicy::Disable => false,
-            EncryptionPolicy::Prefer => false,
-        };
         redial_delay(self.attempt).map(|delay| Redial {
-            torrent,
+            torrent: t.id,
             addr: self.addr,
             attempt: self.attempt + 1,
             delay,
-            encrypt,
+            encrypt: self.policy.dials_encrypted(),
         })
     }
 

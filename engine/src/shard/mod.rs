@@ -281,8 +281,7 @@ impl Shard {
                 }
             }
             Command::Connect { torrent, addr } => {
-                let encrypt = self.encryption == crate::mse::EncryptionPolicy::Require;
-                self.dial(torrent, addr, 0, encrypt, now)
+                self.dial(torrent, addr, 0, self.encryption.dials_encrypted(), now)
             }
             Command::Peers { torrent, reply } => {
                 let peers = self
@@ -424,22 +423,24 @@ impl Shard {
                 }
             },
             Completion::FileRead { tag, msg, result } => {
-                let mut net = Links {
-                    conns: &mut self.conns,
-                    ops: &mut self.ops,
-                    torrents: &self.torrents,
-                };
-                self.up.local_read_done(&mut net, tag, msg, result);
+                let (up, mut net) = self.uploader();
+                up.local_read_done(&mut net, tag, msg, result);
             }
             Completion::PieceRead { tag, buf, result } => {
-                let mut net = Links {
-                    conns: &mut self.conns,
-                    ops: &mut self.ops,
-                    torrents: &self.torrents,
-                };
-                self.up.piece_read_done(&mut net, tag, buf, result);
+                let (up, mut net) = self.uploader();
+                up.piece_read_done(&mut net, tag, buf, result);
             }
         }
+    }
+
+    /// The uploader, and what it borrows from the loop for a call.
+    fn uploader(&mut self) -> (&mut Uploader, Links<'_>) {
+        let net = Links {
+            conns: &mut self.conns,
+            ops: &mut self.ops,
+            torrents: &self.torrents,
+        };
+        (&mut self.up, net)
     }
 
     fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
@@ -451,23 +452,15 @@ impl Shard {
         if slow {
             self.last_slow = now;
         }
-        let mut net = Links {
-            conns: &mut self.conns,
-            ops: &mut self.ops,
-            torrents: &self.torrents,
-        };
-        self.up.drain_replies(&mut net);
+        let (up, mut net) = self.uploader();
+        up.drain_replies(&mut net);
         for i in 0..self.conns.len() {
             let Some(conn) = self.conns[i].as_mut() else {
                 continue;
             };
             conn.tick(now, slow, &self.alerts);
-            let mut net = Links {
-                conns: &mut self.conns,
-                ops: &mut self.ops,
-                torrents: &self.torrents,
-            };
-            self.up.issue_reads(&mut net, i as Token, now);
+            let (up, mut net) = self.uploader();
+            up.issue_reads(&mut net, i as Token, now);
             let Some(conn) = self.conns[i].as_mut() else {
                 continue;
             };
@@ -480,7 +473,7 @@ impl Shard {
             let learned = conn.take_learned();
             conn.flush(&mut self.ops);
             if let Some((torrent, peers)) = learned {
-                let encrypt = self.encryption == crate::mse::EncryptionPolicy::Require;
+                let encrypt = self.encryption.dials_encrypted();
                 for addr in peers {
                     self.dial(torrent, addr, 0, encrypt, now);
                 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::shard::conn::{Conn, Phase, SEND_HIGH_WATER};
-use crate::shard::sendq::{BlockMsg, PieceData};
+use crate::shard::sendq::{BlockMsg, PieceData, SendBuf};
 use crate::torrent::TorrentShared;
 
 impl Conn {
@@ -53,19 +53,29 @@ impl Conn {
         ready
     }
 
-    /// Puts `block`'s PIECE header at the end of the byte stream and moves the stream into the
-    /// next send, for the block's bytes to follow as a segment of their own.
-    fn header_then_block(&mut self, block: crate::types::BlockRef) {
+    /// Puts `block`'s PIECE header at the end of the byte stream.
+    fn push_header(&mut self, block: crate::types::BlockRef) {
         self.out.extend_from_slice(&crate::wire::piece_header(
             block.piece.get(),
             block.offset,
             block.len,
         ));
-        self.move_out();
+    }
+
+    /// Queues `bytes` after the byte stream: as the shared segment `share` pushes (not
+    /// copied), or, under a transport that changes the bytes (an encrypted stream needs bytes
+    /// of its own), copied into the stream.
+    fn queue_shared(&mut self, bytes: &[u8], share: impl FnOnce(&mut SendBuf)) {
+        if self.transport.passes_through() {
+            self.move_out();
+            share(&mut self.pending);
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
     }
 
     /// A disk read (or a cache hit) for this connection: `msg` is the block's PIECE message,
-    /// queued as it is (shared, not copied), or `None` if the read failed.
+    /// queued as it is (shared, not copied, on plain TCP), or `None` if the read failed.
     pub fn deliver_read(
         &mut self,
         key: u64,
@@ -73,18 +83,12 @@ impl Conn {
         msg: Option<&Rc<BlockMsg>>,
     ) {
         if let (true, Some(m)) = (self.block_ready(key, block, msg.is_some()), msg) {
-            if self.transport.passes_through() {
-                self.move_out();
-                self.pending.push_msg(Rc::clone(m));
-            } else {
-                // An encrypted stream needs bytes of its own.
-                self.out.extend_from_slice(m.as_slice());
-            }
+            self.queue_shared(m.as_slice(), |p| p.push_msg(Rc::clone(m)));
         }
     }
 
     /// A block served from a piece read whole: its PIECE header goes into the byte stream and
-    /// the block as a slice of the piece (not copied).
+    /// the block as a slice of the piece (not copied, on plain TCP).
     pub fn deliver_slice(
         &mut self,
         key: u64,
@@ -92,22 +96,11 @@ impl Conn {
         piece: &Rc<PieceData>,
     ) {
         let bytes = piece.get(block.offset, block.len);
-        if self.block_ready(key, block, bytes.is_some()) {
-            match bytes {
-                Some(b) if !self.transport.passes_through() => {
-                    self.out.extend_from_slice(&crate::wire::piece_header(
-                        block.piece.get(),
-                        block.offset,
-                        block.len,
-                    ));
-                    self.out.extend_from_slice(b);
-                }
-                _ => {
-                    self.header_then_block(block);
-                    self.pending
-                        .push_slice(Rc::clone(piece), block.offset, block.len);
-                }
-            }
+        if let (true, Some(b)) = (self.block_ready(key, block, bytes.is_some()), bytes) {
+            self.push_header(block);
+            self.queue_shared(b, |p| {
+                p.push_slice(Rc::clone(piece), block.offset, block.len)
+            });
         }
     }
 
@@ -123,7 +116,8 @@ impl Conn {
         mapped: bool,
     ) {
         if self.block_ready(key, block, true) {
-            self.header_then_block(block);
+            self.push_header(block);
+            self.move_out();
             if mapped {
                 self.pending.push_mapped(file, off, block.len);
             } else {
