@@ -160,7 +160,10 @@ pub fn run(args: &SeedArgs) -> Result<()> {
             &save_dir,
             Discovery::None,
             &rt_args,
-            rt_testkit::libtorrent::LtEncryption::Default,
+            (
+                rt_testkit::libtorrent::LtEncryption::Default,
+                rt_testkit::libtorrent::LtTransport::Tcp,
+            ),
         )
         .with_context(|| format!("starting the {} seeder", kind.name()))?;
         eprintln!("{} seeder on {}", kind.name(), s.addr());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::ValueEnum;
 use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
-use rt_testkit::libtorrent::{LtEncryption, LtSeedOpts, LtSeeder};
+use rt_testkit::libtorrent::{LtEncryption, LtSeedOpts, LtSeeder, LtTransport};
 use rt_testkit::net::{free_port, seeder_ip};
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
 use rt_testkit::wait::wait_for;
@@ -78,19 +78,19 @@ impl Seeder {
             save_dir,
             discovery,
             &[],
-            LtEncryption::Default,
+            (LtEncryption::Default, LtTransport::Tcp),
         )
     }
 
     /// [`Seeder::start`], with `rt_args` appended to a ringtorrent seeder's command line and
-    /// `lt_encryption` as a libtorrent seeder's MSE/PE policy.
+    /// `lt` as a libtorrent seeder's MSE/PE policy and transports.
     pub fn start_with(
         kind: SeederKind,
         torrent: &Path,
         save_dir: &Path,
         discovery: Discovery<'_>,
         rt_args: &[String],
-        lt_encryption: LtEncryption,
+        (lt_encryption, lt_transport): (LtEncryption, LtTransport),
     ) -> Result<Seeder> {
         let tracker = match discovery {
             Discovery::Tracker(url) => Some(url.to_string()),
@@ -101,6 +101,7 @@ impl Seeder {
                 let opts = LtSeedOpts {
                     tracker,
                     encryption: lt_encryption,
+                    transport: lt_transport,
                     ..Default::default()
                 };
                 Seeder::Lt(LtSeeder::start(torrent, save_dir, &opts)?)

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use rt_testkit::clients::{Client, LeechJob};
-use rt_testkit::libtorrent::LtEncryption;
+use rt_testkit::libtorrent::{LtEncryption, LtTransport};
 use rt_testkit::net::{free_port, LEECHER_IP};
 use rt_testkit::payload::{self, PayloadSpec};
 use rt_testkit::torrent::{make_torrent_libtorrent, write_with_announce, TorrentMeta};
@@ -55,6 +55,11 @@ pub struct SwarmArgs {
     /// which has no MSE, is skipped).
     #[arg(long, value_enum, default_value = "default")]
     pub encryption: SwarmEncryption,
+    /// The carrier in the swarm: `tcp`, or `utp` (the libtorrent seeders speak uTP only, TCP
+    /// off both ways; ringtorrent downloads with `--transport utp`, libtorrent with TCP off;
+    /// clients without uTP (aria2, rqbit's CLI) are skipped).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: SwarmTransport,
     /// Round-trip time added between all peers (netem on the loopback of a network namespace
     /// the harness creates; needs root). 0 = plain loopback.
     #[arg(long, default_value_t = 0)]
@@ -67,6 +72,27 @@ pub struct SwarmArgs {
 pub enum SwarmEncryption {
     Default,
     Rc4,
+}
+
+/// See [`SwarmArgs::transport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwarmTransport {
+    Tcp,
+    Utp,
+}
+
+/// Makes `client`'s download command use uTP only (see [`SwarmArgs::transport`]).
+fn use_utp(client: Client, cmd: &mut std::process::Command) -> Result<()> {
+    match client {
+        Client::Ringtorrent | Client::RingtorrentB => {
+            cmd.arg("--transport").arg("utp");
+        }
+        Client::Libtorrent => LtTransport::Utp.apply(cmd),
+        Client::Aria2 => bail!("aria2 has no uTP"),
+        Client::Rqbit => bail!("rqbit's CLI here dials TCP only"),
+    }
+    Ok(())
 }
 
 /// Makes `client`'s download command use RC4 (see [`SwarmArgs::encryption`]).
@@ -115,6 +141,18 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
         notes.push(note);
         clients.retain(|c| *c != Client::Rqbit);
         ensure!(!clients.is_empty(), "no client left that speaks MSE/PE");
+    }
+
+    if args.transport == SwarmTransport::Utp {
+        for c in [Client::Aria2, Client::Rqbit] {
+            if clients.contains(&c) {
+                let note = format!("{} skipped: no uTP", c.name());
+                eprintln!("{note}");
+                notes.push(note);
+                clients.retain(|x| *x != c);
+            }
+        }
+        ensure!(!clients.is_empty(), "no client left that speaks uTP");
     }
 
     let meta = TorrentMeta::read(&bare)?;
@@ -291,10 +329,27 @@ fn start_seeders(
             LtEncryption::Forced
         }
     };
+    let transport = match args.transport {
+        SwarmTransport::Tcp => LtTransport::Tcp,
+        SwarmTransport::Utp => {
+            ensure!(
+                args.seeder == SeederKind::Libtorrent,
+                "--transport utp needs libtorrent seeders"
+            );
+            LtTransport::Utp
+        }
+    };
     (0..args.seeders)
         .map(|_| {
             let discovery = Discovery::Tracker(tracker);
-            Seeder::start_with(args.seeder, torrent, save_dir, discovery, &[], encryption)
+            Seeder::start_with(
+                args.seeder,
+                torrent,
+                save_dir,
+                discovery,
+                &[],
+                (encryption, transport),
+            )
         })
         .collect()
 }
@@ -326,6 +381,9 @@ fn one_download(
     let mut cmd = client.leech_command(&job)?;
     if args.encryption == SwarmEncryption::Rc4 {
         require_rc4(client, &mut cmd)?;
+    }
+    if args.transport == SwarmTransport::Utp {
+        use_utp(client, &mut cmd)?;
     }
     let log = run_dir.join(format!("{}-run{}.log", client.name(), run + 1));
     let uploaded_before = seeders::total_uploaded_bytes(seeders);

@@ -122,6 +122,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<i32> {
         no_uring: false,
         zero_copy: ringtorrent::ZeroCopyUploads::default(),
         encryption: ringtorrent::EncryptionPolicy::default(),
+        transport: ringtorrent::TransportMode::default(),
         quiet: false,
         verbose: false,
         timeout: 600,

@@ -83,6 +83,11 @@ pub struct DownloadArgs {
     /// plain handshake), `require` (RC4 only, both ways), `disable` (plain only).
     #[arg(long, default_value = "prefer")]
     pub encryption: ringtorrent::EncryptionPolicy,
+    /// Carriers of outgoing connections: `tcp`, `utp` (BEP 29), or `both` (TCP first, uTP
+    /// for a peer that does not take TCP). Incoming uTP is accepted on the listen port
+    /// whatever this says.
+    #[arg(long, default_value = "both")]
+    pub transport: ringtorrent::TransportMode,
     /// Which peers get cached blocks with `sendfile` while seeding: `remote` (peers on other
     /// hosts), `always`, `never`.
     #[arg(long, default_value = "remote")]
@@ -509,6 +514,7 @@ pub(crate) fn engine_config(args: &DownloadArgs) -> anyhow::Result<Config> {
         force_portable: args.no_uring,
         zero_copy_uploads: args.zero_copy,
         encryption: args.encryption,
+        transports: args.transport,
         upload_rate_limit: args.rates.max_upload_rate,
         download_rate_limit: args.rates.max_download_rate,
         // The routing table is kept beside the resume files.

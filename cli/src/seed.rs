@@ -50,6 +50,11 @@ pub struct SeedArgs {
     /// plain handshake), `require` (RC4 only, both ways), `disable` (plain only).
     #[arg(long, default_value = "prefer")]
     pub encryption: ringtorrent::EncryptionPolicy,
+    /// Carriers of outgoing connections: `tcp`, `utp` (BEP 29), or `both` (TCP first, uTP
+    /// for a peer that does not take TCP). Incoming uTP is accepted on the listen port
+    /// whatever this says.
+    #[arg(long, default_value = "both")]
+    pub transport: ringtorrent::TransportMode,
     /// Which peers get cached blocks with `sendfile` (no copy in the seeder): `remote`
     /// (peers on other hosts), `always`, `never`. The others get copies (from a mapping of
     /// the file on io_uring).
@@ -103,6 +108,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
         download_rate_limit: args.rates.max_download_rate,
         zero_copy_uploads: args.zero_copy,
         encryption: args.encryption,
+        transports: args.transport,
         dht: args.dht.config(Some(&dir.join(".ringtorrent"))),
         ..Config::default()
     };

@@ -302,8 +302,9 @@ pub fn handle_alert(
                 eprintln!("{id}: hash failed for piece {piece}")
             }
         }
-        Alert::PeerConnected { id, addr, .. } if verbose => {
-            eprintln!("{id}: peer {addr} connected")
+        Alert::PeerConnected { id, addr, utp, .. } if verbose => {
+            let over = if utp { " over uTP" } else { "" };
+            eprintln!("{id}: peer {addr} connected{over}")
         }
         Alert::PeerDisconnected { id, addr, reason } if verbose => {
             eprintln!("{id}: peer {addr} disconnected: {reason}")

@@ -28,7 +28,7 @@ use crate::torrent::TorrentShared;
 use crate::types::PeerId;
 
 pub use crate::api::{
-    Alert, AlertSink, Backend, TorrentId, TorrentStats, WasteStats, ZeroCopyUploads,
+    Alert, AlertSink, Backend, TorrentId, TorrentStats, TransportMode, WasteStats, ZeroCopyUploads,
 };
 pub use crate::mse::EncryptionPolicy;
 pub use add::{AddTorrent, TorrentSource};
@@ -87,6 +87,10 @@ pub struct Config {
     /// allows it, so the default costs no RC4). `Require`: RC4 only, both ways. `Disable`:
     /// plain handshakes only.
     pub encryption: EncryptionPolicy,
+    /// Carriers of outgoing connections: TCP, uTP (BEP 29), or both (the default: TCP first,
+    /// uTP for an address that does not take TCP). Incoming uTP and TCP are always accepted,
+    /// uTP on the same port as TCP.
+    pub transports: TransportMode,
 }
 
 impl Default for Config {
@@ -111,6 +115,7 @@ impl Default for Config {
             zero_copy_uploads: ZeroCopyUploads::default(),
             dht: DhtConfig::default(),
             encryption: EncryptionPolicy::default(),
+            transports: TransportMode::default(),
         }
     }
 }
@@ -267,10 +272,15 @@ impl Engine {
             config.upload_rate_limit,
             config.download_rate_limit,
         ));
+        let shard_count = listeners.0.len();
+        let mut udp = add::udp_sockets(listen_addr, shard_count);
         for (index, listener) in listeners.0.into_iter().enumerate() {
             let cfg = shard::ShardConfig {
                 index,
+                shards: shard_count,
                 listener: Some(listener),
+                udp: udp.next(),
+                transports: config.transports,
                 recv_buffers: config.recv_buffers,
                 recv_buffer_len: config.recv_buffer_len,
                 force_portable: config.force_portable,

@@ -96,11 +96,14 @@ pub mod torrent;
 // (`tracker::tiers::usable_url`).
 #[doc(hidden)]
 pub mod tracker;
+// Not API: used by the fuzz targets.
+#[doc(hidden)]
+pub mod utp;
 // Not API: used by the fuzz targets, `bench-harness/benches/micro.rs` and `engine/tests/`.
 #[doc(hidden)]
 pub mod wire;
 
-pub use api::{DisconnectReason, Fault};
+pub use api::{DisconnectReason, Fault, TransportMode};
 pub use engine::{
     AddTorrent, Alert, Backend, Config, DhtConfig, EncryptionPolicy, Engine, EngineError,
     RemoveData, TorrentId, TorrentSource, TorrentStats, TorrentSummary, WasteStats,

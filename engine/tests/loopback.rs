@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ringtorrent::handshake::Handshake;
 use ringtorrent::metainfo::build::{BuildFile, TorrentBuilder};
 use ringtorrent::metainfo::Metainfo;
-use ringtorrent::{AddTorrent, Alert, Backend, Config, Engine, PeerId, TorrentSource};
+use ringtorrent::{AddTorrent, Backend, Config, Engine, PeerId, TorrentSource};
 
 mod common;
 
@@ -66,23 +66,6 @@ fn config(force_portable: bool, ip: [u8; 4]) -> Config {
     }
 }
 
-async fn wait_complete(
-    alerts: &mut tokio::sync::mpsc::UnboundedReceiver<Alert>,
-    secs: u64,
-) -> Vec<Alert> {
-    let mut seen = Vec::new();
-    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        match tokio::time::timeout_at(end, alerts.recv()).await {
-            Ok(Some(Alert::TorrentComplete { .. })) => return seen,
-            Ok(Some(Alert::TorrentError { message, .. })) => panic!("torrent error: {message}"),
-            Ok(Some(a)) => seen.push(a),
-            Ok(None) => panic!("alert stream closed"),
-            Err(_) => panic!("not complete after {secs} s; alerts: {seen:?}"),
-        }
-    }
-}
-
 fn assert_same_tree(a: &Path, b: &Path) {
     for name in ["empty", "one", "odd", "big", "sub/x"] {
         let x = std::fs::read(a.join(name)).unwrap();
@@ -114,7 +97,7 @@ async fn swarm(backend: Backend) {
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), &out);
     add.peers = vec![seeder.listen_addr()];
     leecher.add_torrent(add).unwrap();
-    wait_complete(&mut alerts, 30).await;
+    common::wait_complete(&mut alerts, 30).await;
     leecher.shutdown().await.unwrap();
     let uploaded = seeder.stats(sid).unwrap().uploaded_bytes;
     seeder.shutdown().await.unwrap();
@@ -237,7 +220,7 @@ async fn misbehaving_peers_are_dropped_and_the_seeder_keeps_serving() {
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), &out);
     add.peers = vec![addr];
     leecher.add_torrent(add).unwrap();
-    wait_complete(&mut alerts, 30).await;
+    common::wait_complete(&mut alerts, 30).await;
     leecher.shutdown().await.unwrap();
     seeder.shutdown().await.unwrap();
     assert_same_tree(&dir.path().join("set"), &out.join("set"));
@@ -350,7 +333,7 @@ async fn a_peer_that_is_not_up_yet_is_dialed_again() {
     let mut add = AddTorrent::new(TorrentSource::Bytes(bytes), dir.path());
     add.check_existing = true;
     seeder.add_torrent(add).unwrap();
-    wait_complete(&mut alerts, 30).await;
+    common::wait_complete(&mut alerts, 30).await;
     leecher.shutdown().await.unwrap();
     seeder.shutdown().await.unwrap();
     assert_same_tree(&dir.path().join("set"), &out.join("set"));

@@ -15,8 +15,12 @@ use ringtorrent::metainfo::Metainfo;
 use ringtorrent::mse::{Established, Step};
 use ringtorrent::pex::{PexFlags, PexMessage, PexPeer};
 use ringtorrent::types::{InfoHash, PeerId};
+use ringtorrent::utp::packet::{self as utp_packet, Header, PacketType};
 use ringtorrent::wire::{encode, Message};
-use ringtorrent_fuzz::{mse_initiator, mse_policy, mse_responder, MSE_INFO_HASH};
+use ringtorrent_fuzz::{
+    mse_initiator, mse_policy, mse_responder, MSE_INFO_HASH, UTP_ACCEPT_SEQ, UTP_RECV_ID, UTP_SYN,
+    UTP_SYN_SEQ,
+};
 
 struct Out(PathBuf);
 
@@ -44,6 +48,7 @@ fn main() {
     pex(&out);
     tracker(&out);
     mse(&out);
+    utp(&out);
 }
 
 /// A .torrent seeds `metainfo` (whole, and its bare info dictionary) and `bencode`; a resume
@@ -345,4 +350,86 @@ fn finish(e: Established, first: &Message<'_>, out: &mut Vec<u8>) {
         c.encrypt_in_place(&mut frame);
     }
     out.extend_from_slice(&frame);
+}
+
+/// uTP: records `[wait][len u16][datagram]` after a mode byte (see `src/utp.rs`): a dialled
+/// stream's handshake and transfer, an accepted stream's, and single packets.
+fn utp(out: &Out) {
+    let packet = |ty, connection_id, seq_nr, ack_nr, sack: Option<&[u8]>, payload: &[u8]| {
+        let h = Header {
+            ty,
+            connection_id,
+            timestamp_us: 5000,
+            timestamp_diff_us: 20_000,
+            wnd_size: 1 << 20,
+            seq_nr,
+            ack_nr,
+        };
+        let mut d = Vec::new();
+        utp_packet::encode(&h, sack, payload, &mut d);
+        d
+    };
+    let records = |mode: u8, packets: &[(u8, Vec<u8>)]| {
+        let mut v = vec![mode];
+        for (wait, d) in packets {
+            v.push(*wait);
+            v.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            v.extend_from_slice(d);
+        }
+        v
+    };
+    let (id, syn) = (UTP_RECV_ID, UTP_SYN_SEQ);
+    let dialled = [
+        (1, packet(PacketType::State, id, 300, syn, None, &[])),
+        (3, packet(PacketType::Data, id, 300, syn, None, b"hello")),
+        (
+            3,
+            packet(
+                PacketType::Data,
+                id,
+                302,
+                syn + 1,
+                Some(&[1, 0, 0, 0]),
+                b"later",
+            ),
+        ),
+        (
+            0,
+            packet(PacketType::Data, id, 301, syn + 2, None, b"between"),
+        ),
+        (0xff, packet(PacketType::Fin, id, 303, syn + 3, None, &[])),
+    ];
+    out.put("utp", "dialled", &records(0, &dialled));
+    let id = UTP_SYN.connection_id + 1;
+    let (peer, ours) = (UTP_SYN.seq_nr, UTP_ACCEPT_SEQ);
+    let accepted = [
+        (
+            1,
+            packet(PacketType::Data, id, peer + 1, ours - 1, None, b"request"),
+        ),
+        (2, packet(PacketType::State, id, peer + 2, ours, None, &[])),
+        (
+            2,
+            packet(
+                PacketType::State,
+                id,
+                peer + 2,
+                ours,
+                Some(&[3, 0, 0, 0]),
+                &[],
+            ),
+        ),
+        (
+            0xff,
+            packet(PacketType::Fin, id, peer + 2, ours + 1, None, &[]),
+        ),
+        (9, packet(PacketType::Reset, id, 0, ours + 1, None, &[])),
+    ];
+    out.put("utp", "accepted", &records(1, &accepted));
+    out.put("utp", "syn", &packet(PacketType::Syn, 9, 1, 0, None, &[]));
+    out.put(
+        "utp",
+        "state-sack",
+        &packet(PacketType::State, 9, 1, 2, Some(&[0xff; 8]), &[]),
+    );
 }

@@ -21,6 +21,7 @@
 //! | `tracker`   | HTTP announce reply, UDP announce response (BEP 15), `UdpAnnounce`        |
 //! | `resume`    | `ResumeData::decode` (the resume file)                                     |
 //! | `mse`       | `mse::Responder`, `mse::Initiator`, `classify_incoming` (MSE/PE)          |
+//! | `utp`       | `utp::packet::Packet::parse`, `utp::Stream` fed packets (BEP 29)           |
 //!
 #![forbid(unsafe_code)]
 
@@ -33,6 +34,7 @@ mod mse;
 mod pex;
 mod resume;
 mod tracker;
+mod utp;
 mod wire;
 
 pub use crate::bencode::bencode;
@@ -44,6 +46,7 @@ pub use crate::mse::{mse, mse_initiator, mse_policy, mse_responder, MSE_INFO_HAS
 pub use crate::pex::pex;
 pub use crate::resume::resume;
 pub use crate::tracker::tracker;
+pub use crate::utp::{utp, UTP_ACCEPT_SEQ, UTP_RECV_ID, UTP_SYN, UTP_SYN_SEQ};
 pub use crate::wire::wire;
 
 /// A fuzz target's body.
@@ -61,4 +64,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tracker", tracker),
     ("resume", resume),
     ("mse", mse),
+    ("utp", utp),
 ];

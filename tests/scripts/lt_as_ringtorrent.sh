@@ -8,12 +8,15 @@ set -o pipefail
 shift
 torrent="$1"; shift
 args=()
+# The CLI's default transport is both (TCP and uTP); `--transport` picks one.
+export RT_LT_TRANSPORT=both
 while [ $# -gt 0 ]; do
   case "$1" in
     -o) out="$2"; shift 2;;
     --listen) args+=(--listen "$2"); shift 2;;
     --peer) args+=(--peer "$2"); shift 2;;
     --shards) shift 2;;
+    --transport) RT_LT_TRANSPORT="$2"; shift 2;;
     *) shift;;
   esac
 done

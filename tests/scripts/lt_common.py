@@ -1,7 +1,8 @@
 """Shared helpers for the libtorrent scripts of the ringtorrent test kit.
 
-Every session these scripts make stays on loopback: DHT, local peer discovery, UPnP, NAT-PMP and
-uTP are off, and the session listens only on the address it is given (see shared/INTEROP.md).
+Every session these scripts make stays on loopback: DHT, local peer discovery, UPnP, NAT-PMP are
+off, and the session listens only on the address it is given (see shared/INTEROP.md). Peers
+connect over TCP only unless RT_LT_TRANSPORT says otherwise (uTP, BEP 29, on the same port).
 The DHT is turned on only with `dht_bootstrap` nodes, which must be on 127.0.0.0/8; libtorrent
 then bootstraps from them alone.
 """
@@ -63,6 +64,32 @@ def encryption_settings(policy):
     raise SystemExit("RT_LT_ENCRYPTION=%r: expected default, forced or disabled" % policy)
 
 
+def transport_settings(transport):
+    """Peer transports by name (the test kit sets RT_LT_TRANSPORT): 'tcp' (the default) turns
+    uTP off both ways, 'utp' turns TCP off both ways (uTP only: a TCP dial to this session is
+    refused, and it dials only over uTP), 'both' leaves both on. uTP uses the UDP socket of the
+    listen port."""
+    on = {
+        "tcp": (True, False),
+        "utp": (False, True),
+        "both": (True, True),
+    }.get(transport)
+    if on is None:
+        raise SystemExit("RT_LT_TRANSPORT=%r: expected tcp, utp or both" % transport)
+    tcp, utp = on
+    return {
+        "enable_incoming_tcp": tcp,
+        "enable_outgoing_tcp": tcp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_utp": utp,
+    }
+
+
+def transport():
+    """The transport this process's sessions use (RT_LT_TRANSPORT, default 'tcp')."""
+    return os.environ.get("RT_LT_TRANSPORT", "tcp")
+
+
 def make_session(
     listen,
     upload_rate_limit=0,
@@ -84,8 +111,6 @@ def make_session(
             "enable_lsd": False,
             "enable_upnp": False,
             "enable_natpmp": False,
-            "enable_incoming_utp": False,
-            "enable_outgoing_utp": False,
             "allow_multiple_connections_per_ip": True,
             "upload_rate_limit": upload_rate_limit,
             "download_rate_limit": download_rate_limit,
@@ -100,6 +125,7 @@ def make_session(
         }
     )
     pack.update(encryption_settings(os.environ.get("RT_LT_ENCRYPTION", "default")))
+    pack.update(transport_settings(transport()))
     if dht_bootstrap or dht:
         # In the pack the session starts with: the default bootstrap node is never contacted.
         pack.update(dht_settings(dht_bootstrap))
@@ -135,9 +161,15 @@ def add_torrent(ses, torrent, save_path, flags=0, tracker=None, magnet=None, pex
 
 
 def listen_port(ses, timeout_s, socket_types=None):
-    """Waits for a listen socket of one of `socket_types` (default: TCP); returns its port (the
-    one the OS chose if we asked for 0). Other alerts on the way are logged."""
-    wanted = socket_types or (lt.socket_type_t.tcp,)
+    """Waits for the listen sockets of `socket_types` (default: TCP, and uTP too when the
+    transport includes it); returns their port (the one the OS chose if we asked for 0). Other
+    alerts on the way are logged."""
+    if socket_types is None:
+        socket_types = (lt.socket_type_t.tcp,)
+        if transport() != "tcp":
+            socket_types += (lt.socket_type_t.udp,)  # uTP runs on it (same value as .utp)
+    wanted = set(socket_types)
+    ports = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for a in ses.pop_alerts():
@@ -145,10 +177,16 @@ def listen_port(ses, timeout_s, socket_types=None):
                 log("LISTEN FAILED", a.message())
                 sys.exit(3)
             if isinstance(a, lt.listen_succeeded_alert) and a.socket_type in wanted:
-                return a.port
+                ports[a.socket_type] = a.port
+                if len(ports) == len(wanted):
+                    if len(set(ports.values())) != 1:
+                        log("LISTEN FAILED: transports on different ports", ports)
+                        sys.exit(3)
+                    return a.port
+                continue
             log("alert:", type(a).__name__, a.message())
         ses.wait_for_alert(100)
-    log("TIMEOUT waiting for the listen socket")
+    log("TIMEOUT waiting for the listen sockets", wanted, "got", ports)
     sys.exit(3)
 
 

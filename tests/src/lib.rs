@@ -10,6 +10,8 @@
 //!   [`transmission`] seeder and leecher, [`tracker::Opentracker`], [`fixed_tracker`] (fixed
 //!   peer list), [`rt_seeder`] (`ringtorrent seed`), and [`dht::LocalDht`], a DHT of
 //!   `mainline` nodes on 127.0.0.x for DHT tests.
+//! - [`udp_relay::UdpRelay`]: a UDP relay that drops and reorders datagrams, for uTP over a
+//!   lossy path.
 //! - [`ringtorrent`]: builds and runs the `ringtorrent` binary under test.
 //! - [`clients`]: the downloaders the benchmark compares, as commands.
 //!
@@ -35,6 +37,7 @@ pub mod rt_seeder;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;
+pub mod udp_relay;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -38,6 +38,8 @@ pub struct LtSeedOpts {
     pub also: Vec<(PathBuf, PathBuf)>,
     /// MSE/PE policy of the session.
     pub encryption: LtEncryption,
+    /// Transports the session accepts and dials (TCP only by default).
+    pub transport: LtTransport,
     /// The seeder stops itself after this long (its watchdog); 900 s when `None`.
     pub max_run: Option<Duration>,
 }
@@ -64,6 +66,33 @@ impl LtEncryption {
             LtEncryption::Disabled => "disabled",
         };
         cmd.env("RT_LT_ENCRYPTION", v);
+    }
+}
+
+/// Peer transports of a kit session (`RT_LT_TRANSPORT` for `lt_common.py`). Both share the
+/// listen port: TCP on it, uTP (BEP 29) on the UDP socket of the same number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LtTransport {
+    /// TCP only, both ways (uTP off).
+    #[default]
+    Tcp,
+    /// uTP only, both ways (`enable_incoming_tcp`/`enable_outgoing_tcp` off). libtorrent 2.0
+    /// still listens on TCP, but closes every connection it accepts there at once: a TCP dial
+    /// connects and is reset, it is not refused.
+    Utp,
+    /// Both, libtorrent's default.
+    Both,
+}
+
+impl LtTransport {
+    /// Sets the transports for a kit script started by `cmd`.
+    pub fn apply(self, cmd: &mut Command) {
+        let v = match self {
+            LtTransport::Tcp => "tcp",
+            LtTransport::Utp => "utp",
+            LtTransport::Both => "both",
+        };
+        cmd.env("RT_LT_TRANSPORT", v);
     }
 }
 
@@ -111,6 +140,7 @@ impl LtSeeder {
             cmd.arg("--also").arg(format!("{t}={d}"));
         }
         opts.encryption.apply(&mut cmd);
+        opts.transport.apply(&mut cmd);
         if let Some(d) = opts.max_run {
             cmd.arg("--max-seconds").arg(d.as_secs().to_string());
         }
@@ -220,7 +250,23 @@ impl LtLeecher {
         })
     }
 
-    /// Starts a leecher from a [`leech_command`] the caller adjusted (e.g. its encryption).
+    /// Starts a leecher that connects to `peers` over `transport` only, on a port free for
+    /// both TCP and UDP.
+    pub fn start_over(
+        transport: LtTransport,
+        torrent: &Path,
+        save_dir: &Path,
+        peers: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<Self> {
+        let port = crate::net::free_tcp_udp_port(LEECHER_IP)?;
+        let mut cmd = leech_command(torrent, save_dir, port, None, peers, timeout);
+        transport.apply(&mut cmd);
+        LtLeecher::spawn(cmd)
+    }
+
+    /// Starts a leecher from a [`leech_command`] the caller adjusted (e.g. its encryption or
+    /// transport: [`LtEncryption::apply`], [`LtTransport::apply`]).
     pub fn spawn(cmd: Command) -> Result<Self> {
         crate::require::require(crate::require::Tool::Libtorrent)?;
         Ok(LtLeecher {

@@ -2,9 +2,10 @@
 //! test itself, then run as `ringtorrent download` with a bounded wall time.
 //!
 //! CLI contract: `ringtorrent download <file.torrent> -o DIR [--peer IP:PORT]... [--listen
-//! IP:PORT] [--shards N] [--quiet] [--no-dht | --dht-bootstrap IP:PORT...]`, exit 0 only when
-//! every piece is verified and on disk. Runs get `--no-dht` unless a test gives loopback DHT
-//! nodes ([`Download::dht_bootstrap`]): no test ever contacts the public DHT routers.
+//! IP:PORT] [--shards N] [--quiet] [--no-dht | --dht-bootstrap IP:PORT...] [--transport
+//! tcp|utp|both]`, exit 0 only when every piece is verified and on disk. Runs get `--no-dht`
+//! unless a test gives loopback DHT nodes ([`Download::dht_bootstrap`]): no test ever
+//! contacts the public DHT routers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::net::{free_port, LEECHER_IP};
+use crate::net::{free_tcp_udp_port, LEECHER_IP};
 use crate::proc::{kit_command, Proc};
 use crate::wait::wait_for;
 
@@ -111,6 +112,8 @@ pub struct Download {
     /// Local service discovery on (multicast on loopback); off (`--no-lsd`) by default, so
     /// that engines of unrelated tests never find each other.
     pub lsd: bool,
+    /// Environment variables for the run (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Download {
@@ -127,6 +130,7 @@ impl Download {
             commands: false,
             dht_bootstrap: Vec::new(),
             lsd: false,
+            env: Vec::new(),
         }
     }
 
@@ -140,11 +144,12 @@ impl Download {
         self
     }
 
-    /// The full command line for `bin`, with a concrete listen address.
+    /// The full command line for `bin`, with a concrete listen address (free for TCP and for
+    /// UDP, which uTP listens on).
     pub fn command(&self, bin: &Path) -> Result<Command> {
         let listen = match self.listen {
             Some(l) => l,
-            None => SocketAddr::from((LEECHER_IP, free_port(LEECHER_IP)?)),
+            None => SocketAddr::from((LEECHER_IP, free_tcp_udp_port(LEECHER_IP)?)),
         };
         let mut cmd = kit_command(bin);
         cmd.arg("download")
@@ -167,6 +172,7 @@ impl Download {
             cmd.arg("--no-lsd");
         }
         cmd.args(&self.extra_args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         Ok(cmd)
     }
 

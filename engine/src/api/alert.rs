@@ -42,6 +42,8 @@ pub enum Alert {
         addr: SocketAddr,
         /// We dialed it (false: it connected to us).
         outgoing: bool,
+        /// Carried by uTP (BEP 29), not TCP.
+        utp: bool,
     },
     /// A connected peer was disconnected.
     PeerDisconnected {

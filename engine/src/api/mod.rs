@@ -10,5 +10,5 @@ mod stats;
 
 pub use alert::{Alert, AlertSink, TorrentId};
 pub use disconnect::{DisconnectReason, Fault};
-pub use settings::{Backend, ZeroCopyUploads};
+pub use settings::{Backend, TransportMode, ZeroCopyUploads};
 pub use stats::{TorrentStats, WasteStats};

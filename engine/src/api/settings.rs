@@ -55,3 +55,40 @@ pub enum Backend {
     /// its setup failed.
     Epoll,
 }
+
+/// Which carriers outgoing connections use ([`Config::transports`]); incoming uTP and TCP are
+/// accepted whatever this says.
+///
+/// [`Config::transports`]: crate::Config::transports
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportMode {
+    /// TCP only.
+    Tcp,
+    /// uTP (BEP 29) only.
+    Utp,
+    /// TCP first; an address that does not take a TCP connection (refused, timed out) is
+    /// tried over uTP at once, and the two alternate on later retries. libtorrent tries the
+    /// two the other way round; TCP first here because a TCP stream costs this engine less
+    /// CPU per byte than uTP's per-packet work (BENCHMARKS.md, uTP).
+    #[default]
+    Both,
+}
+
+impl std::str::FromStr for TransportMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(TransportMode::Tcp),
+            "utp" => Ok(TransportMode::Utp),
+            "both" => Ok(TransportMode::Both),
+            _ => Err(format!("{s:?}: expected tcp, utp or both")),
+        }
+    }
+}
+
+impl TransportMode {
+    /// Whether a first dial goes over uTP.
+    pub fn dials_utp(self) -> bool {
+        self == TransportMode::Utp
+    }
+}

@@ -122,6 +122,21 @@ pub(super) fn listeners(
     }
 }
 
+/// The shards' UDP sockets (uTP) on the listen address, one per shard; none (each shard then
+/// takes an ephemeral port for outgoing uTP alone) if the port is taken for UDP.
+pub(super) fn udp_sockets(listen: SocketAddr, n: usize) -> std::vec::IntoIter<OwnedFd> {
+    match crate::shard::udp::shard_sockets(listen, n) {
+        Ok(v) => v.into_iter(),
+        Err(e) => {
+            tracing::warn!(
+                "cannot bind UDP {listen} for uTP ({e}): incoming uTP is off, outgoing uTP \
+                 uses an ephemeral port"
+            );
+            Vec::new().into_iter()
+        }
+    }
+}
+
 /// `n` listeners sharing `addr` (SO_REUSEPORT); `[::]` is dual-stack (IPv4 peers too).
 fn listeners_on(addr: SocketAddr, n: usize) -> Result<(Vec<OwnedFd>, SocketAddr), EngineError> {
     let mut out = Vec::with_capacity(n);

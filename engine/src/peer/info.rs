@@ -16,6 +16,8 @@ pub struct PeerInfo {
     pub client: String,
     /// We dialed it (false: it connected to us).
     pub outgoing: bool,
+    /// The connection is carried by uTP (BEP 29), not TCP.
+    pub utp: bool,
     /// Payload download rate from it in bytes per second, averaged over a few seconds.
     pub download_rate_bytes_per_s: u64,
     /// Payload upload rate to it in bytes per second, averaged over a few seconds.
@@ -59,6 +61,7 @@ impl PeerSession {
             addr: self.addr,
             client,
             outgoing,
+            utp: false,
             download_rate_bytes_per_s: down,
             upload_rate_bytes_per_s: up,
             downloaded_bytes: self.downloaded_bytes,

@@ -94,12 +94,22 @@ pub enum Completion<'a> {
     Closed { token: Token },
     /// The shard's eventfd was signalled (another thread queued work for it).
     Wake,
+    /// A datagram arrived on the shard's UDP socket (uTP); lent mutably, like `Data`.
+    Datagram {
+        from: SocketAddr,
+        data: &'a mut [u8],
+    },
 }
 
 /// A ring driver: io_uring, or the portable epoll fallback.
 pub trait Backend {
     /// Starts accepting on a listening socket (bound with SO_REUSEPORT by the engine).
     fn listen(&mut self, listener: OwnedFd) -> io::Result<()>;
+    /// Starts receiving datagrams on the shard's UDP socket (each one a `Datagram`
+    /// completion); [`Backend::send_datagrams`] sends through it.
+    fn listen_udp(&mut self, socket: std::net::UdpSocket) -> io::Result<()>;
+    /// Sends the queued datagrams now (before waiting), through the UDP socket.
+    fn send_datagrams(&mut self, out: &mut super::udp::Datagrams);
     /// Watches an eventfd: each signal yields a `Wake` completion.
     fn set_waker(&mut self, eventfd: OwnedFd) -> io::Result<()>;
     /// Queues an operation; it is submitted at the next [`Backend::wait`].

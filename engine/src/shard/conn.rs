@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::{Alert, AlertSink, TorrentId};
-use crate::api::{DisconnectReason, Fault};
+use crate::api::{DisconnectReason, Fault, TransportMode};
 use crate::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::peer::PeerSession;
 use crate::torrent::TorrentShared;
@@ -17,6 +17,7 @@ use crate::types::PeerId;
 use crate::wire;
 
 use super::backend::{Op, Token};
+use super::dial::{next_dial, redial_delay, Attempt, Policies, Redial};
 use super::sendq::{MsgPool, SendBuf};
 use super::transport::{Opened, Transport};
 use crate::mse::{EncryptionPolicy, SkeyTable};
@@ -26,19 +27,9 @@ use crate::types::InfoHash;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Give up on a handshake after this long.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// Dial attempts per address after the first fails before the handshake (peers that are
-/// starting up refuse or drop connections for a moment; libtorrent and rqbit retry too).
-const MAX_REDIALS: u32 = 6;
 /// No new upload reads start for a connection with this many bytes queued or in flight to
 /// it (a slow reader cannot make us hold its whole request queue in memory).
 pub const SEND_HIGH_WATER: usize = 1 << 20;
-
-/// How long to wait before dial attempt `attempt + 1` of an address whose attempt `attempt`
-/// (0 = the first) failed before the handshake: 1, 2, 4, ... s, at most 30 s; `None` once
-/// [`MAX_REDIALS`] retries are spent.
-pub fn redial_delay(attempt: u32) -> Option<Duration> {
-    (attempt < MAX_REDIALS).then(|| Duration::from_secs((1u64 << attempt.min(5)).min(30)))
-}
 
 pub(super) enum Phase {
     Connecting,
@@ -49,16 +40,6 @@ pub(super) enum Phase {
         reader: wire::Reader,
         session: Box<PeerSession>,
     },
-}
-
-/// A dial to try again later (see [`redial_delay`]).
-pub struct Redial {
-    pub torrent: u64,
-    pub addr: SocketAddr,
-    pub attempt: u32,
-    pub delay: Duration,
-    /// Open it with the MSE/PE handshake.
-    pub encrypt: bool,
 }
 
 /// See the module doc.
@@ -94,6 +75,9 @@ pub struct Conn {
     policy: EncryptionPolicy,
     /// Outgoing: this attempt opens with the MSE handshake.
     encrypt: bool,
+    /// The peer is reached over uTP (the shard's [`super::utp_conns::UtpConns`]), not a TCP
+    /// socket.
+    pub(super) utp: bool,
     /// The torrent an incoming MSE handshake named (SKEY): the BitTorrent handshake must
     /// agree (an outgoing connection checks against the torrent it dialed for).
     skey: Option<InfoHash>,
@@ -166,6 +150,7 @@ impl Conn {
             retryable: true,
             policy: EncryptionPolicy::default(),
             encrypt: false,
+            utp: false,
             skey: None,
         }
     }
@@ -182,7 +167,11 @@ impl Conn {
         let outgoing = self.outgoing;
         let peer_id = self.peer_id;
         match &mut self.phase {
-            Phase::Active { session, .. } => Some(session.info(now, outgoing, peer_id.as_ref())),
+            Phase::Active { session, .. } => {
+                let mut info = session.info(now, outgoing, peer_id.as_ref());
+                info.utp = self.utp;
+                Some(info)
+            }
             _ => None,
         }
     }
@@ -367,6 +356,7 @@ impl Conn {
             id: TorrentId(t.id),
             addr: self.addr,
             outgoing: self.outgoing,
+            utp: self.utp,
         });
         Ok(())
     }
@@ -478,7 +468,12 @@ impl Conn {
     /// If the connection failed, releases everything it held and closes the socket (once).
     /// Closes a failed connection. Returns the dial attempt to schedule when an outgoing
     /// connection failed before the handshake completed and the torrent still needs peers.
-    pub fn finish_close(&mut self, alerts: &AlertSink, ops: &mut Vec<Op>) -> Option<Redial> {
+    pub fn finish_close(
+        &mut self,
+        alerts: &AlertSink,
+        ops: &mut Vec<Op>,
+        transports: TransportMode,
+    ) -> Option<Redial> {
         if self.closed {
             return None;
         }
@@ -491,7 +486,29 @@ impl Conn {
                     && !t.is_stopped()
                     && !t.is_banned(self.addr.ip()) =>
             {
-                self.next_dial(t, &reason)
+                self.next_dial(t, &reason, transports)
+            }
+            // An established connection that the network broke (reset, timed out) while we
+            // still need pieces is dialed again after the usual delay, on the same carrier
+            // and encryption, as libtorrent does with its peer list (a uTP stream that a lossy
+            // path killed is the common case).
+            (Some(t), Phase::Active { .. })
+                if self.outgoing
+                    && matches!(
+                        reason,
+                        DisconnectReason::RecvFailed(_) | DisconnectReason::SendFailed(_)
+                    )
+                    && !t.is_stopped()
+                    && !t.complete.load(Ordering::Acquire) =>
+            {
+                redial_delay(self.attempt).map(|delay| Redial {
+                    torrent: t.id,
+                    addr: self.addr,
+                    attempt: self.attempt + 1,
+                    delay,
+                    encrypt: self.encrypt,
+                    utp: self.utp,
+                })
             }
             _ => None,
         };
@@ -525,33 +542,34 @@ impl Conn {
         redial
     }
 
-    /// The dial to try after this outgoing attempt failed before the handshake. Under
-    /// `Prefer` a plaintext attempt that the peer closed once connected is tried again at once
-    /// with MSE (the peer may require encryption, as libtorrent's and Transmission's settings
-    /// allow), and an MSE attempt that failed is followed by a plaintext one after the usual
-    /// delay; `Require` always encrypts, `Disable` never.
-    /// A complete torrent (a seeder dialing a leecher) retries only that switch.
-    fn next_dial(&self, t: &TorrentShared, reason: &DisconnectReason) -> Option<Redial> {
-        let connected = matches!(self.phase, Phase::Handshake { .. });
-        let prefer = self.policy == EncryptionPolicy::Prefer;
-        if prefer && connected && !self.encrypt && matches!(reason, DisconnectReason::Closed) {
-            return Some(Redial {
-                torrent: t.id,
-                addr: self.addr,
-                attempt: self.attempt,
-                delay: Duration::ZERO,
-                encrypt: true,
-            });
-        }
-        if t.complete.load(Ordering::Acquire) {
-            return None;
-        }
-        redial_delay(self.attempt).map(|delay| Redial {
+    /// The dial to try after this outgoing attempt failed before the handshake (the rules
+    /// are in [`super::dial::next_dial`]).
+    fn next_dial(
+        &self,
+        t: &TorrentShared,
+        reason: &DisconnectReason,
+        transports: TransportMode,
+    ) -> Option<Redial> {
+        let attempt = Attempt {
+            attempt: self.attempt,
+            encrypt: self.encrypt,
+            utp: self.utp,
+            connected: matches!(self.phase, Phase::Handshake { .. }),
+            reason,
+        };
+        let policies = Policies {
+            encryption: self.policy,
+            transports,
+        };
+        let complete = t.complete.load(Ordering::Acquire);
+        let (attempt, delay, encrypt, utp) = next_dial(&attempt, policies, complete)?;
+        Some(Redial {
             torrent: t.id,
             addr: self.addr,
-            attempt: self.attempt + 1,
+            attempt,
             delay,
-            encrypt: self.policy.dials_encrypted(),
+            encrypt,
+            utp,
         })
     }
 
@@ -576,19 +594,5 @@ impl Conn {
     /// Hands back the messages still queued (a closed connection's), for the pool.
     pub fn drain_queued(&mut self, pool: &mut MsgPool) {
         let _ = std::mem::take(&mut self.pending).recycle(pool);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redials_back_off_and_stop() {
-        let delays: Vec<u64> = (0..10)
-            .map_while(redial_delay)
-            .map(|d| d.as_secs())
-            .collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30]);
     }
 }

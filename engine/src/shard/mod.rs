@@ -13,12 +13,15 @@
 
 pub mod backend;
 mod conn;
+mod dial;
 mod flush;
 pub mod portable;
 pub mod sendq;
 mod transport;
+pub mod udp;
 mod upload;
 pub mod uring;
+mod utp_conns;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,11 +33,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::api::AlertSink;
-use crate::api::DisconnectReason;
+use crate::api::{DisconnectReason, TransportMode};
 use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
 use conn::Conn;
 use upload::{Links, Uploader};
+use utp_conns::UtpConns;
 
 /// Longest wait for completions when idle.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -73,7 +77,13 @@ pub enum Command {
 /// How a shard is set up.
 pub struct ShardConfig {
     pub index: usize,
+    /// How many shards the engine runs (uTP connection ids route by it).
+    pub shards: usize,
     pub listener: Option<OwnedFd>,
+    /// The shard's UDP socket on the listen port (uTP); `None`: an ephemeral one.
+    pub udp: Option<OwnedFd>,
+    /// Carriers of outgoing connections.
+    pub transports: TransportMode,
     pub recv_buffers: u16,
     pub recv_buffer_len: usize,
     pub force_portable: bool,
@@ -190,7 +200,22 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
             None
         }
     };
+    let udp = match cfg.udp.take() {
+        Some(fd) => Ok(fd),
+        None => udp::ephemeral_socket(
+            cfg.bind_ip
+                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+        ),
+    };
+    if let Err(e) = udp.and_then(|fd| backend.listen_udp(std::net::UdpSocket::from(fd))) {
+        tracing::warn!("shard {}: no UDP socket ({e}); uTP is off", cfg.index);
+    }
     tracing::debug!("shard {} running on {}", cfg.index, backend.name());
+    let start = Instant::now();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (cfg.index as u64) << 56;
     let mut shard = Shard {
         torrents: HashMap::new(),
         conns: Vec::new(),
@@ -212,8 +237,14 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
             waker,
         ),
         encryption: cfg.encryption,
+        transports: cfg.transports,
         skeys: crate::mse::SkeyTable::new(),
         redials: Vec::new(),
+        utp: UtpConns::new(
+            udp::UtpIds::new(cfg.index, cfg.shards, seed as u16),
+            start,
+            seed,
+        ),
     };
     loop {
         for cmd in rx.try_iter() {
@@ -224,17 +255,43 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
                 break;
             }
         }
-        for op in shard.ops.drain(..) {
-            backend.push(op);
-        }
         let now = Instant::now();
-        let res = backend.wait(TICK, &mut |c| shard.completion(c, now));
+        for op in std::mem::take(&mut shard.ops) {
+            let op = if shard.utp.owns_op(&op) {
+                shard.utp.op(op)
+            } else {
+                Some(op)
+            };
+            if let Some(op) = op {
+                backend.push(op);
+            }
+        }
+        shard.utp.transmit(now);
+        backend.send_datagrams(&mut shard.utp.out);
+        // Completions the uTP carrier owes are delivered right after the backend's.
+        let timeout = if shard.utp.has_owed() {
+            Duration::ZERO
+        } else {
+            TICK
+        };
+        let res = backend.wait(timeout, &mut |c| shard.completion(c, now));
         if let Err(e) = res {
             tracing::error!("shard {}: ring failure: {e}", cfg.index);
             break;
         }
-        shard.after_batch(Instant::now());
+        let now = Instant::now();
+        for owed in shard.utp.take_owed() {
+            owed.complete(&mut |c| shard.completion(c, now));
+        }
+        shard.utp.on_timers(now);
+        shard.after_batch(now);
     }
+    tracing::debug!(
+        "shard {}: uTP {:?}, {} datagrams not sent",
+        cfg.index,
+        shard.utp.counters,
+        shard.utp.out.dropped
+    );
 }
 
 struct Shard {
@@ -255,10 +312,14 @@ struct Shard {
     up: Uploader,
     /// MSE/PE policy of every connection.
     encryption: crate::mse::EncryptionPolicy,
+    /// Carriers of outgoing connections.
+    transports: TransportMode,
     /// The torrents an incoming MSE handshake may name (by `HASH('req2', info_hash)`).
     skeys: crate::mse::SkeyTable,
     /// Dials to retry, with when (outgoing connections that failed before the handshake).
-    redials: Vec<(Instant, conn::Redial)>,
+    redials: Vec<(Instant, dial::Redial)>,
+    /// The connections carried by uTP, and the shard's datagrams.
+    utp: UtpConns,
 }
 
 impl Shard {
@@ -281,7 +342,11 @@ impl Shard {
                 }
             }
             Command::Connect { torrent, addr } => {
-                self.dial(torrent, addr, 0, self.encryption.dials_encrypted(), now)
+                let first = (
+                    self.encryption.dials_encrypted(),
+                    self.transports.dials_utp(),
+                );
+                self.dial(torrent, addr, 0, first, now)
             }
             Command::Peers { torrent, reply } => {
                 let peers = self
@@ -303,10 +368,17 @@ impl Shard {
         }
     }
 
-    /// Opens an outgoing connection (with the MSE handshake if `encrypt`) unless one to
-    /// `addr` for this torrent exists, the shard is full, or the torrent is gone, stopped or
-    /// bans the address.
-    fn dial(&mut self, torrent: u64, addr: SocketAddr, attempt: u32, encrypt: bool, now: Instant) {
+    /// Opens an outgoing connection (with the MSE handshake if `encrypt`, over uTP if `utp`)
+    /// unless one to `addr` for this torrent exists, the shard is full, or the torrent is
+    /// gone, stopped or bans the address.
+    fn dial(
+        &mut self,
+        torrent: u64,
+        addr: SocketAddr,
+        attempt: u32,
+        (encrypt, utp): (bool, bool),
+        now: Instant,
+    ) {
         let Some(t) = self.torrents.get(&torrent).cloned() else {
             return;
         };
@@ -325,7 +397,7 @@ impl Shard {
         }
         let token = self.alloc();
         self.next_key += 1;
-        let c = Conn::outgoing(
+        let mut c = Conn::outgoing(
             token,
             self.next_key,
             addr,
@@ -335,7 +407,12 @@ impl Shard {
             self.encryption,
             encrypt,
         );
-        self.ops.push(Op::Connect { token, addr });
+        c.utp = utp;
+        if utp {
+            self.utp.connect(token, addr, now);
+        } else {
+            self.ops.push(Op::Connect { token, addr });
+        }
         self.conns[token as usize] = Some(c);
     }
 
@@ -349,7 +426,7 @@ impl Shard {
             .partition(|(at, _)| *at <= now);
         self.redials = later;
         for (_, r) in due {
-            self.dial(r.torrent, r.addr, r.attempt, r.encrypt, now);
+            self.dial(r.torrent, r.addr, r.attempt, (r.encrypt, r.utp), now);
         }
     }
 
@@ -384,6 +461,7 @@ impl Shard {
                 ));
             }
             Completion::Wake => {}
+            Completion::Datagram { from, data } => self.on_datagram(from, data, now),
             Completion::Closed { token } => {
                 if let Some(slot) = self.conns.get_mut(token as usize) {
                     if let Some(mut conn) = slot.take() {
@@ -433,6 +511,36 @@ impl Shard {
         }
     }
 
+    /// A datagram on the shard's UDP socket: payload for a uTP connection, or a SYN that
+    /// opens one (adopted like an accepted TCP socket).
+    fn on_datagram(&mut self, from: SocketAddr, data: &mut [u8], now: Instant) {
+        let accepting = self.live < MAX_CONNS_PER_SHARD && self.shutting_down.is_none();
+        let Shard {
+            utp,
+            conns,
+            torrents,
+            skeys,
+            alerts,
+            disk,
+            ..
+        } = self;
+        let incoming = utp.on_datagram(from, data, now, accepting, &mut |token, bytes| {
+            if let Some(Some(conn)) = conns.get_mut(token as usize) {
+                conn.on_data(bytes, now, torrents, skeys, alerts);
+                conn.submit_completed(disk);
+            }
+        });
+        let Some(inc) = incoming else { return };
+        let token = self.alloc();
+        self.next_key += 1;
+        let peer = inc.from;
+        self.utp.adopt(token, inc);
+        self.ops.push(Op::Recv { token });
+        let mut c = Conn::incoming(token, self.next_key, peer, now, self.encryption);
+        c.utp = true;
+        self.conns[token as usize] = Some(c);
+    }
+
     /// The uploader, and what it borrows from the loop for a call.
     fn uploader(&mut self) -> (&mut Uploader, Links<'_>) {
         let net = Links {
@@ -465,7 +573,7 @@ impl Shard {
                 continue;
             };
             conn.submit_completed(&self.disk);
-            if let Some(r) = conn.finish_close(&self.alerts, &mut self.ops) {
+            if let Some(r) = conn.finish_close(&self.alerts, &mut self.ops, self.transports) {
                 if self.shutting_down.is_none() {
                     self.redials.push((now + r.delay, r));
                 }
@@ -473,9 +581,12 @@ impl Shard {
             let learned = conn.take_learned();
             conn.flush(&mut self.ops);
             if let Some((torrent, peers)) = learned {
-                let encrypt = self.encryption.dials_encrypted();
+                let first = (
+                    self.encryption.dials_encrypted(),
+                    self.transports.dials_utp(),
+                );
                 for addr in peers {
-                    self.dial(torrent, addr, 0, encrypt, now);
+                    self.dial(torrent, addr, 0, first, now);
                 }
             }
         }

@@ -22,6 +22,10 @@ const LISTENER_KEY: usize = 1 << 40;
 const READS_PER_WAKE: usize = 4;
 /// Key of the shard's eventfd.
 const WAKE_KEY: usize = (1 << 40) - 1;
+/// Key of the shard's UDP socket.
+const UDP_KEY: usize = (1 << 40) - 2;
+/// Datagrams read per readable wake-up of the UDP socket.
+const DATAGRAMS_PER_WAKE: usize = 256;
 
 struct Conn {
     stream: TcpStream,
@@ -43,6 +47,8 @@ pub struct PortableBackend {
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
     /// the destination's own address, which peers take for themselves).
     bind_ip: Option<IpAddr>,
+    /// The shard's UDP socket (uTP).
+    udp: Option<std::net::UdpSocket>,
 }
 
 impl PortableBackend {
@@ -57,6 +63,7 @@ impl PortableBackend {
             scratch: vec![0u8; recv_buffer_len],
             waker: None,
             bind_ip,
+            udp: None,
         })
     }
 
@@ -262,6 +269,21 @@ impl Backend for PortableBackend {
         Ok(())
     }
 
+    fn listen_udp(&mut self, socket: std::net::UdpSocket) -> io::Result<()> {
+        socket.set_nonblocking(true)?;
+        // SAFETY: the socket lives in `self.udp` as long as the poller does.
+        unsafe { self.poller.add(&socket, Event::readable(UDP_KEY))? };
+        self.udp = Some(socket);
+        Ok(())
+    }
+
+    fn send_datagrams(&mut self, out: &mut super::udp::Datagrams) {
+        match &self.udp {
+            Some(u) => out.send_all(u),
+            None => out.drop_all(),
+        }
+    }
+
     fn push(&mut self, op: Op) {
         self.pending.push(op);
     }
@@ -298,6 +320,8 @@ impl Backend for PortableBackend {
                     let _ = self.poller.modify(&*f, Event::readable(WAKE_KEY));
                 }
                 on(Completion::Wake);
+            } else if ev.key == UDP_KEY {
+                self.receive_datagrams(on);
             } else if ev.key >= LISTENER_KEY {
                 self.accept_all(ev.key - LISTENER_KEY, on);
             } else {
@@ -326,6 +350,21 @@ impl Backend for PortableBackend {
 }
 
 impl PortableBackend {
+    fn receive_datagrams(&mut self, on: &mut dyn FnMut(Completion<'_>)) {
+        let Some(u) = &self.udp else { return };
+        for _ in 0..DATAGRAMS_PER_WAKE {
+            match u.recv_from(&mut self.scratch) {
+                Ok((n, from)) => on(Completion::Datagram {
+                    from: SocketAddr::new(from.ip().to_canonical(), from.port()),
+                    data: &mut self.scratch[..n],
+                }),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = self.poller.modify(u, Event::readable(UDP_KEY));
+    }
+
     fn accept_all(&mut self, idx: usize, on: &mut dyn FnMut(Completion<'_>)) {
         let Some(l) = self.listeners.get(idx) else {
             return;

@@ -20,18 +20,20 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::backend::{Backend, Completion, Op, Token};
+use bufring::BufRing;
 use reads::{FileRead, PieceRead, Slab};
 use send::Sending;
 
+mod bufring;
 mod reads;
 mod send;
+mod udp;
 
 const KIND_ACCEPT: u64 = 1;
 const KIND_CONNECT: u64 = 2;
@@ -42,6 +44,7 @@ const KIND_WAKE: u64 = 6;
 const KIND_FILE: u64 = 7;
 const KIND_PIECE: u64 = 8;
 const KIND_WRITABLE: u64 = 9;
+const KIND_UDP: u64 = 10;
 
 /// Buffer group id of the shard's receive buffer ring.
 const BGID: u16 = 7;
@@ -75,93 +78,6 @@ pub fn probe() -> Result<(), String> {
     match IoUring::new(4) {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("io_uring_setup failed: {e}")),
-    }
-}
-
-/// A provided-buffer ring (kernel 5.19+): `count` buffers of `size` bytes.
-struct BufRing {
-    entries: *mut types::BufRingEntry,
-    entries_layout: std::alloc::Layout,
-    slab: Vec<u8>,
-    size: usize,
-    count: u16,
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<BufRing> {
-        assert!(
-            count.is_power_of_two(),
-            "INVARIANT: buffer ring size is a power of two"
-        );
-        let layout = std::alloc::Layout::from_size_align(
-            count as usize * std::mem::size_of::<types::BufRingEntry>(),
-            4096,
-        )
-        .map_err(|_| io::Error::other("buffer ring layout"))?;
-        // SAFETY: the layout has a non-zero size; the pointer is checked for null below.
-        let entries = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
-        if entries.is_null() {
-            return Err(io::Error::other("out of memory for the buffer ring"));
-        }
-        // Pre-touch the slab once: first touch of fresh memory is slow on our machines.
-        let slab = vec![0x5au8; count as usize * size];
-        let mut br = BufRing {
-            entries,
-            entries_layout: layout,
-            slab,
-            size,
-            count,
-            tail: 0,
-        };
-        // SAFETY: `entries` points to `count` zeroed, page-aligned entries that stay allocated
-        // until this BufRing is dropped, which unregisters the group first (see Drop).
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, BGID, 0)?;
-        }
-        for bid in 0..count {
-            br.push(bid);
-        }
-        br.publish();
-        Ok(br)
-    }
-
-    /// Hands buffer `bid` back to the kernel (visible after `publish`).
-    fn push(&mut self, bid: u16) {
-        let idx = (self.tail & (self.count - 1)) as usize;
-        let addr = self.slab.as_ptr() as u64 + bid as u64 * self.size as u64;
-        // SAFETY: idx < count, so the entry lies inside the allocation; the kernel reads only
-        // entries between its head and the published tail, and this one is past the tail.
-        let e = unsafe { &mut *self.entries.add(idx) };
-        e.set_addr(addr);
-        e.set_len(self.size as u32);
-        e.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail field lives inside entry 0 of our allocation and is only written by
-        // us; the kernel reads it, so the store must be atomic with release ordering.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries) as *const AtomicU16;
-            (*tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    /// Buffer `bid`'s first `len` bytes, lent mutably (a transport decrypts in place): the
-    /// kernel filled it and does not write it again until it is pushed back.
-    fn get_mut(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        let start = bid as usize * self.size;
-        &mut self.slab[start..start + len.min(self.size)]
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout; the ring that used it is gone or has
-        // unregistered the group (UringBackend drops the ring before its BufRing).
-        unsafe { std::alloc::dealloc(self.entries as *mut u8, self.entries_layout) };
     }
 }
 
@@ -200,6 +116,9 @@ pub struct UringBackend {
     /// Source address for outgoing connections (on loopback the kernel would otherwise pick
     /// the destination's own address, which peers take for themselves).
     bind_ip: Option<IpAddr>,
+    /// The shard's UDP socket (uTP) and its receive buffers.
+    udp: Option<udp::UdpRecv>,
+    rearm_udp: bool,
 }
 
 /// A non-blocking eventfd for waking a shard from other threads.
@@ -221,7 +140,7 @@ impl UringBackend {
         bind_ip: Option<IpAddr>,
     ) -> io::Result<UringBackend> {
         let ring = new_ring(1024)?;
-        let bufs = BufRing::new(&ring, recv_buffers, recv_buffer_len)?;
+        let bufs = BufRing::new(&ring, BGID, recv_buffers, recv_buffer_len)?;
         Ok(UringBackend {
             ring,
             bufs,
@@ -237,6 +156,8 @@ impl UringBackend {
             sent_inline: false,
             waker: None,
             bind_ip,
+            udp: None,
+            rearm_udp: false,
         })
     }
 
@@ -455,6 +376,11 @@ impl UringBackend {
                 self.arm_wake()?;
             }
             KIND_FILE => self.handle_file_read(id, res, on)?,
+            KIND_UDP => {
+                if let Some(u) = self.udp.as_mut() {
+                    self.rearm_udp |= u.handle(res, flags, on);
+                }
+            }
             KIND_PIECE => {
                 if res == -libc::EINTR || res == -libc::EAGAIN {
                     self.piece_submit(id, on)?;
@@ -516,6 +442,20 @@ impl Backend for UringBackend {
         self.arm_wake()
     }
 
+    fn listen_udp(&mut self, socket: std::net::UdpSocket) -> io::Result<()> {
+        let u = udp::UdpRecv::new(&self.ring, socket)?;
+        let sqe = u.sqe(user_data(KIND_UDP, 0));
+        self.udp = Some(u);
+        self.push_sqe(sqe)
+    }
+
+    fn send_datagrams(&mut self, out: &mut super::udp::Datagrams) {
+        match &self.udp {
+            Some(u) => out.send_all(&u.socket),
+            None => out.drop_all(),
+        }
+    }
+
     fn push(&mut self, op: Op) {
         self.pending.push(op);
     }
@@ -529,6 +469,11 @@ impl Backend for UringBackend {
         }
         for token in std::mem::take(&mut self.rearm_recv) {
             self.arm_recv(token)?;
+        }
+        if std::mem::take(&mut self.rearm_udp) {
+            if let Some(sqe) = self.udp.as_ref().map(|u| u.sqe(user_data(KIND_UDP, 0))) {
+                self.push_sqe(sqe)?;
+            }
         }
         for op in std::mem::take(&mut self.pending) {
             self.submit_op(op, on)?;
@@ -562,6 +507,9 @@ impl Backend for UringBackend {
         cqes.clear();
         self.cqes = cqes;
         self.bufs.publish();
+        if let Some(u) = &self.udp {
+            u.publish();
+        }
         for token in std::mem::take(&mut self.closed) {
             on(Completion::Closed { token });
         }
@@ -580,6 +528,9 @@ impl Backend for UringBackend {
 impl Drop for UringBackend {
     fn drop(&mut self) {
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        if self.udp.is_some() {
+            let _ = self.ring.submitter().unregister_buf_ring(udp::UDP_BGID);
+        }
         // The kernel may still be working on reads and sends in flight after the ring closes:
         // their buffers (and the files of reads) are leaked rather than freed under it.
         for r in self.reads.drain() {

@@ -49,3 +49,23 @@ pub fn config(ip: [u8; 4]) -> Config {
         ..Config::default()
     }
 }
+
+/// Waits for `TorrentComplete`; returns the alerts seen before it. Panics on a torrent error,
+/// or after `secs` with the alerts seen.
+pub async fn wait_complete(
+    alerts: &mut tokio::sync::mpsc::UnboundedReceiver<ringtorrent::Alert>,
+    secs: u64,
+) -> Vec<ringtorrent::Alert> {
+    use ringtorrent::Alert;
+    let mut seen = Vec::new();
+    let end = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        match tokio::time::timeout_at(end, alerts.recv()).await {
+            Ok(Some(Alert::TorrentComplete { .. })) => return seen,
+            Ok(Some(Alert::TorrentError { message, .. })) => panic!("torrent error: {message}"),
+            Ok(Some(a)) => seen.push(a),
+            Ok(None) => panic!("alert stream closed"),
+            Err(_) => panic!("not complete after {secs} s; alerts: {seen:?}"),
+        }
+    }
+}

@@ -314,7 +314,8 @@ impl Uploader {
         let Some(Some(conn)) = net.conns.get(token as usize) else {
             return false;
         };
-        if !conn.transport.passes_through() {
+        // An encrypted stream needs the bytes in memory, and so does uTP (it packetizes them).
+        if !conn.transport.passes_through() || conn.utp {
             return false;
         }
         let zero_copy = mode.allows(conn.addr.ip(), own);
