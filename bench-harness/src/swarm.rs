@@ -5,8 +5,11 @@
 //! Setup: the payload and its torrent are cached under `bench-cache/` by parameters; opentracker
 //! serves the info-hash on 127.0.0.1; N seeders (libtorrent by default) on 127.0.0.2.. announce
 //! to it; every downloader finds them through the tracker, starts in a fresh empty directory on
-//! 127.0.0.1 with a fresh port, and is measured with `wait4`. Runs go A B A B (client order
-//! within each run), and every download is checked byte for byte before it counts.
+//! 127.0.0.1 with a fresh port, and is measured with `wait4`. `--warmup` uncounted rounds come
+//! first (every client once; default 1: the first download on a fresh machine pays for page
+//! cache and first-touch memory), then the measured runs, the client order reversed every
+//! other round (A B, B A) so that no client always follows the same one; every download is
+//! checked byte for byte before it counts.
 //!
 //! The seeders' CPU is read from `/proc/<pid>/stat` just before and after each download. Their
 //! upload counters (libtorrent's only) are read before it and after every libtorrent seeder has
@@ -60,6 +63,9 @@ pub struct SwarmArgs {
     /// clients without uTP (aria2, rqbit's CLI) are skipped).
     #[arg(long, value_enum, default_value = "tcp")]
     pub transport: SwarmTransport,
+    /// Rounds before the measured runs (every client once each), not counted.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
     /// Round-trip time added between all peers (netem on the loopback of a network namespace
     /// the harness creates; needs root). 0 = plain loopback.
     #[arg(long, default_value_t = 0)]
@@ -183,17 +189,41 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             failures: Vec::new(),
         })
         .collect();
-    for run in 0..args.common.runs {
-        for (client, result) in clients.iter().zip(results.iter_mut()) {
+    for round in 0..args.warmup + args.common.runs {
+        let measured = round.checked_sub(args.warmup);
+        let mut order: Vec<usize> = (0..clients.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let client = clients[i];
             for s in seeders.iter_mut() {
                 s.check_alive()?;
             }
-            let out = one_download(args, *client, run, &mut seeders, &torrent, &run_dir, &spec);
+            let label = match measured {
+                Some(run) => format!("run {}", run + 1),
+                None => format!("warm-up {}", round + 1),
+            };
+            let out = one_download(
+                args,
+                client,
+                &label,
+                &mut seeders,
+                &torrent,
+                &run_dir,
+                &spec,
+            );
+            let Some(run) = measured else {
+                if let Err(e) = out {
+                    eprintln!("  {} {label}: FAILED: {e:#}", client.name());
+                }
+                continue;
+            };
             match out {
-                Ok(sample) => result.samples.push(sample),
+                Ok(sample) => results[i].samples.push(sample),
                 Err(e) => {
                     eprintln!("  {} run {}: FAILED: {e:#}", client.name(), run + 1);
-                    result.failures.push(format!("run {}: {e:#}", run + 1));
+                    results[i].failures.push(format!("run {}: {e:#}", run + 1));
                 }
             }
         }
@@ -206,13 +236,14 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
 
     let summary = report::summarize(&results, spec.total_len());
     println!(
-        "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s){}\n",
+        "## swarm: {} in {} file(s), piece {}, {} {} seeder(s), {} run(s) after {} warm-up round(s), order alternating{}\n",
         format_size(args.common.size),
         args.common.files.max(1),
         format_size(args.common.piece_length),
         args.seeders,
         args.seeder.name(),
         args.common.runs,
+        args.warmup,
         crate::seed::rtt_note(args.rtt_ms)
     );
     print!("{}", report::markdown(&summary, &notes));
@@ -359,7 +390,7 @@ fn start_seeders(
 fn one_download(
     args: &SwarmArgs,
     client: Client,
-    run: u32,
+    label: &str,
     seeders: &mut [Seeder],
     torrent: &Path,
     run_dir: &Path,
@@ -385,7 +416,7 @@ fn one_download(
     if args.transport == SwarmTransport::Utp {
         use_utp(client, &mut cmd)?;
     }
-    let log = run_dir.join(format!("{}-run{}.log", client.name(), run + 1));
+    let log = run_dir.join(format!("{}-{}.log", client.name(), label.replace(' ', "")));
     let uploaded_before = seeders::total_uploaded_bytes(seeders);
     let cpu_before = seeders::total_cpu_s(seeders)?;
     let sample = run_measured(cmd, &log, timeout)?;
@@ -414,10 +445,9 @@ fn one_download(
         .map_or("n/a".into(), |w| format!("{w:.3}"));
     let d = &sample.download;
     eprintln!(
-        "  {} run {}: {:.2}s, {:.1} MB/s, {:.2} CPU-s, peak RSS {} MiB; \
+        "  {} {label}: {:.2}s, {:.1} MB/s, {:.2} CPU-s, peak RSS {} MiB; \
          received/payload {waste}, seeders {:.2} CPU-s",
         client.name(),
-        run + 1,
         d.wall_s,
         spec.total_len() as f64 / 1e6 / d.wall_s,
         d.cpu_s(),

@@ -266,6 +266,7 @@ pub(super) fn add_torrent(
     {
         let _ = s.tx.send(Command::AddTorrent(shared.clone()));
     }
+    crate::shard::sync(&inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
     let control = control::TorrentControl::start(inner, &shared);
     control.add_known_peers(&add.peers);
     inner

@@ -118,6 +118,7 @@ fn resume_blocking(inner: &Arc<Inner>, id: TorrentId) -> Result<(), EngineError>
     {
         let _ = s.tx.send(Command::AddTorrent(t.clone()));
     }
+    crate::shard::sync(&inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
     inner.alerts.send(Alert::TorrentResumed { id });
     super::connect_peers(inner, &t, &peers);
     Ok(())

@@ -71,7 +71,28 @@ pub enum Command {
         torrent: u64,
         reply: Sender<Vec<crate::peer::PeerInfo>>,
     },
+    /// Answered once every command sent before it has been applied (see
+    /// [`sync`]).
+    Sync(Sender<()>),
     Shutdown,
+}
+
+/// Waits until every shard has applied the commands sent to it so far (at most a second):
+/// once `add_torrent` returns, a peer that connects at once finds the torrent on whichever
+/// shard takes it (without this, a shard that had not looked at its queue yet refused the
+/// peer as asking for an unknown torrent; seen under load in CI).
+pub fn sync(shards: &[ShardHandle]) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let sent = shards
+        .iter()
+        .filter(|s| s.tx.send(Command::Sync(tx.clone())).is_ok())
+        .count();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for _ in 0..sent {
+        if rx.recv_deadline(deadline).is_err() {
+            break;
+        }
+    }
 }
 
 /// How a shard is set up.
@@ -358,6 +379,9 @@ impl Shard {
                     .collect();
                 // The engine may have stopped waiting: nothing to do then.
                 let _ = reply.send(peers);
+            }
+            Command::Sync(reply) => {
+                let _ = reply.send(());
             }
             Command::Shutdown => {
                 self.shutting_down = Some(now);
