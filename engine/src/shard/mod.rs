@@ -279,7 +279,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
         let now = Instant::now();
         for op in std::mem::take(&mut shard.ops) {
             let op = if shard.utp.owns_op(&op) {
-                shard.utp.op(op)
+                shard.utp.op(op, now)
             } else {
                 Some(op)
             };

@@ -52,6 +52,12 @@ impl Datagrams {
         }
     }
 
+    /// Takes what is queued (the tests carry datagrams by hand).
+    #[cfg(test)]
+    pub fn take_queue(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut self.queue)
+    }
+
     /// Drops everything queued (no socket to send it through).
     pub fn drop_all(&mut self) {
         for (_, buf) in std::mem::take(&mut self.queue) {

@@ -28,6 +28,9 @@ use crate::utp::{CloseReason, Config, Event, Stream};
 const MAX_EARLY_BYTES: usize = 1 << 20;
 /// Longest selective-ACK extension a packet may carry (the parser's limit).
 const MAX_SACK: usize = 128;
+/// How long a stream whose connection closed may linger for its FIN exchange: a peer that
+/// acks our FIN but never sends its own would otherwise keep it forever.
+const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Key = (SocketAddr, u16);
 
@@ -87,6 +90,8 @@ struct Entry {
     ended: bool,
     /// Queued for `poll_transmit`.
     dirty: bool,
+    /// When the loop closed the connection (the stream lingers for its FIN).
+    closed_at: Option<Instant>,
 }
 
 /// An incoming connection the loop should adopt ([`UtpConns::adopt`]).
@@ -194,6 +199,7 @@ impl UtpConns {
                 connected,
                 ended: false,
                 dirty: false,
+                closed_at: None,
             },
         );
         self.mark(key);
@@ -210,7 +216,7 @@ impl UtpConns {
 
     /// An op of a uTP connection (the loop checked [`UtpConns::owns_op`]); an op this carrier
     /// has no use for comes back.
-    pub fn op(&mut self, op: Op) -> Option<Op> {
+    pub fn op(&mut self, op: Op, now: Instant) -> Option<Op> {
         let token = match &op {
             Op::Recv { token } | Op::Send { token, .. } | Op::Close { token } => *token,
             _ => return Some(op),
@@ -248,6 +254,7 @@ impl UtpConns {
                     });
                 }
                 e.token = None;
+                e.closed_at = Some(now);
                 e.stream.close();
                 self.by_token.remove(&token);
                 self.owed.push(Owed::Closed { token });
@@ -411,8 +418,13 @@ impl UtpConns {
         self.mark(key);
     }
 
-    /// Runs the streams' timers that are due.
+    /// Runs the streams' timers that are due, and drops streams that lingered too long after
+    /// their connection closed.
     pub fn on_timers(&mut self, now: Instant) {
+        self.streams.retain(|_, e| {
+            e.closed_at
+                .is_none_or(|at| now.duration_since(at) < MAX_LINGER)
+        });
         let due: Vec<Key> = self
             .streams
             .iter()
@@ -505,3 +517,7 @@ fn error_kind(reason: CloseReason) -> io::ErrorKind {
 fn micros(now: Instant, epoch: Instant) -> u32 {
     now.saturating_duration_since(epoch).as_micros() as u32
 }
+
+#[cfg(test)]
+#[path = "utp_conns_tests.rs"]
+mod tests;
