@@ -277,13 +277,10 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
             }
         }
         let now = Instant::now();
-        for op in std::mem::take(&mut shard.ops) {
-            let op = if shard.utp.owns_op(&op) {
-                shard.utp.op(op, now)
-            } else {
-                Some(op)
-            };
-            if let Some(op) = op {
+        // Ops of uTP connections go to their carrier; the rest (and any it hands back) to
+        // the ring.
+        for op in shard.ops.drain(..) {
+            if let Some(op) = shard.utp.op(op, now) {
                 backend.push(op);
             }
         }

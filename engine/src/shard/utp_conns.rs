@@ -150,6 +150,7 @@ impl UtpConns {
     }
 
     /// Whether `op` is for a connection carried by uTP.
+    #[cfg(test)]
     pub fn owns_op(&self, op: &Op) -> bool {
         match op {
             Op::Recv { token } | Op::Send { token, .. } | Op::Close { token } => {
@@ -214,8 +215,8 @@ impl UtpConns {
         }
     }
 
-    /// An op of a uTP connection (the loop checked [`UtpConns::owns_op`]); an op this carrier
-    /// has no use for comes back.
+    /// Takes an op of a uTP connection; any other op (another token's, or one this carrier
+    /// has no use for) comes back for the ring.
     pub fn op(&mut self, op: Op, now: Instant) -> Option<Op> {
         let token = match &op {
             Op::Recv { token } | Op::Send { token, .. } | Op::Close { token } => *token,
