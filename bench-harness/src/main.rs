@@ -3,7 +3,8 @@
 //! - `swarm [--size 4GiB] [--piece-length 256KiB] [--files 1] [--seeders 4]
 //!   [--seeder libtorrent|ringtorrent|aria2] [--clients ringtorrent,rqbit,aria2,libtorrent]
 //!   [--runs 3] [--rtt-ms 0] [--json out.json]`: download speed and cost per
-//!   client, and the seeders' upload over the payload and CPU per GiB.
+//!   client, and the seeders' upload over the payload and CPU per GiB. With `--wan
+//!   ubuntu|fat`: a WAN-shaped swarm of real seeders behind userspace path shapers.
 //! - `seed [--seeders ringtorrent,libtorrent] [--leechers rqbit,aria2] ...`: upload speed and
 //!   seeder CPU per GiB uploaded.
 //! - `recheck [--tools ringtorrent,libtorrent,aria2]`, `create [--tools
@@ -35,6 +36,7 @@ mod size;
 mod soak;
 mod swarm;
 mod tools;
+mod wan;
 
 use clap::{Parser, Subcommand};
 

@@ -1,4 +1,5 @@
-//! The seeders a benchmark starts: ringtorrent (`ringtorrent seed`), libtorrent or aria2, each a
+//! The seeders a benchmark starts: ringtorrent (`ringtorrent seed`), libtorrent, aria2 or
+//! Transmission, each a
 //! guarded process on loopback that is killed when dropped, and what they spent: CPU (any
 //! kind, from `/proc`) and payload bytes uploaded (libtorrent only, from its status lines).
 
@@ -12,6 +13,7 @@ use rt_testkit::aria2::{Aria2SeedOpts, Aria2Seeder};
 use rt_testkit::libtorrent::{LtEncryption, LtSeedOpts, LtSeeder, LtTransport};
 use rt_testkit::net::{free_port, seeder_ip};
 use rt_testkit::rt_seeder::{RtSeedOpts, RtSeeder};
+use rt_testkit::transmission::TransmissionSeeder;
 use rt_testkit::wait::wait_for;
 use rt_testkit::Proc;
 use serde::Serialize;
@@ -36,6 +38,9 @@ pub enum SeederKind {
     Ringtorrent,
     Libtorrent,
     Aria2,
+    /// transmission-cli 3.00. It announces to the torrent's trackers itself; it drops 127.x
+    /// peers it learns from them (shared/INTEROP.md), but accepts their connections.
+    Transmission,
 }
 
 impl SeederKind {
@@ -44,6 +49,7 @@ impl SeederKind {
             SeederKind::Libtorrent => "libtorrent",
             SeederKind::Aria2 => "aria2",
             SeederKind::Ringtorrent => "ringtorrent",
+            SeederKind::Transmission => "transmission",
         }
     }
 }
@@ -62,6 +68,7 @@ pub enum Seeder {
     Lt(LtSeeder),
     Aria2(Aria2Seeder),
     Rt(RtSeeder),
+    Tr(TransmissionSeeder),
 }
 
 impl Seeder {
@@ -126,6 +133,9 @@ impl Seeder {
                 opts.extra_args = rt_args.to_vec();
                 Seeder::Rt(RtSeeder::start(torrent, save_dir, &opts)?)
             }
+            SeederKind::Transmission => {
+                Seeder::Tr(TransmissionSeeder::start(torrent, save_dir, None)?)
+            }
         })
     }
 
@@ -134,6 +144,7 @@ impl Seeder {
             Seeder::Lt(s) => &mut s.proc,
             Seeder::Aria2(s) => &mut s.proc,
             Seeder::Rt(s) => &mut s.proc,
+            Seeder::Tr(s) => &mut s.proc,
         }
     }
 
@@ -150,7 +161,7 @@ impl Seeder {
     pub fn uploaded_bytes(&self) -> Option<u64> {
         match self {
             Seeder::Lt(s) => s.uploaded_bytes(),
-            Seeder::Aria2(_) | Seeder::Rt(_) => None,
+            Seeder::Aria2(_) | Seeder::Rt(_) | Seeder::Tr(_) => None,
         }
     }
 
@@ -164,7 +175,7 @@ impl Seeder {
                     .filter(|l| l.starts_with(LT_STATUS_PREFIX))
                     .count(),
             ),
-            Seeder::Aria2(_) | Seeder::Rt(_) => None,
+            Seeder::Aria2(_) | Seeder::Rt(_) | Seeder::Tr(_) => None,
         }
     }
 
@@ -174,6 +185,7 @@ impl Seeder {
             Seeder::Lt(s) => s.addr(),
             Seeder::Aria2(s) => s.addr(),
             Seeder::Rt(s) => s.addr(),
+            Seeder::Tr(s) => s.addr(),
         };
         if a.ip().is_unspecified() {
             SocketAddr::from((Ipv4Addr::LOCALHOST, a.port()))

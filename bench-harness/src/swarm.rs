@@ -70,6 +70,21 @@ pub struct SwarmArgs {
     /// the harness creates; needs root). 0 = plain loopback.
     #[arg(long, default_value_t = 0)]
     pub rtt_ms: u32,
+    /// A WAN-shaped swarm instead of `--seeders`/`--seeder`: `ubuntu` (60 mixed real seeders,
+    /// 20-250 ms, 0.5-20 MB/s each, some choking, some dropping) or `fat` (8 libtorrent
+    /// seeders at 40 ms, 100 MB/s each), each behind a userspace path shaper (see `wan`).
+    #[arg(long, value_enum)]
+    pub wan: Option<crate::wan::profile::WanProfile>,
+    /// Seed of the `--wan` swarm's draw (round trips, caps, who chokes and drops).
+    #[arg(long, default_value_t = 1)]
+    pub wan_seed: u64,
+    /// Multiplies every `--wan` path's upload cap. On a real WAN the seeders run on other
+    /// machines; here they share two cores with the downloader, so a swarm whose caps sum to
+    /// more than this box can serve and receive at once measures the box, not the client.
+    /// A scale below 1 keeps the shapes (round trips, mix, spread of caps) with a sum the box
+    /// can carry.
+    #[arg(long, default_value_t = 1.0)]
+    pub wan_cap_scale: f64,
 }
 
 /// See [`SwarmArgs::encryption`].
@@ -130,6 +145,13 @@ struct JsonReport<'a> {
 
 pub fn run(args: &SwarmArgs) -> Result<()> {
     check_args(args)?;
+    if let Some(profile) = args.wan {
+        ensure!(
+            args.encryption == SwarmEncryption::Default && args.transport == SwarmTransport::Tcp,
+            "--wan runs with the clients' default encryption over TCP"
+        );
+        return crate::wan::run(args, profile);
+    }
     let cache = std::path::absolute(&args.common.cache)?;
     let (spec, save_dir, bare) = prepare_payload(
         &cache,

@@ -14,6 +14,30 @@ import libtorrent as lt
 from lt_common import Watchdog, add_torrent, join_addr, listen_port, log, make_session, split_addr
 
 
+class ChokeCycle:
+    """Chokes every peer now and then, as a seeder that runs out of upload slots does: the unchoke
+    slot limit drops to 0 for CHOKED_S after each UNCHOKED_S, and libtorrent's choker (asked to
+    run again at once) sends CHOKE to every peer, then UNCHOKE when the slots come back."""
+
+    def __init__(self, ses, spec):
+        unchoked, _, choked = spec.partition(",")
+        self.ses = ses
+        self.periods = (float(unchoked), float(choked))
+        self.slots = ses.get_settings()["unchoke_slots_limit"]
+        self.choked = False
+        self.next = time.monotonic() + self.periods[0]
+
+    def step(self, now):
+        if now < self.next:
+            return
+        self.choked = not self.choked
+        limit = 0 if self.choked else self.slots
+        # unchoke_interval 1: the choker applies the new limit within a second.
+        self.ses.apply_settings({"unchoke_slots_limit": limit, "unchoke_interval": 1})
+        log("choke-cycle:", "choked" if self.choked else "unchoked", "slots", limit)
+        self.next = now + self.periods[1 if self.choked else 0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--torrent", required=True)
@@ -23,6 +47,10 @@ def main():
     ap.add_argument("--tracker", help="announce URL added to the torrent")
     ap.add_argument("--upload-rate-limit", type=int, default=0, help="bytes per second, 0 = none")
     ap.add_argument("--peer", action="append", default=[], help="IP:PORT to dial")
+    ap.add_argument(
+        "--choke-cycle",
+        help="UNCHOKED_S,CHOKED_S: once seeding, choke every peer for CHOKED_S after each UNCHOKED_S",
+    )
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--ready-timeout", type=float, default=120)
     ap.add_argument("--dht-bootstrap", action="append", default=[], help="IP:PORT of a loopback DHT node")
@@ -79,8 +107,11 @@ def main():
 
     # A session counter logged with each status line: PORT messages received (BEP 5).
     last = time.monotonic()
+    choker = ChokeCycle(ses, args.choke_cycle) if args.choke_cycle else None
     while True:
         watchdog.check()
+        if choker:
+            choker.step(time.monotonic())
         for a in ses.pop_alerts():
             if isinstance(a, lt.session_stats_alert):
                 log("stats: incoming_dht_port", a.values["ses.num_incoming_dht_port"])

@@ -42,6 +42,9 @@ pub struct LtSeedOpts {
     pub transport: LtTransport,
     /// The seeder stops itself after this long (its watchdog); 900 s when `None`.
     pub max_run: Option<Duration>,
+    /// (unchoked, choked): once seeding, the seeder chokes every peer for the second span
+    /// after each first span (its unchoke slots drop to 0), as a seeder out of slots does.
+    pub choke_cycle: Option<(Duration, Duration)>,
 }
 
 /// libtorrent's MSE/PE policy in a kit session (`RT_LT_ENCRYPTION` for `lt_common.py`).
@@ -143,6 +146,13 @@ impl LtSeeder {
         opts.transport.apply(&mut cmd);
         if let Some(d) = opts.max_run {
             cmd.arg("--max-seconds").arg(d.as_secs().to_string());
+        }
+        if let Some((on, off)) = opts.choke_cycle {
+            cmd.arg("--choke-cycle").arg(format!(
+                "{:.3},{:.3}",
+                on.as_secs_f64(),
+                off.as_secs_f64()
+            ));
         }
         let mut proc = Proc::spawn_fresh("libtorrent-seeder", cmd)?;
         let line = proc.wait_for_log("READY ", READY_TIMEOUT)?;

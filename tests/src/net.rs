@@ -74,8 +74,22 @@ pub fn http_get(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>)> {
+    http_get_from(None, addr, path_and_query, timeout)
+}
+
+/// [`http_get`] from the source address `local` (the OS's choice when `None`): a tracker
+/// takes the announcing peer's address from the connection.
+pub fn http_get_from(
+    local: Option<Ipv4Addr>,
+    addr: SocketAddr,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>)> {
     assert!(addr.ip().is_loopback(), "test traffic stays on loopback");
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    let mut s = match local {
+        Some(ip) => connect_from(ip, addr, timeout)?,
+        None => TcpStream::connect_timeout(&addr, timeout)?,
+    };
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
     // One write: `write!` on the stream would send the request in several segments.

@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use ringtorrent::InfoHash;
 
 use crate::bencode::{self, Node};
-use crate::net::{free_tcp_udp_port, http_get, url_encode, wait_port_open, LEECHER_IP};
+use crate::net::{
+    free_tcp_udp_port, http_get, http_get_from, url_encode, wait_port_open, LEECHER_IP,
+};
 use crate::proc::{kit_command, Proc};
 use crate::wait::wait_for;
 
@@ -136,6 +138,32 @@ impl Opentracker {
             .and_then(|(_, v)| v.get("complete"))
             .and_then(Node::as_int)
             .map_or(0, |n| n.max(0) as u64))
+    }
+
+    /// Announces a seeder of `h` at `ip:port` on its behalf: the request comes from `ip` (the
+    /// tracker takes the peer's address from the connection) with `left=0`. A benchmark puts a
+    /// path shaper in front of each seeder this way: the shaper's address is what leechers
+    /// learn, and the seeder itself announces nowhere.
+    pub fn announce_seeder(
+        &self,
+        h: &InfoHash,
+        ip: Ipv4Addr,
+        port: u16,
+        peer_id: &[u8; 20],
+    ) -> Result<()> {
+        anyhow::ensure!(ip.is_loopback(), "{ip} is not a loopback address");
+        let q = format!(
+            "/announce?info_hash={}&peer_id={}&port={port}&uploaded=0&downloaded=0&left=0&compact=1&numwant=0&event=started",
+            url_encode(&h.0),
+            url_encode(peer_id)
+        );
+        let (code, body) = http_get_from(Some(ip), self.addr, &q, HTTP_TIMEOUT)?;
+        let root = bencode::decode(&body).context("tracker reply is not bencode")?;
+        if let Some(f) = root.get("failure reason").and_then(Node::as_str) {
+            bail!("tracker refused {ip}:{port}: {f}");
+        }
+        anyhow::ensure!(code == 200, "tracker answered {code} for {ip}:{port}");
+        Ok(())
     }
 
     /// Waits until at least `n` seeders have announced `h`.

@@ -17,7 +17,7 @@ use crate::types::PeerId;
 use crate::wire;
 
 use super::backend::{Op, Token};
-use super::dial::{next_dial, redial_delay, Attempt, Policies, Redial};
+use super::dial::{after_broken, next_dial, Attempt, Policies, Redial};
 use super::sendq::{MsgPool, SendBuf};
 use super::transport::{Opened, Transport};
 use crate::mse::{EncryptionPolicy, SkeyTable};
@@ -489,10 +489,10 @@ impl Conn {
                 self.next_dial(t, &reason, transports)
             }
             // An established connection that the network broke (reset, timed out) while we
-            // still need pieces is dialed again after the usual delay, on the same carrier
+            // still need pieces is dialed again (`dial::after_broken`), on the same carrier
             // and encryption, as libtorrent does with its peer list (a uTP stream that a lossy
             // path killed is the common case).
-            (Some(t), Phase::Active { .. })
+            (Some(t), Phase::Active { session, .. })
                 if self.outgoing
                     && matches!(
                         reason,
@@ -501,13 +501,15 @@ impl Conn {
                     && !t.is_stopped()
                     && !t.complete.load(Ordering::Acquire) =>
             {
-                redial_delay(self.attempt).map(|delay| Redial {
-                    torrent: t.id,
-                    addr: self.addr,
-                    attempt: self.attempt + 1,
-                    delay,
-                    encrypt: self.encrypt,
-                    utp: self.utp,
+                after_broken(self.attempt, session.downloaded_bytes > 0).map(|(attempt, delay)| {
+                    Redial {
+                        torrent: t.id,
+                        addr: self.addr,
+                        attempt,
+                        delay,
+                        encrypt: self.encrypt,
+                        utp: self.utp,
+                    }
                 })
             }
             _ => None,

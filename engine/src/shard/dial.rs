@@ -86,6 +86,17 @@ pub fn next_dial(
     })
 }
 
+/// The redial of an established outgoing connection that the network broke (a reset, a
+/// timeout) while the torrent still needs pieces, as (attempt, delay): on the same carrier and
+/// encryption, after [`redial_delay`]. A connection that had delivered payload was a working
+/// path that broke, not a peer failing to answer: the count starts over, so a path that drops
+/// now and then is dialed again each time (1 s later) instead of being given up after
+/// [`MAX_REDIALS`] drops. One that delivered nothing counts as one more failed attempt.
+pub fn after_broken(attempt: u32, delivered_payload: bool) -> Option<(u32, Duration)> {
+    let attempt = if delivered_payload { 0 } else { attempt };
+    redial_delay(attempt).map(|delay| (attempt + 1, delay))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +121,20 @@ mod tests {
         encryption: EncryptionPolicy::Prefer,
         transports: TransportMode::Both,
     };
+
+    #[test]
+    fn a_broken_connection_that_delivered_starts_the_count_over() {
+        // A path that drops every few seconds: dialed again 1 s later, every time.
+        for attempt in [0, 3, MAX_REDIALS, 40] {
+            assert_eq!(
+                after_broken(attempt, true),
+                Some((1, Duration::from_secs(1)))
+            );
+        }
+        // One that never delivered backs off like a failed dial, and is given up.
+        assert_eq!(after_broken(2, false), Some((3, Duration::from_secs(4))));
+        assert_eq!(after_broken(MAX_REDIALS, false), None);
+    }
 
     #[test]
     fn redials_back_off_and_stop() {
