@@ -12,6 +12,8 @@
 //!   `mainline` nodes on 127.0.0.x for DHT tests.
 //! - [`udp_relay::UdpRelay`]: a UDP relay that drops and reorders datagrams, for uTP over a
 //!   lossy path.
+//! - [`shaper::Shaper`]: a TCP relay that adds latency, jitter and bandwidth caps (and can
+//!   reset connections mid-transfer), for WAN-like benchmarks without `sch_netem`.
 //! - [`ringtorrent`]: builds and runs the `ringtorrent` binary under test.
 //! - [`clients`]: the downloaders the benchmark compares, as commands.
 //!
@@ -33,7 +35,9 @@ pub mod payload;
 pub mod proc;
 pub mod require;
 pub mod ringtorrent;
+mod rng;
 pub mod rt_seeder;
+pub mod shaper;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;

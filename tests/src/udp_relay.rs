@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use crate::rng::SplitMix64;
+
 /// Clients (distinct source addresses) one relay tracks; datagrams from more are dropped.
 pub const MAX_CLIENTS: usize = 256;
 /// Datagrams held back at once; a datagram that would be held past this is sent at once.
@@ -113,7 +115,7 @@ impl UdpRelay {
             listen_ip,
             target,
             opts,
-            rng: SplitMix64(opts.seed),
+            rng: SplitMix64::new(opts.seed),
             clients: HashMap::new(),
             upstreams: Vec::new(),
             held: VecDeque::new(),
@@ -364,36 +366,9 @@ impl Relay {
     }
 }
 
-/// SplitMix64: a small seeded generator, enough for loss decisions.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `p` (0 never, 1 always).
-    fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chance_follows_the_rate() {
-        let mut r = SplitMix64(7);
-        let hits = (0..100_000).filter(|_| r.chance(0.2)).count();
-        assert!((19_000..21_000).contains(&hits), "{hits}");
-        assert!(!(0..1000).any(|_| r.chance(0.0)));
-        assert!((0..1000).all(|_| r.chance(1.0)));
-    }
 
     #[test]
     fn refuses_addresses_off_loopback() {

@@ -1,6 +1,10 @@
 //! Proves the test kit against real clients only (no ringtorrent involved): if these fail, the
 //! interop tests' failures say nothing about the engine.
 
+// The TCP path shaper's tests (their own file: this one is long enough).
+#[path = "kit_selftest/shaper.rs"]
+mod shaper;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
