@@ -120,6 +120,15 @@ impl Counters {
     }
 }
 
+/// A handshaken peer of a torrent, in the registry every shard shares.
+#[derive(Debug, Clone, Copy)]
+struct ConnectedPeer {
+    /// Where it accepts connections, if known (PEX hands it out).
+    listen: Option<SocketAddr>,
+    /// It has every piece.
+    seed: bool,
+}
+
 /// Everything about a torrent that shards share.
 pub struct TorrentShared {
     pub id: u64,
@@ -146,7 +155,7 @@ pub struct TorrentShared {
     reader: OnceLock<uring_disk::BlockReader>,
     /// Handshaken peers, with the address each accepts connections on once known (the
     /// dialed address, or the source address with BEP 10 `p`): what PEX tells others.
-    connected: Mutex<HashMap<PeerId, Option<SocketAddr>>>,
+    connected: Mutex<HashMap<PeerId, ConnectedPeer>>,
     /// Our listen port, told to peers in the extension handshake.
     listen_port: OnceLock<u16>,
     pex_off: AtomicBool,
@@ -552,8 +561,27 @@ impl TorrentShared {
         if c.contains_key(&id) {
             return false;
         }
-        c.insert(id, listen);
+        c.insert(
+            id,
+            ConnectedPeer {
+                listen,
+                seed: false,
+            },
+        );
         true
+    }
+
+    /// A connected peer turned out to have every piece: PEX tells others it is a seed, so a
+    /// seed that hears of it does not dial it (BEP 11 flag 0x02).
+    pub fn set_peer_seed(&self, id: &PeerId) {
+        if let Some(p) = self
+            .connected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
+            p.seed = true;
+        }
     }
 
     /// A peer's listen address learned after the handshake (BEP 10 `p`).
@@ -564,7 +592,7 @@ impl TorrentShared {
             .unwrap_or_else(|e| e.into_inner())
             .get_mut(id)
         {
-            *a = Some(addr);
+            a.listen = Some(addr);
         }
     }
 
@@ -577,12 +605,28 @@ impl TorrentShared {
 
     /// The connected peers' listen addresses (for PEX, BEP 11).
     pub fn pex_peers(&self) -> Vec<SocketAddr> {
+        self.pex_peers_flagged()
+            .into_iter()
+            .map(|p| p.addr)
+            .collect()
+    }
+
+    /// [`TorrentShared::pex_peers`], each flagged as a seed if it has every piece.
+    pub fn pex_peers_flagged(&self) -> Vec<crate::pex::PexPeer> {
         self.connected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .flatten()
-            .copied()
+            .filter_map(|p| {
+                p.listen.map(|addr| crate::pex::PexPeer {
+                    addr,
+                    flags: crate::pex::PexFlags(if p.seed {
+                        crate::pex::PexFlags::SEED
+                    } else {
+                        0
+                    }),
+                })
+            })
             .collect()
     }
 

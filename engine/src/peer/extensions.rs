@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::{PeerError, PeerSession};
 use crate::ext::{self, ExtHandshake, MetadataMsg, OUR_UT_METADATA_ID, OUR_UT_PEX_ID};
-use crate::pex::{PexFlags, PexMessage, PexPeer, PexState};
+use crate::pex::{PexMessage, PexPeer, PexState};
 use crate::torrent::TorrentShared;
 use crate::wire::{self, Message};
 
@@ -145,14 +145,7 @@ impl PeerSession {
         if !pex.is_due(now) {
             return;
         }
-        let connected: Vec<PexPeer> = t
-            .pex_peers()
-            .into_iter()
-            .map(|addr| PexPeer {
-                addr,
-                flags: PexFlags::default(),
-            })
-            .collect();
+        let connected: Vec<PexPeer> = t.pex_peers_flagged();
         let mut recipient = vec![self.addr];
         recipient.extend(self.ext.listen_addr);
         let Some(msg): Option<PexMessage> = pex.outgoing(now, &recipient, &connected) else {

@@ -66,6 +66,8 @@ pub struct Conn {
     started: Instant,
     peer_id: Option<PeerId>,
     got_data: bool,
+    /// The peer was found to have every piece and the torrent's registry told so.
+    seed_noted: bool,
     /// Which dial attempt of this address this is (0 = the first); outgoing only.
     attempt: u32,
     /// False once the peer's handshake was refused (wrong torrent, duplicate, banned, full):
@@ -146,6 +148,7 @@ impl Conn {
             started: now,
             peer_id: None,
             got_data: false,
+            seed_noted: false,
             attempt: 0,
             retryable: true,
             policy: EncryptionPolicy::default(),
@@ -447,6 +450,12 @@ impl Conn {
             }
             Phase::Active { session, .. } => {
                 let Some(t) = &self.torrent else { return };
+                if slow && !self.seed_noted && session.peer_has.is_full() {
+                    if let Some(id) = &self.peer_id {
+                        t.set_peer_seed(id);
+                    }
+                    self.seed_noted = true;
+                }
                 let res = if slow {
                     session.poll(now, t)
                 } else {
