@@ -18,6 +18,9 @@
 //!   seed` under many leecher connections: RSS and CPU per connection, upload under load.
 //! - `soak [--minutes 30] [--size-mib 64]`: one engine downloads from a libtorrent seeder and
 //!   seeds to a libtorrent leecher in a loop; RSS and open descriptors must stay flat.
+//! - `idle [--torrents 100] [--idle-conns 200] [--conns 500] [--secs 10] [--shards-compare]`:
+//!   an in-process engine seeding to nobody, then holding idle connections: CPU, shard
+//!   wake-ups per second, memory per torrent and per connection; 1 against 2 shards.
 //!
 //! The criterion micro-benchmarks live in `benches/`. The only `unsafe` here is in [`measure`]
 //! (`wait4`, `sysconf`), which the kernel's per-process accounting needs.
@@ -25,6 +28,8 @@
 
 mod bench_args;
 mod bulk;
+mod idle;
+mod idle_shards;
 mod load;
 mod magnet;
 mod measure;
@@ -35,6 +40,7 @@ mod seeders;
 mod size;
 mod soak;
 mod swarm;
+mod threads;
 mod tools;
 mod wan;
 
@@ -65,11 +71,13 @@ enum Cmd {
     Load(load::LoadArgs),
     /// Download and seed in a loop for a long time: RSS and descriptors must stay flat.
     Soak(soak::SoakArgs),
+    /// Idle cost (no peers, idle connections), memory per torrent and connection, 1 vs 2 shards.
+    Idle(idle::IdleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cmd = Cli::parse().cmd;
-    // The in-process engine's log (`soak`, `load`), to stderr, per RUST_LOG (default: warnings).
+    // The in-process engine's log (`soak`, `load`, `idle`), to stderr, per RUST_LOG (default: warnings).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -96,5 +104,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bulk(args) => bulk::run(&args),
         Cmd::Load(args) => load::run(&args),
         Cmd::Soak(args) => soak::run(&args),
+        Cmd::Idle(args) => idle::run(&args),
     }
 }

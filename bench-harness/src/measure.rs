@@ -123,7 +123,7 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 #[allow(unsafe_code)]
-fn clock_ticks_per_s() -> f64 {
+pub fn clock_ticks_per_s() -> f64 {
     // SAFETY: sysconf only reads a configuration value; no pointers are involved.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {

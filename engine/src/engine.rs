@@ -28,7 +28,8 @@ use crate::torrent::TorrentShared;
 use crate::types::PeerId;
 
 pub use crate::api::{
-    Alert, AlertSink, Backend, TorrentId, TorrentStats, TransportMode, WasteStats, ZeroCopyUploads,
+    Alert, AlertSink, Backend, ShardStats, TorrentId, TorrentStats, TransportMode, WasteStats,
+    ZeroCopyUploads,
 };
 pub use crate::mse::EncryptionPolicy;
 pub use add::{AddTorrent, TorrentSource};
@@ -493,7 +494,7 @@ fn shutdown_blocking(inner: &Inner) -> Vec<String> {
     }
     let mut shards = std::mem::take(&mut *inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
     for s in &shards {
-        let _ = s.tx.send(Command::Shutdown);
+        s.send(Command::Shutdown);
     }
     for s in shards.iter_mut() {
         if let Some(h) = s.thread.take() {
@@ -562,7 +563,7 @@ pub(crate) fn connect_peers(inner: &Inner, t: &Arc<TorrentShared>, peers: &[Sock
             continue;
         }
         let i = inner.next_shard.fetch_add(1, Ordering::Relaxed) as usize % shards.len();
-        let _ = shards[i].tx.send(Command::Connect {
+        shards[i].send(Command::Connect {
             torrent: t.id,
             addr,
         });

@@ -106,7 +106,7 @@ pub mod wire;
 pub use api::{DisconnectReason, Fault, TransportMode};
 pub use engine::{
     AddTorrent, Alert, Backend, Config, DhtConfig, EncryptionPolicy, Engine, EngineError,
-    RemoveData, TorrentId, TorrentSource, TorrentStats, TorrentSummary, WasteStats,
+    RemoveData, ShardStats, TorrentId, TorrentSource, TorrentStats, TorrentSummary, WasteStats,
     ZeroCopyUploads, DEFAULT_DHT_BOOTSTRAP,
 };
 pub use files::FilePriority;

@@ -11,4 +11,4 @@ mod stats;
 pub use alert::{Alert, AlertSink, TorrentId};
 pub use disconnect::{DisconnectReason, Fault};
 pub use settings::{Backend, TransportMode, ZeroCopyUploads};
-pub use stats::{TorrentStats, WasteStats};
+pub use stats::{ShardStats, TorrentStats, WasteStats};

@@ -72,3 +72,15 @@ impl WasteStats {
         self.duplicate + self.late + self.unrequested + self.no_buffer + self.hash_failed
     }
 }
+
+/// A shard thread's counters ([`crate::Engine::shard_stats`]), cumulative since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Which shard (0-based).
+    pub index: usize,
+    /// Times its loop woke up (returned from waiting in its ring), for any reason.
+    pub wakeups: u64,
+    /// Of those, wake-ups of a wait bounded by the 10 ms tick because transfers were in
+    /// progress; the rest waited for a deadline, an event, or the idle bound (250 ms).
+    pub busy_wakeups: u64,
+}

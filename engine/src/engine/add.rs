@@ -264,7 +264,7 @@ pub(super) fn add_torrent(
         .unwrap_or_else(|e| e.into_inner())
         .iter()
     {
-        let _ = s.tx.send(Command::AddTorrent(shared.clone()));
+        s.send(Command::AddTorrent(shared.clone()));
     }
     crate::shard::sync(&inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
     let control = control::TorrentControl::start(inner, &shared);

@@ -67,7 +67,7 @@ pub(crate) fn stop(
         .unwrap_or_else(|e| e.into_inner())
         .iter()
     {
-        let _ = s.tx.send(Command::RemoveTorrent(t.id));
+        s.send(Command::RemoveTorrent(t.id));
     }
     let (announcer, dht) = {
         let torrents = inner.torrents.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,7 +116,7 @@ fn resume_blocking(inner: &Arc<Inner>, id: TorrentId) -> Result<(), EngineError>
         .unwrap_or_else(|e| e.into_inner())
         .iter()
     {
-        let _ = s.tx.send(Command::AddTorrent(t.clone()));
+        s.send(Command::AddTorrent(t.clone()));
     }
     crate::shard::sync(&inner.shards.lock().unwrap_or_else(|e| e.into_inner()));
     inner.alerts.send(Alert::TorrentResumed { id });

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Alert, Engine, EngineError, Inner, TorrentId, TorrentStats};
+use super::{Alert, Engine, EngineError, Inner, ShardStats, TorrentId, TorrentStats};
 use crate::peer::PeerInfo;
 use crate::shard::Command;
 use crate::InfoHash;
@@ -41,10 +41,20 @@ pub struct TorrentSummary {
 
 /// How long a removal keeping the data waits for the disk to drain before its last save.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long [`Engine::peers`] waits for each shard's answer (shards wake every 10 ms).
+/// How long [`Engine::peers`] waits for each shard's answer (a command wakes a shard).
 const PEERS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Engine {
+    /// Each shard thread's counters (its loop's wake-ups), in shard order.
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        let shards = self.inner.shards.lock().unwrap_or_else(|e| e.into_inner());
+        shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.counters.snapshot(i))
+            .collect()
+    }
+
     /// Every torrent of the session in the order added (magnets still fetching their
     /// metadata are not listed: their id has no torrent yet).
     pub fn torrents(&self) -> Vec<TorrentSummary> {
@@ -78,7 +88,7 @@ impl Engine {
                 .iter()
                 .filter(|s| {
                     let reply = tx.clone();
-                    s.tx.send(Command::Peers { torrent: t, reply }).is_ok()
+                    s.send(Command::Peers { torrent: t, reply })
                 })
                 .count()
         };

@@ -542,6 +542,19 @@ impl PeerSession {
         Ok(())
     }
 
+    /// Whether the session has work that wants the shard's short tick rather than the idle
+    /// bound: requests in flight either way (pipeline top-ups, request timeouts, rate-limit
+    /// refills), or an unchoked interest with nothing requested yet (blocks another peer
+    /// releases are picked up on the next poll). A quiet peer (choked, not interesting, or
+    /// done) needs only the slow poll's periodic work.
+    pub fn needs_tick(&self) -> bool {
+        !self.requests.is_empty()
+            || !self.upload_queue.is_empty()
+            || self.reads_in_flight > 0
+            || !self.completed.is_empty()
+            || (self.am_interested && (!self.peer_choking || !self.allowed_fast_in.is_empty()))
+    }
+
     /// The fast path after data arrived: keep the request pipeline full.
     pub fn top_up(&mut self, now: Instant, t: &TorrentShared) {
         self.request_more(now, t);

@@ -474,6 +474,27 @@ impl Conn {
         }
     }
 
+    /// What this connection needs the loop to wake up for (see `idle.rs`): the short tick
+    /// while it transfers or closes, its connect or handshake timeout, else nothing (the
+    /// idle bound covers its slow-poll work).
+    pub fn next_wake(&self, next: &mut super::idle::NextWake) {
+        if self.failed.is_some() && !self.closed {
+            next.busy();
+            return;
+        }
+        // The timeouts in `tick` fire once strictly past: a millisecond later.
+        let past = Duration::from_millis(1);
+        match &self.phase {
+            Phase::Connecting => next.at(self.started + CONNECT_TIMEOUT + past),
+            Phase::Handshake { .. } => next.at(self.started + HANDSHAKE_TIMEOUT + past),
+            Phase::Active { session, .. } => {
+                if session.needs_tick() || !self.out.is_empty() {
+                    next.busy();
+                }
+            }
+        }
+    }
+
     /// If the connection failed, releases everything it held and closes the socket (once).
     /// Closes a failed connection. Returns the dial attempt to schedule when an outgoing
     /// connection failed before the handshake completed and the torrent still needs peers.

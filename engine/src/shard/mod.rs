@@ -3,9 +3,10 @@
 //! timers. Shards share only the torrents' [`TorrentShared`] (picker, piece table, counters) and
 //! the disk pipeline handle; nothing else crosses threads.
 //!
-//! A shard's loop: submit queued ops and wait for completions (at most [`TICK`]); feed received
-//! bytes through each connection's wire reader into its peer session; hand completed pieces to
-//! the disk pipeline; top up request pipelines of peers that received data; every
+//! A shard's loop: submit queued ops and wait for completions (at most [`TICK`] while
+//! transfers run, else until the next deadline or [`idle::IDLE_WAIT`]: see [`idle`]); feed
+//! received bytes through each connection's wire reader into its peer session; hand completed
+//! pieces to the disk pipeline; top up request pipelines of peers that received data; every
 //! [`SLOW_TICK`] run the slower per-peer work (HAVEs, interest, timeouts); flush send buffers.
 //!
 //! New connections arrive on a per-shard SO_REUSEPORT listener (the kernel spreads them), and
@@ -15,6 +16,8 @@ pub mod backend;
 mod conn;
 mod dial;
 mod flush;
+mod handle;
+pub mod idle;
 pub mod portable;
 pub mod sendq;
 mod transport;
@@ -27,137 +30,28 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::api::AlertSink;
 use crate::api::{DisconnectReason, TransportMode};
 use crate::torrent::TorrentShared;
 use backend::{Backend, Completion, Op, Token};
 use conn::Conn;
+use idle::{NextWake, ShardCounters};
 use upload::{Links, Uploader};
 use utp_conns::UtpConns;
 
-/// Longest wait for completions when idle.
+use handle::Ready;
+pub use handle::{spawn, sync, Command, ShardConfig, ShardHandle, Waker};
+
+/// Longest wait for completions while transfers run (see [`idle`] for the rest).
 pub const TICK: Duration = Duration::from_millis(10);
 /// Period of the slower per-peer work.
 pub const SLOW_TICK: Duration = Duration::from_millis(50);
 /// Connections per shard at most (a limit on what the network can make us hold).
 pub const MAX_CONNS_PER_SHARD: usize = 1024;
-
-/// Wakes a shard from another thread (disk read replies) through its eventfd.
-pub struct Waker(std::fs::File);
-
-impl Waker {
-    pub fn wake(&self) {
-        use std::io::Write;
-        // A full counter (EAGAIN) still means a wake-up is pending: nothing to do.
-        let _ = (&self.0).write(&1u64.to_ne_bytes());
-    }
-}
-
-/// Work sent to a shard by the engine.
-pub enum Command {
-    AddTorrent(Arc<TorrentShared>),
-    RemoveTorrent(u64),
-    Connect {
-        torrent: u64,
-        addr: SocketAddr,
-    },
-    /// Report the torrent's handshaken peers on this shard.
-    Peers {
-        torrent: u64,
-        reply: Sender<Vec<crate::peer::PeerInfo>>,
-    },
-    /// Answered once every command sent before it has been applied (see
-    /// [`sync`]).
-    Sync(Sender<()>),
-    Shutdown,
-}
-
-/// Waits until every shard has applied the commands sent to it so far (at most a second):
-/// once `add_torrent` returns, a peer that connects at once finds the torrent on whichever
-/// shard takes it (without this, a shard that had not looked at its queue yet refused the
-/// peer as asking for an unknown torrent; seen under load in CI).
-pub fn sync(shards: &[ShardHandle]) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let sent = shards
-        .iter()
-        .filter(|s| s.tx.send(Command::Sync(tx.clone())).is_ok())
-        .count();
-    let deadline = Instant::now() + Duration::from_secs(1);
-    for _ in 0..sent {
-        if rx.recv_deadline(deadline).is_err() {
-            break;
-        }
-    }
-}
-
-/// How a shard is set up.
-pub struct ShardConfig {
-    pub index: usize,
-    /// How many shards the engine runs (uTP connection ids route by it).
-    pub shards: usize,
-    pub listener: Option<OwnedFd>,
-    /// The shard's UDP socket on the listen port (uTP); `None`: an ephemeral one.
-    pub udp: Option<OwnedFd>,
-    /// Carriers of outgoing connections.
-    pub transports: TransportMode,
-    pub recv_buffers: u16,
-    pub recv_buffer_len: usize,
-    pub force_portable: bool,
-    /// Source address of outgoing connections (the listen address unless it is unspecified).
-    pub bind_ip: Option<std::net::IpAddr>,
-    pub alerts: AlertSink,
-    pub disk: Arc<uring_disk::DiskPipeline>,
-    /// The engine's global rate limits, shared by every shard and torrent.
-    pub global_limits: Arc<crate::ratelimit::RateLimits>,
-    /// Regular upload slots per torrent (the choker's).
-    pub upload_slots: usize,
-    pub zero_copy_uploads: crate::api::ZeroCopyUploads,
-    /// MSE/PE policy of every connection.
-    pub encryption: crate::mse::EncryptionPolicy,
-}
-
-/// The engine's handle to a running shard.
-pub struct ShardHandle {
-    pub tx: Sender<Command>,
-    pub thread: Option<JoinHandle<()>>,
-    /// The ring driver the shard runs on.
-    pub backend: crate::api::Backend,
-}
-
-/// What a shard thread reports once its ring is set up (or could not be).
-type Ready = std::io::Result<crate::api::Backend>;
-
-/// Starts a shard thread; returns once its ring is set up, or the error that stopped it.
-pub fn spawn(cfg: ShardConfig) -> std::io::Result<ShardHandle> {
-    let index = cfg.index;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Ready>(1);
-    let thread = std::thread::Builder::new()
-        .name(format!("rt-shard-{index}"))
-        .spawn(move || run(cfg, rx, ready_tx))?;
-    let ready = ready_rx
-        .recv()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the shard thread ended during setup")));
-    match ready {
-        Ok(backend) => Ok(ShardHandle {
-            tx,
-            thread: Some(thread),
-            backend,
-        }),
-        Err(e) => {
-            let _ = thread.join();
-            Err(std::io::Error::new(
-                e.kind(),
-                format!("shard {index}: no ring: {e}"),
-            ))
-        }
-    }
-}
 
 fn make_backend(cfg: &ShardConfig) -> std::io::Result<(Box<dyn Backend>, crate::api::Backend)> {
     use crate::api::Backend as Kind;
@@ -185,7 +79,13 @@ fn make_backend(cfg: &ShardConfig) -> std::io::Result<(Box<dyn Backend>, crate::
     Ok((Box::new(portable), Kind::Epoll))
 }
 
-fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::SyncSender<Ready>) {
+fn run(
+    mut cfg: ShardConfig,
+    rx: Receiver<Command>,
+    ready: std::sync::mpsc::SyncSender<Ready>,
+    eventfd: Option<(OwnedFd, Arc<Waker>)>,
+    counters: Arc<ShardCounters>,
+) {
     let mut backend = match make_backend(&cfg) {
         Ok((b, kind)) => {
             let _ = ready.send(Ok(kind));
@@ -202,24 +102,21 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
             tracing::error!("shard {}: listen failed: {e}", cfg.index);
         }
     }
-    let waker = match uring::new_eventfd().and_then(|fd| Ok((fd.try_clone()?, fd))) {
-        Ok((a, b)) => match backend.set_waker(a) {
-            Ok(()) => Some(Arc::new(Waker(std::fs::File::from(b)))),
-            Err(e) => {
-                tracing::warn!(
-                    "shard {}: no eventfd wake-ups ({e}); uploads run on the tick",
-                    cfg.index
-                );
-                None
-            }
-        },
+    let waker = eventfd.and_then(|(fd, waker)| match backend.set_waker(fd) {
+        Ok(()) => Some(waker),
         Err(e) => {
             tracing::warn!(
-                "shard {}: no eventfd ({e}); uploads run on the tick",
+                "shard {}: no eventfd wake-ups ({e}); it wakes every {TICK:?}",
                 cfg.index
             );
             None
         }
+    });
+    // Without wake-ups from other threads, commands and disk replies wait for the tick.
+    let idle_wait = if waker.is_some() {
+        idle::IDLE_WAIT
+    } else {
+        TICK
     };
     let udp = match cfg.udp.take() {
         Some(fd) => Ok(fd),
@@ -246,10 +143,11 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
         disk: cfg.disk.clone(),
         global_limits: cfg.global_limits.clone(),
         upload_slots: cfg.upload_slots,
-        index: cfg.index,
         next_key: (cfg.index as u64) << 48,
         ops: Vec::new(),
         last_slow: Instant::now(),
+        since_slow: false,
+        next: NextWake::default(),
         shutting_down: None,
         up: Uploader::new(
             cfg.disk.clone(),
@@ -268,9 +166,7 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
         ),
     };
     loop {
-        for cmd in rx.try_iter() {
-            shard.command(cmd, Instant::now());
-        }
+        shard.commands(&rx);
         if let Some(since) = shard.shutting_down {
             if shard.live == 0 || since.elapsed() > Duration::from_secs(3) {
                 break;
@@ -286,17 +182,27 @@ fn run(mut cfg: ShardConfig, rx: Receiver<Command>, ready: std::sync::mpsc::Sync
         }
         shard.utp.transmit(now);
         backend.send_datagrams(&mut shard.utp.out);
+        if let Some(at) = shard.utp.next_timeout() {
+            shard.next.at(at);
+        }
         // Completions the uTP carrier owes are delivered right after the backend's.
         let timeout = if shard.utp.has_owed() {
             Duration::ZERO
         } else {
-            TICK
+            shard.next.timeout(now, TICK, idle_wait)
         };
         let res = backend.wait(timeout, &mut |c| shard.completion(c, now));
+        counters.count(shard.next.is_busy());
+        // What the next wait must respect is worked out afresh from here on.
+        shard.next = NextWake::default();
         if let Err(e) = res {
             tracing::error!("shard {}: ring failure: {e}", cfg.index);
             break;
         }
+        // A command that woke the wait is applied before the pass's peer work: a pause's
+        // `RemoveTorrent` closes its connections as removed, not as stopped by the poll that
+        // sees the torrent's `stopped` flag first.
+        shard.commands(&rx);
         let now = Instant::now();
         for owed in shard.utp.take_owed() {
             owed.complete(&mut |c| shard.completion(c, now));
@@ -321,10 +227,15 @@ struct Shard {
     disk: Arc<uring_disk::DiskPipeline>,
     global_limits: Arc<crate::ratelimit::RateLimits>,
     upload_slots: usize,
-    index: usize,
     next_key: u64,
     ops: Vec<Op>,
     last_slow: Instant,
+    /// Something happened since the last slow pass (a completion): one is owed within
+    /// [`SLOW_TICK`].
+    since_slow: bool,
+    /// When the loop must wake up next: cleared after each wait, filled by the commands
+    /// applied and by [`Shard::after_batch`].
+    next: NextWake,
     shutting_down: Option<Instant>,
     /// Everything that serves the peers' requests.
     up: Uploader,
@@ -341,6 +252,15 @@ struct Shard {
 }
 
 impl Shard {
+    /// Applies the commands queued so far.
+    fn commands(&mut self, rx: &Receiver<Command>) {
+        for cmd in rx.try_iter() {
+            self.command(cmd, Instant::now());
+            // What a command started (a dial, a close) is looked after at the short tick.
+            self.next.busy();
+        }
+    }
+
     fn command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::AddTorrent(t) => {
@@ -461,6 +381,9 @@ impl Shard {
     }
 
     fn completion(&mut self, c: Completion<'_>, now: Instant) {
+        if !matches!(c, Completion::Wake) {
+            self.since_slow = true;
+        }
         match c {
             Completion::Accepted { fd, peer } => {
                 if self.live >= MAX_CONNS_PER_SHARD || self.shutting_down.is_some() {
@@ -580,6 +503,7 @@ impl Shard {
         let slow = now.duration_since(self.last_slow) >= SLOW_TICK;
         if slow {
             self.last_slow = now;
+            self.since_slow = false;
         }
         let (up, mut net) = self.uploader();
         up.drain_replies(&mut net);
@@ -601,6 +525,7 @@ impl Shard {
             }
             let learned = conn.take_learned();
             conn.flush(&mut self.ops);
+            conn.next_wake(&mut self.next);
             if let Some((torrent, peers)) = learned {
                 let first = (
                     self.encryption.dials_encrypted(),
@@ -614,7 +539,22 @@ impl Shard {
         if slow {
             self.redial_due(now);
         }
-        let _ = self.index;
+        self.plan_wake();
+    }
+
+    /// What the next wait must not sleep past, beyond what the connections asked for (see
+    /// [`idle`]). Slow-tick work is due no sooner than one [`SLOW_TICK`] after the last.
+    fn plan_wake(&mut self) {
+        let next_slow = self.last_slow + SLOW_TICK;
+        if self.since_slow {
+            self.next.at(next_slow);
+        }
+        if let Some(at) = self.redials.iter().map(|(at, _)| *at).min() {
+            self.next.at(at.max(next_slow));
+        }
+        if self.shutting_down.is_some() || self.up.is_busy() {
+            self.next.busy();
+        }
     }
 
     fn flush_one(&mut self, token: Token) {

@@ -419,6 +419,21 @@ impl UtpConns {
         self.mark(key);
     }
 
+    /// The earliest timer of any stream (retransmit, connect, idle) or end of a linger: when
+    /// [`UtpConns::on_timers`] has work next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.streams
+            .values()
+            .filter_map(|e| {
+                let linger = e.closed_at.map(|at| at + MAX_LINGER);
+                match (e.stream.poll_timeout(), linger) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            })
+            .min()
+    }
+
     /// Runs the streams' timers that are due, and drops streams that lingered too long after
     /// their connection closed.
     pub fn on_timers(&mut self, now: Instant) {

@@ -4,7 +4,8 @@
 //! once (the slots are per torrent). Each torrent therefore has one [`ChokeBoard`]: a small
 //! table of the latest [`PeerRates`] per peer and the sans-IO [`Choker`], behind one mutex.
 //!
-//! - Every peer session reports its rates on its slow poll (every 50 ms) and reads back, in the
+//! - Every peer session reports its rates on its slow poll (every 50 ms while its shard
+//!   transfers, at most 250 ms apart on an idle one) and reads back, in the
 //!   same call, whether it should be unchoked; it then sends CHOKE/UNCHOKE itself. Only the
 //!   owning shard ever writes to its socket.
 //! - Whichever report finds the choker due runs [`Choker::tick`] over the whole table: once a

@@ -137,6 +137,11 @@ impl Uploader {
         self.pieces.forget_torrent(torrent);
     }
 
+    /// Upload reads are in flight (on the ring or the disk pipeline): keep the short tick.
+    pub fn is_busy(&self) -> bool {
+        !self.reads_inflight.is_empty() || !self.local_reads.is_empty() || !self.reads_rx.is_empty()
+    }
+
     /// Hands out the disk pipeline reads that came back since the last call.
     pub fn drain_replies(&mut self, net: &mut Links<'_>) {
         while let Ok(done) = self.reads_rx.try_recv() {
