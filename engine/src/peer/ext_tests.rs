@@ -30,3 +30,29 @@ fn an_over_limit_extension_handshake_drops_the_peer_a_misshapen_one_does_not() {
         ))
     ));
 }
+
+#[test]
+fn pex_flags_the_peers_known_to_be_seeds() {
+    use crate::pex::PexFlags;
+    use crate::PeerId;
+    let tt = test_torrent(false);
+    let t = &tt.t;
+    let (a, b) = (PeerId([1; 20]), PeerId([2; 20]));
+    let (addr_a, addr_b) = (
+        "127.0.0.2:6881".parse().unwrap(),
+        "127.0.0.3:6881".parse().unwrap(),
+    );
+    assert!(t.register_peer(a, Some(addr_a)));
+    assert!(t.register_peer(b, None));
+    t.set_peer_listen_addr(&b, addr_b);
+    t.set_peer_seed(&a);
+    let mut peers = t.pex_peers_flagged();
+    peers.sort_by_key(|p| p.addr);
+    assert_eq!(peers.len(), 2);
+    assert_eq!((peers[0].addr, peers[0].flags.is_seed()), (addr_a, true));
+    assert_eq!((peers[1].addr, peers[1].flags.is_seed()), (addr_b, false));
+    assert_eq!(peers[1].flags, PexFlags(0));
+    let mut addrs = t.pex_peers();
+    addrs.sort();
+    assert_eq!(addrs, vec![addr_a, addr_b]);
+}
