@@ -211,30 +211,14 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             failures: Vec::new(),
         })
         .collect();
-    for round in 0..args.warmup + args.common.runs {
-        let measured = round.checked_sub(args.warmup);
-        let mut order: Vec<usize> = (0..clients.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+    for round in rounds(args.warmup, args.common.runs, clients.len()) {
+        let (measured, label) = (round.measured, &round.label);
+        for &i in &round.order {
             let client = clients[i];
             for s in seeders.iter_mut() {
                 s.check_alive()?;
             }
-            let label = match measured {
-                Some(run) => format!("run {}", run + 1),
-                None => format!("warm-up {}", round + 1),
-            };
-            let out = one_download(
-                args,
-                client,
-                &label,
-                &mut seeders,
-                &torrent,
-                &run_dir,
-                &spec,
-            );
+            let out = one_download(args, client, label, &mut seeders, &torrent, &run_dir, &spec);
             let Some(run) = measured else {
                 if let Err(e) = out {
                     eprintln!("  {} {label}: FAILED: {e:#}", client.name());
@@ -282,6 +266,38 @@ pub fn run(args: &SwarmArgs) -> Result<()> {
             .with_context(|| format!("writing {path:?}"))?;
     }
     Ok(())
+}
+
+/// One round of a benchmark: every client once.
+pub struct Round {
+    /// The measured run's index, `None` for a warm-up round.
+    pub measured: Option<u32>,
+    /// "run 2", "warm-up 1".
+    pub label: String,
+    /// The order of the clients.
+    pub order: Vec<usize>,
+}
+
+/// The rounds of a benchmark: `warmup` uncounted ones, then `runs` measured ones, of `n`
+/// clients; the order is reversed every other round (A B, B A), so that no client always
+/// follows the same one.
+pub fn rounds(warmup: u32, runs: u32, n: usize) -> impl Iterator<Item = Round> {
+    (0..warmup + runs).map(move |round| {
+        let mut order: Vec<usize> = (0..n).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let measured = round.checked_sub(warmup);
+        let label = match measured {
+            Some(run) => format!("run {}", run + 1),
+            None => format!("warm-up {}", round + 1),
+        };
+        Round {
+            measured,
+            label,
+            order,
+        }
+    })
 }
 
 fn check_args(args: &SwarmArgs) -> Result<()> {

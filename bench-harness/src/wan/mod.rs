@@ -140,26 +140,18 @@ pub fn run(args: &SwarmArgs, wan: WanProfile) -> Result<()> {
             failures: Vec::new(),
         })
         .collect();
-    for round in 0..args.warmup + args.common.runs {
-        let measured = round.checked_sub(args.warmup);
-        let mut order: Vec<usize> = (0..clients.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+    for round in swarm::rounds(args.warmup, args.common.runs, clients.len()) {
+        let (measured, label) = (round.measured, &round.label);
+        for &i in &round.order {
             for s in paths.seeders.iter_mut() {
                 s.check_alive()?;
             }
-            let label = match measured {
-                Some(run) => format!("run {}", run + 1),
-                None => format!("warm-up {}", round + 1),
-            };
             // Re-announced before each download: opentracker forgets peers after a while.
             paths.announce(&tracker, &meta.info_hash)?;
             let ctx = Download {
                 args,
                 client: clients[i],
-                label: &label,
+                label,
                 torrent: &torrent,
                 run_dir: &run_dir,
                 spec: &spec,
