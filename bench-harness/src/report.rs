@@ -60,11 +60,12 @@ impl SwarmSample {
     }
 }
 
-/// One client's runs: successful samples and why the others failed.
+/// One client's runs: successful samples and why the others failed (`swarm`'s samples, or
+/// `swarm --wan`'s).
 #[derive(Debug, Clone, Serialize)]
-pub struct ClientRuns {
+pub struct ClientRuns<S = SwarmSample> {
     pub client: String,
-    pub samples: Vec<SwarmSample>,
+    pub samples: Vec<S>,
     pub failures: Vec<String>,
 }
 

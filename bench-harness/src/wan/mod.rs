@@ -32,6 +32,7 @@ use rt_testkit::tracker::Opentracker;
 use serde::Serialize;
 
 use crate::measure::{run_measured, Sample};
+use crate::report::ClientRuns;
 use crate::seeders;
 use crate::size::format_size;
 use crate::swarm::{self, SwarmArgs};
@@ -67,13 +68,8 @@ pub struct WanSample {
     pub series: Vec<Point>,
 }
 
-/// One client's runs.
-#[derive(Debug, Clone, Serialize)]
-pub struct WanRuns {
-    pub client: String,
-    pub samples: Vec<WanSample>,
-    pub failures: Vec<String>,
-}
+/// One client's runs through the shaped swarm.
+pub type WanRuns = crate::report::ClientRuns<WanSample>;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -134,7 +130,7 @@ pub fn run(args: &SwarmArgs, wan: WanProfile) -> Result<()> {
 
     let mut results: Vec<WanRuns> = clients
         .iter()
-        .map(|c| WanRuns {
+        .map(|c| ClientRuns {
             client: c.name().into(),
             samples: Vec::new(),
             failures: Vec::new(),
